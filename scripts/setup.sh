@@ -1,0 +1,25 @@
+#!/bin/sh
+# Installs every Debian package the build, the tests and the demo need.
+# Idempotent: packages already present are left alone.
+set -eu
+
+PKGS="build-essential cmake pkg-config iproute2 socat python3 \
+      liblz4-dev libcmocka-dev qemu-system-x86 procps psmisc"
+
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
+        || missing="$missing $p"
+done
+
+if [ -n "$missing" ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "setup: need root to install:$missing" >&2
+        exit 1
+    fi
+    echo "setup: installing:$missing"
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing
+else
+    echo "setup: all packages present"
+fi

@@ -1,0 +1,137 @@
+/*
+ * main.c - the ftvm command: parse flags, open backends, build the VM,
+ * serve the monitor, run until the guest exits or `quit`.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vmm/cli/options.h"
+#include "vmm/vmm.h"
+
+#define FTVM_VERSION "0.1.0"
+
+/* SIGINT/SIGTERM/SIGHUP end the VM cleanly, like `quit`. */
+static void *signal_thread(void *arg)
+{
+	struct vm *vm = arg;
+	sigset_t set;
+	int sig;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	if (sigwait(&set, &sig) == 0) {
+		fprintf(stderr, "ftvm: %s received, stopping the VM\n", strsignal(sig));
+		vm__request_quit(vm, 128 + sig);
+	}
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	struct ftvm_options o;
+	char err[VMM_ERR_LEN] = "";
+	struct disk disk = { 0 };
+	struct net net = { 0 };
+	struct vm *vm = NULL;
+	struct monitor *mon = NULL;
+	int serial_fd = STDOUT_FILENO, code = 1, ret;
+	sigset_t set;
+
+	if (options__parse(&o, argc, argv, err, sizeof(err)) < 0) {
+		fprintf(stderr, "ftvm: %s\n", err);
+		return 2;
+	}
+	if (o.help) {
+		options__usage(stdout);
+		return 0;
+	}
+	if (o.version) {
+		printf("ftvm %s\n", FTVM_VERSION);
+		return 0;
+	}
+
+	/* Only the signal thread takes these; every thread inherits the mask. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (strncmp(o.serial, "file:", 5) == 0) {
+		serial_fd = open(o.serial + 5, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (serial_fd < 0) {
+			fprintf(stderr, "ftvm: --serial: cannot open %s: %s\n", o.serial + 5,
+				strerror(errno));
+			return 1;
+		}
+	}
+	if (o.drive_file && disk_raw__open(&disk, o.drive_file, false, err) < 0)
+		goto out;
+	if (o.tap_ifname && net_tap__open(&net, o.tap_ifname, err) < 0)
+		goto out;
+
+	struct vm_config cfg = {
+		.name = o.name,
+		.mem_size = o.mem_size,
+		.nr_vcpus = o.smp,
+		.kernel = o.kernel,
+		.cmdline = o.append,
+		.disk = o.drive_file ? &disk : NULL,
+		.drive_mode = o.drive_mode,
+		.net = o.tap_ifname ? &net : NULL,
+		.serial_fd = serial_fd,
+	};
+	memcpy(cfg.mac, o.mac, 6);
+	if (o.restore)
+		ret = vm__create_from_snapshot(&cfg, o.restore, &vm, err);
+	else
+		ret = vm__create(&cfg, &vm, err);
+	if (ret < 0) {
+		if (o.restore) {
+			char msg[VMM_ERR_LEN + 64];
+			snprintf(msg, sizeof(msg), "--restore %s: %s", o.restore, err);
+			snprintf(err, sizeof(err), "%s", msg);
+		}
+		goto out;
+	}
+	if (o.monitor) {
+		if (monitor__create(vm, o.monitor, &mon, err) < 0 || monitor__start(mon) < 0)
+			goto out;
+	}
+	pthread_t sig_tid;
+	pthread_create(&sig_tid, NULL, signal_thread, vm);
+	pthread_detach(sig_tid);
+
+	if (o.incoming) {
+		/* The secondary waits paused for its primary (ft issue); `cont`
+		 * or `quit` on the monitor ends the wait. */
+		fprintf(stderr, "ftvm: waiting for an incoming VM on %s:%u (paused)\n",
+			o.incoming_host, o.incoming_port);
+	} else if (vm__start(vm) < 0) {
+		snprintf(err, sizeof(err), "cannot start vCPU threads");
+		goto out;
+	}
+	code = vm__wait(vm);
+	err[0] = '\0';
+out:
+	if (err[0])
+		fprintf(stderr, "ftvm: %s\n", err);
+	monitor__destroy(mon);
+	vm__destroy(vm);
+	if (net.be)
+		net_tap__close(&net);
+	if (disk.be)
+		disk_raw__close(&disk);
+	if (serial_fd != STDOUT_FILENO)
+		close(serial_fd);
+	return code;
+}

@@ -1,0 +1,41 @@
+/* options.h - the ftvm command line, parsed (vmm/cli/). */
+#ifndef FTVM_CLI_OPTIONS_H
+#define FTVM_CLI_OPTIONS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vmm/vmm.h"
+
+struct ftvm_options {
+	uint64_t mem_size;
+	unsigned smp;
+	const char *kernel;
+	const char *append;
+	const char *drive_file;
+	enum vm_drive_mode drive_mode;
+	const char *tap_ifname;
+	uint8_t mac[6];
+	const char *serial;		/* "stdio" or "file:PATH" */
+	const char *monitor;		/* "unix:PATH" or "stdio" or NULL */
+	const char *name;
+	const char *restore;
+	const char *incoming;		/* "tcp:ADDR:PORT" */
+	char incoming_host[256];
+	uint16_t incoming_port;
+	bool help, version;
+	/* storage for option values split out of --drive / --netdev */
+	char drive_buf[4096], netdev_buf[256];
+};
+
+/*
+ * Parses argv into opts. Returns 0, or -EINVAL with err naming the flag
+ * and what is wrong with it. Checks form only; files are opened later.
+ */
+int options__parse(struct ftvm_options *opts, int argc, char **argv, char *err, size_t errlen);
+/* "256M", "1G", "1024" (MiB, as in QEMU), "2048k". */
+int options__parse_size(const char *s, uint64_t *out);
+int options__parse_mac(const char *s, uint8_t mac[6]);
+void options__usage(FILE *f);
+
+#endif

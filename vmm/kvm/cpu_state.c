@@ -1,0 +1,200 @@
+/*
+ * cpu_state.c - one vCPU's complete architectural state, captured and
+ * restored through KVM: registers, segment/control registers, FPU/SSE/AVX
+ * (XSAVE), XCRs, MSRs (TSC included), the local APIC, pending events,
+ * MP state and debug registers. Saved through a vmstate table, so the
+ * format is versioned like every device's.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "vmm/state/state.h"
+#include "vmm/vm_internal.h"
+
+#define CPU_XSAVE_SIZE 4096
+#define CPU_MAX_MSRS 32
+
+/*
+ * The MSRs a guest's execution depends on. Only those KVM reports in
+ * KVM_GET_MSR_INDEX_LIST are saved (the list differs between hosts).
+ * MSR_IA32_TSC is restored last so it is not disturbed by the others.
+ */
+static const uint32_t cpu_msr_candidates[] = {
+	0x00000174, 0x00000175, 0x00000176,	/* SYSENTER_CS/ESP/EIP */
+	0xc0000081, 0xc0000082, 0xc0000083,	/* STAR, LSTAR, CSTAR */
+	0xc0000084, 0xc0000102, 0xc0000103,	/* SFMASK, KERNEL_GS_BASE, TSC_AUX */
+	0x00000277, 0x000001a0, 0x000002ff,	/* PAT, MISC_ENABLE, MTRR_DEF_TYPE */
+	0x0000003b,				/* TSC_ADJUST */
+	0x4b564d00, 0x4b564d01, 0x4b564d02,	/* kvmclock wall/system, async PF */
+	0x4b564d03, 0x4b564d04,			/* steal time, PV EOI */
+	0x00000010,				/* TSC: keep last */
+};
+
+struct cpu_state {
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	uint8_t xsave[CPU_XSAVE_SIZE];
+	struct kvm_xcrs xcrs;
+	uint32_t nr_msrs;
+	uint32_t msr_index[CPU_MAX_MSRS];
+	uint64_t msr_data[CPU_MAX_MSRS];
+	struct kvm_lapic_state lapic;
+	struct kvm_vcpu_events events;
+	struct kvm_mp_state mp_state;
+	struct kvm_debugregs debugregs;
+};
+
+static const struct vmstate_field cpu_state_fields[] = {
+	VMSTATE_FIELD(struct cpu_state, regs),
+	VMSTATE_FIELD(struct cpu_state, sregs),
+	VMSTATE_FIELD(struct cpu_state, xsave),
+	VMSTATE_FIELD(struct cpu_state, xcrs),
+	VMSTATE_FIELD(struct cpu_state, nr_msrs),
+	VMSTATE_FIELD(struct cpu_state, msr_index),
+	VMSTATE_FIELD(struct cpu_state, msr_data),
+	VMSTATE_FIELD(struct cpu_state, lapic),
+	VMSTATE_FIELD(struct cpu_state, events),
+	VMSTATE_FIELD(struct cpu_state, mp_state),
+	VMSTATE_FIELD(struct cpu_state, debugregs),
+};
+static const struct vmstate_desc cpu_state_desc =
+	VMSTATE_DESC("cpu", struct cpu_state, 1, 1, cpu_state_fields);
+
+/* The candidates this host's KVM knows, in candidate order. */
+static unsigned cpu__msr_list(struct vcpu *c, uint32_t *out)
+{
+	struct kvm_msr_list probe = { .nmsrs = 0 }, *list;
+	unsigned n = 0;
+
+	ioctl(c->vm->kvm_fd, KVM_GET_MSR_INDEX_LIST, &probe);	/* E2BIG, fills nmsrs */
+	list = calloc(1, sizeof(*list) + (probe.nmsrs + 1) * sizeof(uint32_t));
+	if (!list)
+		return 0;
+	list->nmsrs = probe.nmsrs;
+	if (ioctl(c->vm->kvm_fd, KVM_GET_MSR_INDEX_LIST, list) == 0) {
+		for (size_t i = 0; i < sizeof(cpu_msr_candidates) / sizeof(uint32_t); i++)
+			for (uint32_t j = 0; j < list->nmsrs; j++)
+				if (list->indices[j] == cpu_msr_candidates[i] && n < CPU_MAX_MSRS) {
+					out[n++] = cpu_msr_candidates[i];
+					break;
+				}
+	}
+	free(list);
+	return n;
+}
+
+static int cpu__xsave_get(struct vcpu *c, void *buf)
+{
+	int size = ioctl(c->vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
+	if (size > CPU_XSAVE_SIZE)
+		return -EOVERFLOW;	/* AMX-sized state: not supported yet */
+	unsigned long req = size > 0 ? KVM_GET_XSAVE2 : KVM_GET_XSAVE;
+	return ioctl(c->fd, req, buf) < 0 ? -errno : 0;
+}
+
+int cpu_state__save(struct vcpu *c, struct sbuf *out, char *err)
+{
+	struct cpu_state *s = calloc(1, sizeof(*s));
+	const char *what = NULL;
+	int ret = 0;
+
+	if (!s)
+		return -ENOMEM;
+	if (ioctl(c->fd, KVM_GET_REGS, &s->regs) < 0) what = "KVM_GET_REGS";
+	else if (ioctl(c->fd, KVM_GET_SREGS, &s->sregs) < 0) what = "KVM_GET_SREGS";
+	else if ((ret = cpu__xsave_get(c, s->xsave)) < 0) what = "KVM_GET_XSAVE";
+	else if (ioctl(c->fd, KVM_GET_XCRS, &s->xcrs) < 0) what = "KVM_GET_XCRS";
+	else if (ioctl(c->fd, KVM_GET_LAPIC, &s->lapic) < 0) what = "KVM_GET_LAPIC";
+	else if (ioctl(c->fd, KVM_GET_VCPU_EVENTS, &s->events) < 0) what = "KVM_GET_VCPU_EVENTS";
+	else if (ioctl(c->fd, KVM_GET_MP_STATE, &s->mp_state) < 0) what = "KVM_GET_MP_STATE";
+	else if (ioctl(c->fd, KVM_GET_DEBUGREGS, &s->debugregs) < 0) what = "KVM_GET_DEBUGREGS";
+	if (!what) {
+		struct {
+			struct kvm_msrs hdr;
+			struct kvm_msr_entry e[CPU_MAX_MSRS];
+		} m = { 0 };
+		s->nr_msrs = cpu__msr_list(c, s->msr_index);
+		m.hdr.nmsrs = s->nr_msrs;
+		for (unsigned i = 0; i < s->nr_msrs; i++)
+			m.e[i].index = s->msr_index[i];
+		int got = ioctl(c->fd, KVM_GET_MSRS, &m);
+		if (got != (int)s->nr_msrs) {
+			what = "KVM_GET_MSRS";
+			errno = got < 0 ? errno : EIO;
+		} else {
+			for (unsigned i = 0; i < s->nr_msrs; i++)
+				s->msr_data[i] = m.e[i].data;
+		}
+	}
+	if (what) {
+		ret = ret ? ret : -errno;
+		snprintf(err, VMM_ERR_LEN, "vCPU %u: %s: %s", c->idx, what, strerror(-ret));
+	} else {
+		ret = vmstate__save(&cpu_state_desc, s, out);
+	}
+	free(s);
+	return ret;
+}
+
+int cpu_state__load(struct vcpu *c, const void *data, size_t len, char *err)
+{
+	struct cpu_state *s = calloc(1, sizeof(*s));
+	const char *what = NULL;
+	int ret;
+
+	if (!s)
+		return -ENOMEM;
+	ret = vmstate__load(&cpu_state_desc, s, data, len, err, VMM_ERR_LEN);
+	if (ret)
+		goto out;
+	if (s->nr_msrs > CPU_MAX_MSRS) {
+		snprintf(err, VMM_ERR_LEN, "vCPU %u: saved state has %u MSRs (max %d)", c->idx,
+			 s->nr_msrs, CPU_MAX_MSRS);
+		ret = -EBADMSG;
+		goto out;
+	}
+	/* Order as KVM wants it: sregs (mode) before regs, XSAVE after XCRs
+	 * are known, MSRs before the APIC, events and MP state last. */
+	if (ioctl(c->fd, KVM_SET_SREGS, &s->sregs) < 0) what = "KVM_SET_SREGS";
+	else if (ioctl(c->fd, KVM_SET_REGS, &s->regs) < 0) what = "KVM_SET_REGS";
+	else if (ioctl(c->fd, KVM_SET_XCRS, &s->xcrs) < 0) what = "KVM_SET_XCRS";
+	else if (ioctl(c->fd, KVM_SET_XSAVE, s->xsave) < 0) what = "KVM_SET_XSAVE";
+	if (!what && s->nr_msrs) {
+		struct {
+			struct kvm_msrs hdr;
+			struct kvm_msr_entry e[CPU_MAX_MSRS];
+		} m = { 0 };
+		m.hdr.nmsrs = s->nr_msrs;
+		for (unsigned i = 0; i < s->nr_msrs; i++) {
+			m.e[i].index = s->msr_index[i];
+			m.e[i].data = s->msr_data[i];
+		}
+		int put = ioctl(c->fd, KVM_SET_MSRS, &m);
+		if (put != (int)s->nr_msrs) {
+			what = "KVM_SET_MSRS";
+			if (put >= 0) {
+				errno = EINVAL;
+				snprintf(err, VMM_ERR_LEN, "vCPU %u: KVM_SET_MSRS refused MSR 0x%x",
+					 c->idx, s->msr_index[put]);
+				ret = -EINVAL;
+				goto out;
+			}
+		}
+	}
+	if (!what) {
+		if (ioctl(c->fd, KVM_SET_LAPIC, &s->lapic) < 0) what = "KVM_SET_LAPIC";
+		else if (ioctl(c->fd, KVM_SET_VCPU_EVENTS, &s->events) < 0) what = "KVM_SET_VCPU_EVENTS";
+		else if (ioctl(c->fd, KVM_SET_DEBUGREGS, &s->debugregs) < 0) what = "KVM_SET_DEBUGREGS";
+		else if (ioctl(c->fd, KVM_SET_MP_STATE, &s->mp_state) < 0) what = "KVM_SET_MP_STATE";
+	}
+	if (what) {
+		ret = -errno;
+		snprintf(err, VMM_ERR_LEN, "vCPU %u: %s: %s", c->idx, what, strerror(errno));
+	}
+out:
+	free(s);
+	return ret;
+}

@@ -1,0 +1,164 @@
+/*
+ * memory.c - guest RAM: KVM memory slots, host mappings, dirty tracking.
+ *
+ * RAM below the 32-bit MMIO hole is slot 0 at gpa 0; RAM beyond
+ * VM_LOW_MEM_END continues in slot 1 at 4 GiB. Page numbers used by the
+ * dirty-tracking API are flat across slots (slot 0 first).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+#include "vmm/vm_internal.h"
+
+static int mem__set_slot(struct guest_mem *m, int vm_fd, unsigned i)
+{
+	struct mem_slot *s = &m->slots[i];
+	struct kvm_userspace_memory_region r = {
+		.slot = i,
+		.flags = m->dirty_log ? KVM_MEM_LOG_DIRTY_PAGES : 0,
+		.guest_phys_addr = s->gpa,
+		.memory_size = s->size,
+		.userspace_addr = (uintptr_t)s->host,
+	};
+	if (ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0)
+		return -errno;
+	return 0;
+}
+
+int mem__init(struct guest_mem *m, int vm_fd, uint64_t size, char *err)
+{
+	uint64_t low = size < VM_LOW_MEM_END ? size : VM_LOW_MEM_END;
+	int ret;
+
+	memset(m, 0, sizeof(*m));
+	m->slots[0] = (struct mem_slot){ .gpa = 0, .size = low };
+	m->nr_slots = 1;
+	if (size > low) {
+		m->slots[1] = (struct mem_slot){ .gpa = VM_HIGH_MEM_BASE, .size = size - low,
+						 .first_page = low / VMM_PAGE_SIZE };
+		m->nr_slots = 2;
+	}
+	m->nr_pages = size / VMM_PAGE_SIZE;
+	for (unsigned i = 0; i < m->nr_slots; i++) {
+		struct mem_slot *s = &m->slots[i];
+		s->host = mmap(NULL, s->size, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (s->host == MAP_FAILED) {
+			ret = -errno;
+			s->host = NULL;
+			snprintf(err, VMM_ERR_LEN, "cannot allocate %llu MiB of guest memory: %s",
+				 (unsigned long long)(s->size >> 20), strerror(-ret));
+			mem__free(m);
+			return ret;
+		}
+		madvise(s->host, s->size, MADV_MERGEABLE);
+		ret = mem__set_slot(m, vm_fd, i);
+		if (ret) {
+			snprintf(err, VMM_ERR_LEN, "KVM_SET_USER_MEMORY_REGION: %s", strerror(-ret));
+			mem__free(m);
+			return ret;
+		}
+	}
+	m->vmm_dirty = calloc((m->nr_pages + 63) / 64, sizeof(uint64_t));
+	if (!m->vmm_dirty) {
+		mem__free(m);
+		snprintf(err, VMM_ERR_LEN, "out of memory for the dirty bitmap");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void mem__free(struct guest_mem *m)
+{
+	for (unsigned i = 0; i < m->nr_slots; i++)
+		if (m->slots[i].host)
+			munmap(m->slots[i].host, m->slots[i].size);
+	free((void *)m->vmm_dirty);
+	memset(m, 0, sizeof(*m));
+}
+
+static struct mem_slot *mem__slot_of(struct guest_mem *m, uint64_t gpa, size_t len)
+{
+	for (unsigned i = 0; i < m->nr_slots; i++) {
+		struct mem_slot *s = &m->slots[i];
+		if (gpa >= s->gpa && len <= s->size && gpa - s->gpa <= s->size - len)
+			return s;
+	}
+	return NULL;
+}
+
+void *mem__ptr(struct guest_mem *m, uint64_t gpa, size_t len)
+{
+	struct mem_slot *s = mem__slot_of(m, gpa, len);
+	return s ? s->host + (gpa - s->gpa) : NULL;
+}
+
+void mem__mark_dirty(struct guest_mem *m, uint64_t gpa, size_t len)
+{
+	struct mem_slot *s = mem__slot_of(m, gpa, len ? len : 1);
+	if (!s || !len)
+		return;
+	uint64_t first = s->first_page + (gpa - s->gpa) / VMM_PAGE_SIZE;
+	uint64_t last = s->first_page + (gpa - s->gpa + len - 1) / VMM_PAGE_SIZE;
+	for (uint64_t p = first; p <= last; p++)
+		atomic_fetch_or_explicit(&m->vmm_dirty[p / 64], 1ull << (p % 64),
+					 memory_order_relaxed);
+}
+
+int mem__set_dirty_log(struct guest_mem *m, int vm_fd, bool on)
+{
+	if (m->dirty_log == on)
+		return 0;
+	m->dirty_log = on;
+	for (unsigned i = 0; i < m->nr_slots; i++) {
+		int ret = mem__set_slot(m, vm_fd, i);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/*
+ * KVM_GET_DIRTY_LOG returns the slot's bitmap and re-protects the pages, so
+ * every call starts a new round. The VMM's own bitmap is swapped out
+ * word by word with atomic exchanges for the same effect.
+ */
+int mem__collect_dirty(struct guest_mem *m, int vm_fd, uint64_t *bitmap)
+{
+	if (!m->dirty_log)
+		return -EINVAL;
+	for (unsigned i = 0; i < m->nr_slots; i++) {
+		struct mem_slot *s = &m->slots[i];
+		uint64_t pages = s->size / VMM_PAGE_SIZE;
+		uint64_t words = (pages + 63) / 64;
+		uint64_t *tmp = calloc(words, sizeof(uint64_t));
+		if (!tmp)
+			return -ENOMEM;
+		struct kvm_dirty_log log = { .slot = i, .dirty_bitmap = tmp };
+		if (ioctl(vm_fd, KVM_GET_DIRTY_LOG, &log) < 0) {
+			int ret = -errno;
+			free(tmp);
+			return ret;
+		}
+		/* Slot 0 starts at page 0; slot 1 at a page index multiple of 64
+		 * only if low memory is; handle the general case bit by bit. */
+		if (s->first_page % 64 == 0) {
+			for (uint64_t w = 0; w < words; w++)
+				bitmap[s->first_page / 64 + w] |= tmp[w];
+		} else {
+			for (uint64_t p = 0; p < pages; p++)
+				if (tmp[p / 64] & (1ull << (p % 64))) {
+					uint64_t q = s->first_page + p;
+					bitmap[q / 64] |= 1ull << (q % 64);
+				}
+		}
+		free(tmp);
+	}
+	for (uint64_t w = 0; w < (m->nr_pages + 63) / 64; w++)
+		bitmap[w] |= atomic_exchange_explicit(&m->vmm_dirty[w], 0, memory_order_relaxed);
+	return 0;
+}

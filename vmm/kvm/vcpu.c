@@ -1,0 +1,322 @@
+/*
+ * vcpu.c - vCPU creation, CPUID, the PVH entry state and the run loop.
+ *
+ * One thread per vCPU runs `while (!quit) { KVM_RUN; dispatch exit; }`.
+ * Pausing: vm__pause() sets pause_req and sends SIGUSR1 to every vCPU
+ * thread (unblocked only inside KVM_RUN, see below). A vCPU notices at the
+ * top of its loop and parks in vm__park_if_requested(), which first enters
+ * KVM_RUN once more with immediate_exit set: that completes a pending
+ * KVM_EXIT_IO/MMIO (the instruction pointer moves past the I/O
+ * instruction) so the state captured while parked is consistent. This is
+ * the pitfall Kemari met: never capture state from an incomplete exit.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "vmm/vm_internal.h"
+
+#define CPUID_MAX_ENTRIES 256
+
+int vcpu__create(struct vm *vm, unsigned idx, char *err)
+{
+	struct vcpu *c = &vm->vcpus[idx];
+	int size;
+
+	c->vm = vm;
+	c->idx = idx;
+	c->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, idx);
+	if (c->fd < 0) {
+		snprintf(err, VMM_ERR_LEN, "KVM_CREATE_VCPU %u: %s", idx, strerror(errno));
+		return -errno;
+	}
+	size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (size < (int)sizeof(struct kvm_run)) {
+		snprintf(err, VMM_ERR_LEN, "KVM_GET_VCPU_MMAP_SIZE failed");
+		return -EIO;
+	}
+	c->run_size = size;
+	c->run = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, c->fd, 0);
+	if (c->run == MAP_FAILED) {
+		c->run = NULL;
+		snprintf(err, VMM_ERR_LEN, "mmap kvm_run: %s", strerror(errno));
+		return -errno;
+	}
+	return vcpu__setup_cpuid(c, err);
+}
+
+void vcpu__destroy(struct vcpu *c)
+{
+	if (c->run)
+		munmap(c->run, c->run_size);
+	if (c->fd > 0)
+		close(c->fd);
+	c->run = NULL;
+	c->fd = -1;
+}
+
+/*
+ * Supported CPUID, with this vCPU's APIC ID filled in and the hypervisor
+ * timing leaf 0x40000010 (EAX = TSC kHz) that the guest uses for its clock.
+ */
+int vcpu__setup_cpuid(struct vcpu *c, char *err)
+{
+	struct vm *vm = c->vm;
+	struct kvm_cpuid2 *cpuid;
+	bool have_timing = false;
+	int ret = 0;
+
+	cpuid = calloc(1, sizeof(*cpuid) + CPUID_MAX_ENTRIES * sizeof(struct kvm_cpuid_entry2));
+	if (!cpuid)
+		return -ENOMEM;
+	cpuid->nent = CPUID_MAX_ENTRIES;
+	if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, cpuid) < 0) {
+		ret = -errno;
+		snprintf(err, VMM_ERR_LEN, "KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
+		goto out;
+	}
+	for (unsigned i = 0; i < cpuid->nent; i++) {
+		struct kvm_cpuid_entry2 *e = &cpuid->entries[i];
+		switch (e->function) {
+		case 1:
+			e->ebx = (e->ebx & 0x0000ffffu) | (c->idx << 24) |
+				 ((vm->nr_vcpus & 0xff) << 16);
+			break;
+		case 0xb:
+		case 0x1f:
+			e->edx = c->idx;
+			break;
+		case 0x40000000:
+			if (e->eax < 0x40000010)
+				e->eax = 0x40000010;
+			break;
+		case 0x40000010:
+			e->eax = vm->tsc_khz;
+			have_timing = true;
+			break;
+		}
+	}
+	if (!have_timing && cpuid->nent < CPUID_MAX_ENTRIES) {
+		cpuid->entries[cpuid->nent++] = (struct kvm_cpuid_entry2){
+			.function = 0x40000010, .eax = vm->tsc_khz,
+		};
+	}
+	if (ioctl(c->fd, KVM_SET_CPUID2, cpuid) < 0) {
+		ret = -errno;
+		snprintf(err, VMM_ERR_LEN, "KVM_SET_CPUID2: %s", strerror(errno));
+	}
+out:
+	free(cpuid);
+	return ret;
+}
+
+static void seg_flat(struct kvm_segment *s, uint16_t sel, uint8_t type, bool code)
+{
+	*s = (struct kvm_segment){
+		.base = 0, .limit = 0xffffffff, .selector = sel, .type = type,
+		.present = 1, .dpl = 0, .db = 1, .s = 1, .l = 0, .g = 1,
+	};
+	(void)code;
+}
+
+/* The PVH entry state: 32-bit protected mode, paging off, flat segments. */
+int vcpu__set_pvh_entry(struct vcpu *c, uint32_t entry, uint32_t start_info)
+{
+	struct kvm_sregs sregs;
+	struct kvm_regs regs;
+
+	if (ioctl(c->fd, KVM_GET_SREGS, &sregs) < 0)
+		return -errno;
+	seg_flat(&sregs.cs, 0x10, 0xb, true);
+	seg_flat(&sregs.ds, 0x18, 0x3, false);
+	sregs.es = sregs.fs = sregs.gs = sregs.ss = sregs.ds;
+	sregs.tr = (struct kvm_segment){
+		.base = 0, .limit = 0x67, .selector = 0x20, .type = 0xb, .present = 1,
+	};
+	sregs.ldt = (struct kvm_segment){ .type = 2, .present = 1, .unusable = 1 };
+	sregs.cr0 = 0x11;	/* PE | ET */
+	sregs.cr3 = 0;
+	sregs.cr4 = 0;
+	sregs.efer = 0;
+	if (ioctl(c->fd, KVM_SET_SREGS, &sregs) < 0)
+		return -errno;
+
+	memset(&regs, 0, sizeof(regs));
+	regs.rip = entry;
+	regs.rbx = start_info;
+	regs.rflags = 0x2;
+	if (ioctl(c->fd, KVM_SET_REGS, &regs) < 0)
+		return -errno;
+
+	/* Application processors start at the same entry (docs/guest-abi.md). */
+	struct kvm_mp_state mp = { .mp_state = KVM_MP_STATE_RUNNABLE };
+	if (ioctl(c->fd, KVM_SET_MP_STATE, &mp) < 0)
+		return -errno;
+	return 0;
+}
+
+static void vcpu__pio(struct vcpu *c)
+{
+	struct kvm_run *run = c->run;
+	struct vm *vm = c->vm;
+	uint8_t *data = (uint8_t *)run + run->io.data_offset;
+	uint16_t port = run->io.port;
+	unsigned size = run->io.size;
+
+	for (uint32_t i = 0; i < run->io.count; i++, data += size) {
+		if (run->io.direction == KVM_EXIT_IO_OUT && size == 4 &&
+		    (port == PORT_IDLE || port == PORT_EXIT || port == PORT_TEST_SYNC)) {
+			uint32_t v;
+			memcpy(&v, data, 4);
+			if (port == PORT_IDLE) {
+				vm__idle(vm, c, v);
+			} else if (port == PORT_EXIT) {
+				vm__guest_exit(vm, (int)(v & 0xff));
+			} else if (vm->cfg.test_hook) {
+				if (vm->cfg.test_hook(vm, c->idx, v, vm->cfg.test_hook_opaque) < 0)
+					vm__request_quit(vm, 1);
+			}
+			continue;
+		}
+		pthread_mutex_lock(&vm->dev_lock);
+		const struct io_handler *h = io_bus__find(&vm->pio, port, size);
+		if (!h) {
+			if (run->io.direction == KVM_EXIT_IO_IN)
+				memset(data, 0xff, size);
+		} else if (run->io.direction == KVM_EXIT_IO_IN) {
+			h->read(h->dev, port - h->base, data, size);
+		} else {
+			h->write(h->dev, port - h->base, data, size);
+		}
+		pthread_mutex_unlock(&vm->dev_lock);
+	}
+}
+
+static void vcpu__mmio(struct vcpu *c)
+{
+	struct kvm_run *run = c->run;
+	struct vm *vm = c->vm;
+	uint64_t addr = run->mmio.phys_addr;
+	unsigned len = run->mmio.len;
+
+	pthread_mutex_lock(&vm->dev_lock);
+	const struct io_handler *h = io_bus__find(&vm->mmio, addr, len);
+	if (!h) {
+		if (!run->mmio.is_write)
+			memset(run->mmio.data, 0xff, len);
+	} else if (run->mmio.is_write) {
+		h->write(h->dev, addr - h->base, run->mmio.data, len);
+	} else {
+		h->read(h->dev, addr - h->base, run->mmio.data, len);
+	}
+	pthread_mutex_unlock(&vm->dev_lock);
+}
+
+static void vcpu__report_fatal(struct vcpu *c, const char *what)
+{
+	struct kvm_regs regs;
+	if (ioctl(c->fd, KVM_GET_REGS, &regs) == 0)
+		fprintf(stderr, "ftvm: vCPU %u: %s at rip=0x%llx\n", c->idx, what,
+			(unsigned long long)regs.rip);
+	else
+		fprintf(stderr, "ftvm: vCPU %u: %s\n", c->idx, what);
+}
+
+static void vcpu__sig_kick(int sig)
+{
+	(void)sig;	/* only interrupts KVM_RUN */
+}
+
+void *vcpu__thread(void *arg)
+{
+	struct vcpu *c = arg;
+	struct vm *vm = c->vm;
+	struct sigaction sa = { .sa_handler = vcpu__sig_kick };
+	sigset_t set;
+	char name[16];
+
+	/*
+	 * SIGUSR1 stays blocked in this thread except inside KVM_RUN
+	 * (KVM_SET_SIGNAL_MASK): a kick sent just before KVM_RUN is then
+	 * pending at entry and makes KVM_RUN return -EINTR at once, so no
+	 * pause request is ever lost to that race.
+	 */
+	sigaction(SIGUSR1, &sa, NULL);
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	{
+		struct {
+			struct kvm_signal_mask hdr;
+			uint64_t bits;
+		} km = { .hdr.len = 8 };
+		sigset_t cur;
+		pthread_sigmask(SIG_BLOCK, NULL, &cur);
+		sigdelset(&cur, SIGUSR1);
+		memcpy(&km.bits, &cur, 8);
+		if (ioctl(c->fd, KVM_SET_SIGNAL_MASK, &km) < 0) {
+			fprintf(stderr, "ftvm: vCPU %u: KVM_SET_SIGNAL_MASK: %s\n", c->idx,
+				strerror(errno));
+			vm__request_quit(vm, 1);
+		}
+	}
+	snprintf(name, sizeof(name), "vcpu%u", c->idx);
+	pthread_setname_np(pthread_self(), name);
+
+	while (!atomic_load(&vm->quit_req)) {
+		vm__park_if_requested(vm, c);
+		if (atomic_load(&vm->quit_req))
+			break;
+		if (ioctl(c->fd, KVM_RUN, 0) < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			fprintf(stderr, "ftvm: vCPU %u: KVM_RUN: %s\n", c->idx, strerror(errno));
+			vm__request_quit(vm, 1);
+			break;
+		}
+		switch (c->run->exit_reason) {
+		case KVM_EXIT_IO:
+			vcpu__pio(c);
+			break;
+		case KVM_EXIT_MMIO:
+			vcpu__mmio(c);
+			break;
+		case KVM_EXIT_INTR:
+			break;
+		case KVM_EXIT_HLT:
+			vm__idle(vm, c, 1000);
+			break;
+		case KVM_EXIT_SHUTDOWN:
+			vcpu__report_fatal(c, "guest triple fault (shutdown)");
+			vm__guest_exit(vm, 0x7f);
+			break;
+		case KVM_EXIT_SYSTEM_EVENT:
+			vm__guest_exit(vm, 0);
+			break;
+		case KVM_EXIT_FAIL_ENTRY:
+			vcpu__report_fatal(c, "VM entry failed");
+			vm__request_quit(vm, 1);
+			break;
+		case KVM_EXIT_INTERNAL_ERROR:
+			vcpu__report_fatal(c, "KVM internal error");
+			vm__request_quit(vm, 1);
+			break;
+		default: {
+			char what[64];
+			snprintf(what, sizeof(what), "unhandled exit reason %u", c->run->exit_reason);
+			vcpu__report_fatal(c, what);
+			vm__request_quit(vm, 1);
+		}
+		}
+	}
+	pthread_mutex_lock(&vm->run_lock);
+	vm->exited++;
+	pthread_cond_broadcast(&vm->run_cond);
+	pthread_mutex_unlock(&vm->run_lock);
+	return NULL;
+}

@@ -1,0 +1,514 @@
+/*
+ * vm.c - the VM object: KVM setup, device wiring, run state (start, pause,
+ * resume, quit) and the idle port.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vmm/vm_internal.h"
+#include "vmm/virtio/virtio.h"
+
+int io_bus__register(struct io_bus *bus, const struct io_handler *h)
+{
+	if (bus->n >= IO_MAX_HANDLERS)
+		return -ENOSPC;
+	bus->h[bus->n++] = *h;
+	return 0;
+}
+
+const struct io_handler *io_bus__find(const struct io_bus *bus, uint64_t addr, unsigned size)
+{
+	for (unsigned i = 0; i < bus->n; i++) {
+		const struct io_handler *h = &bus->h[i];
+		if (addr >= h->base && addr + size <= h->base + h->len)
+			return h;
+	}
+	return NULL;
+}
+
+static int vm__check_config(const struct vm_config *cfg, char *err)
+{
+	if (cfg->nr_vcpus < 1 || cfg->nr_vcpus > VMM_MAX_VCPUS) {
+		snprintf(err, VMM_ERR_LEN, "--smp %u: must be between 1 and %d", cfg->nr_vcpus,
+			 VMM_MAX_VCPUS);
+		return -EINVAL;
+	}
+	if (cfg->mem_size < (16ull << 20) || cfg->mem_size % (2ull << 20)) {
+		snprintf(err, VMM_ERR_LEN,
+			 "--memory: %llu bytes; need at least 16M and a multiple of 2M",
+			 (unsigned long long)cfg->mem_size);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* KVM, memory, vCPUs and devices; no kernel loaded, no vCPU state set. */
+static int vm__create_machine(const struct vm_config *cfg, struct vm **out, char *err)
+{
+	struct vm *vm;
+	int ret;
+
+	ret = vm__check_config(cfg, err);
+	if (ret)
+		return ret;
+	vm = calloc(1, sizeof(*vm));
+	if (!vm)
+		return -ENOMEM;
+	vm->cfg = *cfg;
+	snprintf(vm->name, sizeof(vm->name), "%s", cfg->name ? cfg->name : "ftvm");
+	vm->cfg.name = vm->name;
+	vm->kvm_fd = vm->vm_fd = vm->wake_fd = -1;
+	vm->nr_vcpus = cfg->nr_vcpus;
+	vm->state = VM_STATE_PAUSED;
+	pthread_mutex_init(&vm->dev_lock, NULL);
+	pthread_mutex_init(&vm->run_lock, NULL);
+	pthread_cond_init(&vm->run_cond, NULL);
+	*out = vm;
+
+	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0) {
+		ret = -errno;
+		snprintf(err, VMM_ERR_LEN, "cannot open /dev/kvm: %s", strerror(errno));
+		return ret;
+	}
+	if (ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION) {
+		snprintf(err, VMM_ERR_LEN, "unsupported KVM API version");
+		return -ENOTSUP;
+	}
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0) {
+		ret = -errno;
+		snprintf(err, VMM_ERR_LEN, "KVM_CREATE_VM: %s", strerror(errno));
+		return ret;
+	}
+	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
+		ret = -errno;
+		snprintf(err, VMM_ERR_LEN, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
+		return ret;
+	}
+	vm->mem.dirty_log = cfg->dirty_log;
+	ret = mem__init(&vm->mem, vm->vm_fd, cfg->mem_size, err);
+	if (ret)
+		return ret;
+	vm->mem.dirty_log = cfg->dirty_log;
+
+	/* The TSC rate is needed by CPUID before any vCPU exists: ask the VM. */
+	ret = ioctl(vm->vm_fd, KVM_GET_TSC_KHZ, 0);
+	vm->tsc_khz = ret > 0 ? (uint32_t)ret : 0;
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		ret = vcpu__create(vm, i, err);
+		if (ret)
+			return ret;
+		if (!vm->tsc_khz) {
+			int khz = ioctl(vm->vcpus[i].fd, KVM_GET_TSC_KHZ, 0);
+			if (khz > 0) {
+				vm->tsc_khz = khz;
+				ret = vcpu__setup_cpuid(&vm->vcpus[i], err);
+				if (ret)
+					return ret;
+			}
+		}
+	}
+
+	vm->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (vm->wake_fd < 0)
+		return -errno;
+
+	vm->serial = serial__create(cfg->serial_fd);
+	if (!vm->serial)
+		return -ENOMEM;
+	io_bus__register(&vm->pio, &(struct io_handler){
+		.base = PORT_COM1, .len = 8, .read = serial__io_read,
+		.write = serial__io_write, .dev = vm->serial });
+
+	if (cfg->disk) {
+		ret = virtio_blk__create(vm, 0, cfg->disk, &vm->blk, err);
+		if (ret)
+			return ret;
+	}
+	if (cfg->net) {
+		ret = virtio_net__create(vm, 1, cfg->net, cfg->mac, &vm->net, err);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+int vm__create(const struct vm_config *cfg, struct vm **out, char *err)
+{
+	uint32_t entry;
+	int ret;
+
+	*out = NULL;
+	ret = vm__create_machine(cfg, out, err);
+	if (ret)
+		goto fail;
+	ret = pvh__load(*out, cfg->kernel, cfg->cmdline ? cfg->cmdline : "", &entry, err);
+	if (ret)
+		goto fail;
+	for (unsigned i = 0; i < (*out)->nr_vcpus; i++) {
+		ret = vcpu__set_pvh_entry(&(*out)->vcpus[i], entry, PVH_START_INFO_GPA);
+		if (ret) {
+			snprintf(err, VMM_ERR_LEN, "setting up vCPU %u: %s", i, strerror(-ret));
+			goto fail;
+		}
+	}
+	return 0;
+fail:
+	vm__destroy(*out);
+	*out = NULL;
+	return ret;
+}
+
+int vm__create_from_snapshot(const struct vm_config *cfg, const char *path,
+			     struct vm **out, char *err)
+{
+	int ret;
+
+	*out = NULL;
+	ret = vm__create_machine(cfg, out, err);
+	if (ret)
+		goto fail;
+	ret = vm_snapshot__load(*out, path, err);
+	if (ret)
+		goto fail;
+	return 0;
+fail:
+	vm__destroy(*out);
+	*out = NULL;
+	return ret;
+}
+
+void vm__destroy(struct vm *vm)
+{
+	if (!vm)
+		return;
+	vm__request_quit(vm, vm->exit_code);
+	if (vm->io_started)
+		io_thread__stop(vm);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		if (vm->vcpus[i].thread_started)
+			pthread_join(vm->vcpus[i].thread, NULL);
+	if (vm->blk)
+		virtio_mmio__destroy(vm->blk);
+	if (vm->net)
+		virtio_mmio__destroy(vm->net);
+	if (vm->serial)
+		serial__destroy(vm->serial);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		vcpu__destroy(&vm->vcpus[i]);
+	mem__free(&vm->mem);
+	if (vm->wake_fd >= 0)
+		close(vm->wake_fd);
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	free(vm);
+}
+
+int vm__start(struct vm *vm)
+{
+	sigset_t set, old;
+	int ret;
+
+	if (vm->started)
+		return -EALREADY;
+	/* vCPU threads unblock SIGUSR1 themselves; every other thread keeps it blocked. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &set, &old);
+	ret = io_thread__start(vm);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&vm->run_lock);
+	vm->state = VM_STATE_RUNNING;
+	vm->started = true;
+	pthread_mutex_unlock(&vm->run_lock);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		ret = pthread_create(&vm->vcpus[i].thread, NULL, vcpu__thread, &vm->vcpus[i]);
+		if (ret) {
+			vm__request_quit(vm, 1);
+			return -ret;
+		}
+		vm->vcpus[i].thread_started = true;
+	}
+	return 0;
+}
+
+int vm__wait(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->run_lock);
+	/* Done when quit was asked and every started vCPU thread has left. */
+	while (!(atomic_load(&vm->quit_req) &&
+		 vm->exited == (vm->started ? vm->nr_vcpus : 0)))
+		pthread_cond_wait(&vm->run_cond, &vm->run_lock);
+	vm->state = VM_STATE_SHUTDOWN;
+	int code = vm->exit_code;
+	pthread_mutex_unlock(&vm->run_lock);
+	return code;
+}
+
+static void vm__kick_vcpus(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		struct vcpu *c = &vm->vcpus[i];
+		if (!c->thread_started)
+			continue;
+		pthread_kill(c->thread, SIGUSR1);
+	}
+}
+
+void vm__request_quit(struct vm *vm, int code)
+{
+	pthread_mutex_lock(&vm->run_lock);
+	if (!atomic_load(&vm->quit_req)) {
+		vm->exit_code = code;
+		atomic_store(&vm->quit_req, true);
+	}
+	pthread_cond_broadcast(&vm->run_cond);
+	pthread_mutex_unlock(&vm->run_lock);
+	vm__kick_vcpus(vm);
+}
+
+void vm__guest_exit(struct vm *vm, int code)
+{
+	vm__request_quit(vm, code);
+}
+
+int vm__pause(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->run_lock);
+	if (vm->state == VM_STATE_SHUTDOWN || atomic_load(&vm->quit_req)) {
+		pthread_mutex_unlock(&vm->run_lock);
+		return -ESHUTDOWN;
+	}
+	if (vm->state == VM_STATE_PAUSED) {
+		pthread_mutex_unlock(&vm->run_lock);
+		return 0;
+	}
+	atomic_store(&vm->pause_req, true);
+	pthread_cond_broadcast(&vm->run_cond);	/* wakes idling vCPUs */
+	pthread_mutex_unlock(&vm->run_lock);
+	vm__kick_vcpus(vm);
+
+	pthread_mutex_lock(&vm->run_lock);
+	while (vm->parked + vm->exited < vm->nr_vcpus)
+		pthread_cond_wait(&vm->run_cond, &vm->run_lock);
+	vm->state = VM_STATE_PAUSED;
+	pthread_mutex_unlock(&vm->run_lock);
+	return 0;
+}
+
+int vm__resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->run_lock);
+	if (vm->state == VM_STATE_SHUTDOWN || atomic_load(&vm->quit_req)) {
+		pthread_mutex_unlock(&vm->run_lock);
+		return -ESHUTDOWN;
+	}
+	if (!vm->started) {
+		pthread_mutex_unlock(&vm->run_lock);
+		return vm__start(vm);
+	}
+	atomic_store(&vm->pause_req, false);
+	vm->state = VM_STATE_RUNNING;
+	pthread_cond_broadcast(&vm->run_cond);
+	/* Wait until every vCPU has left its parking spot so a quick
+	 * pause-resume-pause sequence counts parked vCPUs correctly. */
+	while (vm->parked > 0)
+		pthread_cond_wait(&vm->run_cond, &vm->run_lock);
+	pthread_mutex_unlock(&vm->run_lock);
+	io_thread__kick(vm);
+	return 0;
+}
+
+void vm__park_if_requested(struct vm *vm, struct vcpu *c)
+{
+	if (!atomic_load(&vm->pause_req))
+		return;
+	/* Complete any pending I/O exit so the saved state is consistent. */
+	c->run->immediate_exit = 1;
+	(void)ioctl(c->fd, KVM_RUN, 0);	/* -EINTR: nothing else can happen */
+	c->run->immediate_exit = 0;
+
+	pthread_mutex_lock(&vm->run_lock);
+	vm->parked++;
+	pthread_cond_broadcast(&vm->run_cond);
+	while (atomic_load(&vm->pause_req) && !atomic_load(&vm->quit_req))
+		pthread_cond_wait(&vm->run_cond, &vm->run_lock);
+	vm->parked--;
+	pthread_cond_broadcast(&vm->run_cond);
+	pthread_mutex_unlock(&vm->run_lock);
+}
+
+enum vm_run_state vm__run_state(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->run_lock);
+	enum vm_run_state s = atomic_load(&vm->quit_req) ? VM_STATE_SHUTDOWN : vm->state;
+	pthread_mutex_unlock(&vm->run_lock);
+	return s;
+}
+
+const char *vm__run_state_name(enum vm_run_state s)
+{
+	switch (s) {
+	case VM_STATE_RUNNING: return "running";
+	case VM_STATE_PAUSED: return "paused";
+	case VM_STATE_SHUTDOWN: return "shutdown";
+	}
+	return "unknown";
+}
+
+const char *vm__name(struct vm *vm) { return vm->name; }
+unsigned vm__nr_vcpus(struct vm *vm) { return vm->nr_vcpus; }
+uint64_t vm__mem_size(struct vm *vm) { return vm->cfg.mem_size; }
+
+void vm__signal_event(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->run_lock);
+	vm->events++;
+	pthread_cond_broadcast(&vm->run_cond);
+	pthread_mutex_unlock(&vm->run_lock);
+}
+
+/*
+ * The idle port. A device event that arrived since this vCPU's previous
+ * idle returned may not have been seen by the guest yet (it checked its
+ * rings before idling), so such an event ends the idle at once: no lost
+ * wake-ups, at the price of an occasional spurious return.
+ */
+void vm__idle(struct vm *vm, struct vcpu *c, uint32_t timeout_us)
+{
+	struct timespec deadline;
+	uint64_t us = timeout_us ? timeout_us : 1000000;
+
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += us / 1000000;
+	deadline.tv_nsec += (long)(us % 1000000) * 1000;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&vm->run_lock);
+	while (vm->events == c->events_seen && !atomic_load(&vm->pause_req) &&
+	       !atomic_load(&vm->quit_req)) {
+		if (pthread_cond_timedwait(&vm->run_cond, &vm->run_lock, &deadline) == ETIMEDOUT)
+			break;
+	}
+	c->events_seen = vm->events;
+	pthread_mutex_unlock(&vm->run_lock);
+}
+
+void *vm__guest_ptr(struct vm *vm, uint64_t gpa, size_t len)
+{
+	return mem__ptr(&vm->mem, gpa, len);
+}
+
+uint64_t vm__nr_pages(struct vm *vm) { return vm->mem.nr_pages; }
+
+uint64_t vm__page_gpa(struct vm *vm, uint64_t page)
+{
+	for (unsigned i = vm->mem.nr_slots; i-- > 0;) {
+		const struct mem_slot *s = &vm->mem.slots[i];
+		if (page >= s->first_page)
+			return s->gpa + (page - s->first_page) * VMM_PAGE_SIZE;
+	}
+	return 0;
+}
+
+int vm__dirty_log_enable(struct vm *vm, bool on)
+{
+	return mem__set_dirty_log(&vm->mem, vm->vm_fd, on);
+}
+
+int vm__dirty_log_collect(struct vm *vm, uint64_t *bitmap)
+{
+	return mem__collect_dirty(&vm->mem, vm->vm_fd, bitmap);
+}
+
+int vm__vcpu_regs(struct vm *vm, unsigned idx, struct vm_vcpu_regs *out)
+{
+	struct kvm_regs r;
+	struct kvm_sregs s;
+
+	if (idx >= vm->nr_vcpus)
+		return -EINVAL;
+	if (vm__run_state(vm) == VM_STATE_RUNNING)
+		return -EBUSY;
+	if (ioctl(vm->vcpus[idx].fd, KVM_GET_REGS, &r) < 0 ||
+	    ioctl(vm->vcpus[idx].fd, KVM_GET_SREGS, &s) < 0)
+		return -errno;
+	*out = (struct vm_vcpu_regs){
+		.rax = r.rax, .rbx = r.rbx, .rcx = r.rcx, .rdx = r.rdx, .rsi = r.rsi,
+		.rdi = r.rdi, .rsp = r.rsp, .rbp = r.rbp, .r8 = r.r8, .r9 = r.r9,
+		.r10 = r.r10, .r11 = r.r11, .r12 = r.r12, .r13 = r.r13, .r14 = r.r14,
+		.r15 = r.r15, .rip = r.rip, .rflags = r.rflags, .cr0 = s.cr0,
+		.cr3 = s.cr3, .cr4 = s.cr4, .efer = s.efer, .cs = s.cs.selector,
+		.ss = s.ss.selector,
+	};
+	return 0;
+}
+
+/*
+ * The snapshot is written to PATH.tmp, synced, then renamed over PATH: a
+ * crash mid-save never leaves a half-written file under the real name.
+ */
+int vm__save(struct vm *vm, const char *path, uint64_t *bytes, uint64_t *pause_us, char *err)
+{
+	struct timespec t0, t1;
+	bool was_running = vm__run_state(vm) == VM_STATE_RUNNING;
+	char tmp[4096];
+	int fd, ret;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
+		snprintf(err, VMM_ERR_LEN, "savevm: file name too long");
+		return -ENAMETOOLONG;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		ret = -errno;
+		snprintf(err, VMM_ERR_LEN, "cannot create %s: %s", tmp, strerror(errno));
+		return ret;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ret = vm__pause(vm);
+	if (ret) {
+		snprintf(err, VMM_ERR_LEN, "the VM is shut down");
+		close(fd);
+		unlink(tmp);
+		return ret;
+	}
+	pthread_mutex_lock(&vm->dev_lock);
+	ret = vm_snapshot__save(vm, fd, bytes, err);
+	pthread_mutex_unlock(&vm->dev_lock);
+	if (was_running)
+		vm__resume(vm);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (pause_us)
+		*pause_us = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000u +
+			    (uint64_t)((t1.tv_nsec - t0.tv_nsec) / 1000);
+	if (!ret && fsync(fd) < 0) {
+		ret = -errno;
+		snprintf(err, VMM_ERR_LEN, "fsync %s: %s", tmp, strerror(errno));
+	}
+	if (close(fd) < 0 && !ret) {
+		ret = -errno;
+		snprintf(err, VMM_ERR_LEN, "close %s: %s", tmp, strerror(errno));
+	}
+	if (!ret && rename(tmp, path) < 0) {
+		ret = -errno;
+		snprintf(err, VMM_ERR_LEN, "rename to %s: %s", path, strerror(errno));
+	}
+	if (ret)
+		unlink(tmp);
+	return ret;
+}

@@ -1,0 +1,388 @@
+/*
+ * monitor.c - the monitor server: a unix socket (several clients) or
+ * stdio, one command per line, answered in text or, after `json`, one JSON
+ * object per line (docs/monitor.md). Commands run in the monitor thread.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "vmm/monitor/monitor_internal.h"
+
+#define MON_MAX_CLIENTS 16
+#define MON_MAX_COMMANDS 64
+#define MON_LINE_MAX 4096
+#define MON_MAX_ARGS 32
+#define MON_GREETING "ftvm monitor 1\n"
+#define MON_PROMPT "(ftvm) "
+
+struct mon_command {
+	char name[48];
+	char args[64];
+	char help[128];
+	mon_cmd_fn fn;
+	void *opaque;
+};
+
+struct mon_client {
+	int in_fd, out_fd;	/* equal for sockets */
+	bool json;
+	bool discarding;	/* inside an over-long line */
+	char buf[MON_LINE_MAX];
+	size_t len;
+};
+
+struct monitor {
+	struct vm *vm;
+	char path[108];
+	int listen_fd;
+	bool stdio;
+	int stop_pipe[2];
+	pthread_t thread;
+	bool started;
+	struct mon_command cmds[MON_MAX_COMMANDS];
+	unsigned nr_cmds;
+	struct mon_client *clients[MON_MAX_CLIENTS + 1];
+};
+
+int monitor__add_command(struct monitor *m, const char *name, const char *args,
+			 const char *help, mon_cmd_fn fn, void *opaque)
+{
+	if (m->nr_cmds >= MON_MAX_COMMANDS)
+		return -ENOSPC;
+	struct mon_command *c = &m->cmds[m->nr_cmds++];
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	snprintf(c->args, sizeof(c->args), "%s", args ? args : "");
+	snprintf(c->help, sizeof(c->help), "%s", help);
+	c->fn = fn;
+	c->opaque = opaque;
+	return 0;
+}
+
+static void cmd_help(struct mon_reply *r, int argc, char **argv, void *opaque)
+{
+	struct monitor *m = opaque;
+	char line[256];
+	(void)argc;
+	(void)argv;
+	mon_reply__array_begin(r, "commands");
+	for (unsigned i = 0; i < m->nr_cmds; i++) {
+		struct mon_command *c = &m->cmds[i];
+		snprintf(line, sizeof(line), "%s%s%s -- %s", c->name, c->args[0] ? " " : "",
+			 c->args, c->help);
+		mon_reply__array_str(r, line);
+	}
+	mon_reply__array_end(r);
+}
+
+static void cmd_json(struct mon_reply *r, int argc, char **argv, void *opaque)
+{
+	(void)r; (void)argc; (void)argv; (void)opaque;	/* handled in execute() */
+}
+
+/* Splits a line into words; returns the count, or -1 if too many. */
+static int split_words(char *line, char **argv)
+{
+	int n = 0;
+	for (char *p = line; *p;) {
+		while (*p == ' ' || *p == '\t' || *p == '\r')
+			*p++ = '\0';
+		if (!*p)
+			break;
+		if (n == MON_MAX_ARGS)
+			return -1;
+		argv[n++] = p;
+		while (*p && *p != ' ' && *p != '\t' && *p != '\r')
+			p++;
+	}
+	return n;
+}
+
+/* How many leading words of argv spell the command's name (0 = no match). */
+static int match_words(const char *name, int argc, char **argv)
+{
+	int used = 0;
+	const char *p = name;
+	while (*p) {
+		size_t wl = strcspn(p, " ");
+		if (used >= argc || strlen(argv[used]) != wl || strncmp(argv[used], p, wl) != 0)
+			return 0;
+		used++;
+		p += wl;
+		while (*p == ' ')
+			p++;
+	}
+	return used;
+}
+
+static void execute(struct monitor *m, struct mon_client *cl, char *line, struct sbuf *out)
+{
+	char *argv[MON_MAX_ARGS];
+	struct mon_reply r;
+	int argc = split_words(line, argv);
+
+	mon_reply__init(&r);
+	if (argc < 0) {
+		mon_reply__error(&r, MON_ERR_INVALID_PARAMETER, "too many words (max %d)", MON_MAX_ARGS);
+	} else if (argc == 0) {
+		if (cl->json)
+			mon_reply__error(&r, MON_ERR_INVALID_PARAMETER, "empty command");
+	} else {
+		struct mon_command *best = NULL;
+		int best_len = 0;
+		for (unsigned i = 0; i < m->nr_cmds; i++) {
+			int n = match_words(m->cmds[i].name, argc, argv);
+			if (n > best_len) {
+				best = &m->cmds[i];
+				best_len = n;
+			}
+		}
+		if (!best) {
+			mon_reply__error(&r, MON_ERR_COMMAND_NOT_FOUND,
+					 "unknown command '%s' (try 'help')", argv[0]);
+		} else {
+			best->fn(&r, argc - best_len, argv + best_len, best->opaque);
+			if (best->fn == cmd_json && !r.error) {
+				if (argc - best_len)
+					mon_reply__error(&r, MON_ERR_INVALID_PARAMETER,
+							 "json takes no arguments");
+				else
+					cl->json = true;
+			}
+		}
+	}
+	mon_reply__render(&r, cl->json, out);
+	mon_reply__free(&r);
+}
+
+static void client_write(struct mon_client *cl, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	while (len) {
+		ssize_t w = write(cl->out_fd, p, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return;	/* the client went away; its read side will notice */
+		p += w;
+		len -= (size_t)w;
+	}
+}
+
+static struct mon_client *client_new(int in_fd, int out_fd)
+{
+	struct mon_client *cl = calloc(1, sizeof(*cl));
+	if (!cl)
+		return NULL;
+	cl->in_fd = in_fd;
+	cl->out_fd = out_fd;
+	client_write(cl, MON_GREETING MON_PROMPT, strlen(MON_GREETING MON_PROMPT));
+	return cl;
+}
+
+static void client_free(struct monitor *m, struct mon_client *cl)
+{
+	if (!m->stdio || cl->in_fd != STDIN_FILENO)
+		close(cl->in_fd);
+	free(cl);
+}
+
+/* Reads what is there; runs every complete line. false: close the client. */
+static bool client_input(struct monitor *m, struct mon_client *cl)
+{
+	ssize_t n = read(cl->in_fd, cl->buf + cl->len, sizeof(cl->buf) - cl->len);
+	if (n < 0 && errno == EINTR)
+		return true;
+	if (n <= 0)
+		return false;
+	cl->len += (size_t)n;
+	for (;;) {
+		char *nl = memchr(cl->buf, '\n', cl->len);
+		struct sbuf out;
+		if (!nl) {
+			if (cl->len == sizeof(cl->buf)) {
+				cl->discarding = true;	/* keep reading until the newline */
+				cl->len = 0;
+			}
+			return true;
+		}
+		*nl = '\0';
+		sbuf__init(&out);
+		if (cl->discarding) {
+			struct mon_reply r;
+			mon_reply__init(&r);
+			mon_reply__error(&r, MON_ERR_INVALID_PARAMETER,
+					 "command line longer than %d bytes", MON_LINE_MAX - 1);
+			mon_reply__render(&r, cl->json, &out);
+			mon_reply__free(&r);
+			cl->discarding = false;
+		} else if (strlen(cl->buf) != (size_t)(nl - cl->buf)) {
+			struct mon_reply r;
+			mon_reply__init(&r);
+			mon_reply__error(&r, MON_ERR_INVALID_PARAMETER, "NUL byte in command");
+			mon_reply__render(&r, cl->json, &out);
+			mon_reply__free(&r);
+		} else {
+			execute(m, cl, cl->buf, &out);
+		}
+		if (!cl->json)
+			sbuf__append(&out, MON_PROMPT, strlen(MON_PROMPT));
+		client_write(cl, out.data, out.len);
+		sbuf__free(&out);
+		size_t rest = cl->len - (size_t)(nl + 1 - cl->buf);
+		memmove(cl->buf, nl + 1, rest);
+		cl->len = rest;
+	}
+}
+
+static void *monitor__thread(void *arg)
+{
+	struct monitor *m = arg;
+
+	pthread_setname_np(pthread_self(), "ftvm-monitor");
+	for (;;) {
+		struct pollfd pfd[MON_MAX_CLIENTS + 3];
+		struct mon_client *who[MON_MAX_CLIENTS + 3] = { 0 };
+		nfds_t n = 0;
+
+		pfd[n++] = (struct pollfd){ .fd = m->stop_pipe[0], .events = POLLIN };
+		if (m->listen_fd >= 0)
+			pfd[n++] = (struct pollfd){ .fd = m->listen_fd, .events = POLLIN };
+		for (unsigned i = 0; i < MON_MAX_CLIENTS + 1; i++) {
+			if (!m->clients[i])
+				continue;
+			who[n] = m->clients[i];
+			pfd[n++] = (struct pollfd){ .fd = m->clients[i]->in_fd, .events = POLLIN };
+		}
+		if (poll(pfd, n, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pfd[0].revents)
+			break;
+		for (nfds_t i = 1; i < n; i++) {
+			if (!pfd[i].revents)
+				continue;
+			if (!who[i]) {	/* the listening socket */
+				int fd = accept4(m->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+				if (fd < 0)
+					continue;
+				unsigned slot = 0;
+				while (slot < MON_MAX_CLIENTS && m->clients[slot])
+					slot++;
+				struct mon_client *cl = slot < MON_MAX_CLIENTS ? client_new(fd, fd) : NULL;
+				if (!cl) {
+					static const char busy[] = "error: too many monitor clients\n";
+					(void)!write(fd, busy, sizeof(busy) - 1);
+					close(fd);
+					continue;
+				}
+				m->clients[slot] = cl;
+				continue;
+			}
+			if (!client_input(m, who[i])) {
+				for (unsigned j = 0; j < MON_MAX_CLIENTS + 1; j++)
+					if (m->clients[j] == who[i])
+						m->clients[j] = NULL;
+				client_free(m, who[i]);
+			}
+		}
+	}
+	return NULL;
+}
+
+int monitor__create(struct vm *vm, const char *spec, struct monitor **out, char *err)
+{
+	struct monitor *m = calloc(1, sizeof(*m));
+	int ret;
+
+	if (!m)
+		return -ENOMEM;
+	m->vm = vm;
+	m->listen_fd = -1;
+	m->stop_pipe[0] = m->stop_pipe[1] = -1;
+	if (pipe2(m->stop_pipe, O_CLOEXEC) < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	if (strcmp(spec, "stdio") == 0) {
+		m->stdio = true;
+		m->clients[MON_MAX_CLIENTS] = client_new(STDIN_FILENO, STDOUT_FILENO);
+	} else if (strncmp(spec, "unix:", 5) == 0 && spec[5]) {
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		if (strlen(spec + 5) >= sizeof(sa.sun_path)) {
+			snprintf(err, VMM_ERR_LEN, "--monitor: socket path too long (max %zu)",
+				 sizeof(sa.sun_path) - 1);
+			ret = -ENAMETOOLONG;
+			goto fail;
+		}
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", spec + 5);
+		snprintf(m->path, sizeof(m->path), "%s", spec + 5);
+		m->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (m->listen_fd < 0) {
+			ret = -errno;
+			goto fail;
+		}
+		unlink(m->path);	/* a stale socket from a dead ftvm */
+		if (bind(m->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+		    listen(m->listen_fd, 8) < 0) {
+			ret = -errno;
+			snprintf(err, VMM_ERR_LEN, "--monitor: cannot listen on %s: %s", m->path,
+				 strerror(errno));
+			m->path[0] = '\0';
+			goto fail;
+		}
+	} else {
+		snprintf(err, VMM_ERR_LEN, "--monitor %s: expected unix:PATH or stdio", spec);
+		ret = -EINVAL;
+		goto fail;
+	}
+	monitor__add_command(m, "help", NULL, "list commands", cmd_help, m);
+	monitor__add_command(m, "json", NULL, "answer in JSON from now on", cmd_json, m);
+	vm_commands__register(m, vm);
+	*out = m;
+	return 0;
+fail:
+	if (!err[0])
+		snprintf(err, VMM_ERR_LEN, "--monitor: %s", strerror(-ret));
+	monitor__destroy(m);
+	return ret;
+}
+
+int monitor__start(struct monitor *m)
+{
+	int ret = pthread_create(&m->thread, NULL, monitor__thread, m);
+	if (ret)
+		return -ret;
+	m->started = true;
+	return 0;
+}
+
+void monitor__destroy(struct monitor *m)
+{
+	if (!m)
+		return;
+	if (m->started) {
+		(void)!write(m->stop_pipe[1], "x", 1);
+		pthread_join(m->thread, NULL);
+	}
+	for (unsigned i = 0; i < MON_MAX_CLIENTS + 1; i++)
+		if (m->clients[i])
+			client_free(m, m->clients[i]);
+	if (m->listen_fd >= 0)
+		close(m->listen_fd);
+	if (m->path[0])
+		unlink(m->path);
+	for (int i = 0; i < 2; i++)
+		if (m->stop_pipe[i] >= 0)
+			close(m->stop_pipe[i]);
+	free(m);
+}

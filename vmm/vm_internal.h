@@ -1,0 +1,184 @@
+/*
+ * vm_internal.h - what the files inside vmm/ share. Nothing outside vmm/
+ * includes this; they use vmm.h.
+ */
+#ifndef FTVM_VM_INTERNAL_H
+#define FTVM_VM_INTERNAL_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "vmm/vmm.h"
+
+#define KVM_MAX_SLOTS 2
+#define VM_LOW_MEM_END 0xC0000000ull	/* RAM below the 32-bit MMIO hole */
+#define VM_HIGH_MEM_BASE 0x100000000ull
+
+/* Fixed guest-physical layout (docs/guest-abi.md). */
+#define VIRTIO_MMIO_BASE 0xfeb00000ull
+#define VIRTIO_MMIO_SIZE 0x200ull
+#define VIRTIO_MMIO_SLOTS 24
+#define PVH_START_INFO_GPA 0x6000ull
+
+/* Paravirtual ports. */
+#define PORT_EXIT 0x00f4
+#define PORT_IDLE 0x0f00
+#define PORT_TEST_SYNC 0x0f04
+#define PORT_COM1 0x03f8
+
+/* ---- guest memory --------------------------------------------------------- */
+
+struct mem_slot {
+	uint64_t gpa;
+	uint64_t size;
+	uint8_t *host;
+	uint64_t first_page;	/* index of this slot's first page in the flat page space */
+};
+
+struct guest_mem {
+	struct mem_slot slots[KVM_MAX_SLOTS];
+	unsigned nr_slots;
+	uint64_t nr_pages;
+	bool dirty_log;
+	/*
+	 * Pages the VMM itself wrote (device DMA: RX frames, disk reads, used
+	 * rings). KVM's dirty log only sees guest stores, so device writes
+	 * are recorded here, atomically, from any thread.
+	 */
+	_Atomic uint64_t *vmm_dirty;
+};
+
+int mem__init(struct guest_mem *m, int vm_fd, uint64_t size, char *err);
+void mem__free(struct guest_mem *m);
+void *mem__ptr(struct guest_mem *m, uint64_t gpa, size_t len);
+void mem__mark_dirty(struct guest_mem *m, uint64_t gpa, size_t len);
+int mem__set_dirty_log(struct guest_mem *m, int vm_fd, bool on);
+int mem__collect_dirty(struct guest_mem *m, int vm_fd, uint64_t *bitmap);
+
+/* ---- I/O dispatch ------------------------------------------------------------- */
+
+struct vm;
+
+struct io_handler {
+	uint64_t base, len;
+	/* data is guest byte order (little-endian), size 1/2/4/8 */
+	void (*read)(void *dev, uint64_t off, void *data, unsigned size);
+	void (*write)(void *dev, uint64_t off, const void *data, unsigned size);
+	void *dev;
+};
+
+#define IO_MAX_HANDLERS 32
+
+struct io_bus {
+	struct io_handler h[IO_MAX_HANDLERS];
+	unsigned n;
+};
+
+int io_bus__register(struct io_bus *bus, const struct io_handler *h);
+const struct io_handler *io_bus__find(const struct io_bus *bus, uint64_t addr, unsigned size);
+
+/* ---- devices ---------------------------------------------------------------------- */
+
+struct serial;
+struct virtio_mmio;
+struct sbuf;
+
+struct serial *serial__create(int out_fd);
+void serial__destroy(struct serial *s);
+void serial__io_read(void *dev, uint64_t off, void *data, unsigned size);
+void serial__io_write(void *dev, uint64_t off, const void *data, unsigned size);
+int serial__save(struct serial *s, struct sbuf *out);
+int serial__load(struct serial *s, const void *data, size_t len, char *err);
+
+/* ---- vCPUs ---------------------------------------------------------------------------- */
+
+struct vcpu {
+	struct vm *vm;
+	unsigned idx;
+	int fd;
+	struct kvm_run *run;
+	size_t run_size;
+	pthread_t thread;
+	bool thread_started;
+	uint64_t events_seen;	/* vm->events value at this vCPU's last idle return */
+};
+
+int vcpu__create(struct vm *vm, unsigned idx, char *err);
+void vcpu__destroy(struct vcpu *c);
+int vcpu__setup_cpuid(struct vcpu *c, char *err);
+int vcpu__set_pvh_entry(struct vcpu *c, uint32_t entry, uint32_t start_info);
+void *vcpu__thread(void *arg);
+
+/* vCPU state capture (vmm/kvm/cpu_state.c); only on a parked vCPU. */
+int cpu_state__save(struct vcpu *c, struct sbuf *out, char *err);
+int cpu_state__load(struct vcpu *c, const void *data, size_t len, char *err);
+
+/* ---- the VM ------------------------------------------------------------------------------ */
+
+struct vm {
+	struct vm_config cfg;
+	char name[64];
+	int kvm_fd, vm_fd;
+	struct guest_mem mem;
+	uint32_t tsc_khz;
+
+	struct vcpu vcpus[VMM_MAX_VCPUS];
+	unsigned nr_vcpus;
+
+	struct io_bus pio, mmio;
+	struct serial *serial;
+	struct virtio_mmio *blk;	/* slot 0 */
+	struct virtio_mmio *net;	/* slot 1 */
+
+	/*
+	 * dev_lock serialises device emulation: MMIO/PIO exits from every vCPU
+	 * and the I/O thread's RX delivery. Capture takes it so device state
+	 * and guest memory written by devices are consistent.
+	 */
+	pthread_mutex_t dev_lock;
+
+	/*
+	 * run_lock protects the run state below; run_cond signals changes to
+	 * it (parked counts, pause requests, quit) and wakes idling vCPUs.
+	 */
+	pthread_mutex_t run_lock;
+	pthread_cond_t run_cond;
+	enum vm_run_state state;
+	atomic_bool pause_req;
+	atomic_bool quit_req;
+	unsigned parked;		/* vCPUs parked for a pause */
+	unsigned exited;		/* vCPU threads that have left their loop */
+	int exit_code;
+	bool started;
+	/* Bumped (under run_lock) by the I/O thread on every delivered frame. */
+	uint64_t events;
+
+	/* I/O thread: polls backends and a wake eventfd. */
+	pthread_t io_thread;
+	bool io_started;
+	int wake_fd;
+	atomic_bool io_stop;
+};
+
+/* I/O thread (vmm/kvm/io_thread.c). */
+int io_thread__start(struct vm *vm);
+void io_thread__stop(struct vm *vm);
+void io_thread__kick(struct vm *vm);
+
+/* Device events for idling vCPUs. */
+void vm__signal_event(struct vm *vm);
+/* The idle port: blocks a vCPU until an event, a run-state request, or the timeout. */
+void vm__idle(struct vm *vm, struct vcpu *c, uint32_t timeout_us);
+void vm__guest_exit(struct vm *vm, int code);
+/* Called from a vCPU thread at each loop turn: parks it while a pause is requested. */
+void vm__park_if_requested(struct vm *vm, struct vcpu *c);
+
+/* PVH loader (vmm/boot/pvh.c). */
+int pvh__load(struct vm *vm, const char *kernel, const char *cmdline, uint32_t *entry, char *err);
+
+/* Snapshot save/load of the whole machine (vmm/snapshot/vm_snapshot.c). */
+int vm_snapshot__save(struct vm *vm, int fd, uint64_t *bytes, char *err);
+int vm_snapshot__load(struct vm *vm, const char *path, char *err);
+
+#endif

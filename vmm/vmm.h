@@ -1,0 +1,196 @@
+/*
+ * vmm.h - the public contract of ftvm's virtual machine monitor.
+ *
+ * Everything outside vmm/ (the ftvm command line, eventtap/, ft/, tests)
+ * talks to the VMM through this header only.
+ *
+ * Conventions: functions return 0 (or a count) on success and a negative
+ * errno on failure; where a readable reason matters they also take an
+ * `err` buffer that receives one line naming the problem.
+ */
+#ifndef FTVM_VMM_H
+#define FTVM_VMM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#define VMM_MAX_VCPUS 8
+#define VMM_PAGE_SIZE 4096u
+#define VMM_ERR_LEN 256
+
+/* ---- host backends: the seam the event tap wraps ---------------------- */
+
+/*
+ * A block backend. Every call is synchronous and returns 0 or -errno.
+ * `offset` is in bytes; writes are not durable until flush() returns 0.
+ */
+struct disk_ops {
+	int (*read)(void *be, uint64_t offset, const struct iovec *iov, int iovcnt);
+	int (*write)(void *be, uint64_t offset, const struct iovec *iov, int iovcnt);
+	int (*flush)(void *be);
+};
+
+struct disk {
+	const struct disk_ops *ops;
+	void *be;
+	uint64_t size;		/* bytes */
+	char serial[21];	/* answered to VIRTIO_BLK_T_GET_ID */
+};
+
+/*
+ * A network backend: tx() sends one whole Ethernet frame (no virtio
+ * header); rx() copies one frame into buf and returns its length, or
+ * -EAGAIN when none is waiting; rx_fd() is a descriptor that polls
+ * readable when rx() would not return -EAGAIN.
+ */
+struct net_ops {
+	int (*tx)(void *be, const struct iovec *iov, int iovcnt);
+	ssize_t (*rx)(void *be, void *buf, size_t len);
+	int (*rx_fd)(void *be);
+};
+
+struct net {
+	const struct net_ops *ops;
+	void *be;
+};
+
+/* Raw image file backend (vmm/backend/disk_raw.c). */
+int disk_raw__open(struct disk *d, const char *path, bool readonly, char *err);
+void disk_raw__close(struct disk *d);
+
+/* Tap backend (vmm/backend/net_tap.c): attaches to an existing or new tap. */
+int net_tap__open(struct net *n, const char *ifname, char *err);
+void net_tap__close(struct net *n);
+
+/* ---- the VM ----------------------------------------------------------- */
+
+enum vm_drive_mode { VM_DRIVE_SHARED = 0, VM_DRIVE_REPLICATED = 1 };
+
+struct vm;
+
+/*
+ * Called from a vCPU thread when the guest writes the test-sync port; the
+ * vCPU waits until it returns. Tests use it to inspect a guest at a known
+ * point (see tests/vmm). Return 0 to continue, negative to stop the VM.
+ */
+typedef int (*vm_test_hook_fn)(struct vm *vm, unsigned vcpu, uint32_t value, void *opaque);
+
+struct vm_config {
+	const char *name;
+	uint64_t mem_size;		/* bytes, multiple of 2 MiB */
+	unsigned nr_vcpus;		/* 1..VMM_MAX_VCPUS */
+	const char *kernel;		/* PVH ELF */
+	const char *cmdline;
+	struct disk *disk;		/* NULL: no virtio-blk */
+	enum vm_drive_mode drive_mode;
+	struct net *net;		/* NULL: no virtio-net */
+	uint8_t mac[6];
+	int serial_fd;			/* guest console output; -1 discards */
+	bool dirty_log;			/* track dirty pages from the start */
+	vm_test_hook_fn test_hook;
+	void *test_hook_opaque;
+};
+
+enum vm_run_state { VM_STATE_RUNNING, VM_STATE_PAUSED, VM_STATE_SHUTDOWN };
+
+/* Creates the VM and loads the kernel; vCPUs do not run until vm__start(). */
+int vm__create(const struct vm_config *cfg, struct vm **out, char *err);
+/* Like vm__create but takes memory, vCPU and device state from a snapshot. */
+int vm__create_from_snapshot(const struct vm_config *cfg, const char *path,
+			     struct vm **out, char *err);
+void vm__destroy(struct vm *vm);
+
+int vm__start(struct vm *vm);
+/* Blocks until the guest shuts down or vm__request_quit(); returns the exit code. */
+int vm__wait(struct vm *vm);
+void vm__request_quit(struct vm *vm, int code);
+
+/* Pauses every vCPU at a completed exit and quiesces device backends. */
+int vm__pause(struct vm *vm);
+int vm__resume(struct vm *vm);
+enum vm_run_state vm__run_state(struct vm *vm);
+const char *vm__run_state_name(enum vm_run_state s);
+const char *vm__name(struct vm *vm);
+unsigned vm__nr_vcpus(struct vm *vm);
+uint64_t vm__mem_size(struct vm *vm);
+
+/* Writes the complete VM state to `path` (VM paused meanwhile). */
+int vm__save(struct vm *vm, const char *path, uint64_t *bytes, uint64_t *pause_us, char *err);
+
+/* ---- guest memory and dirty tracking ---------------------------------- */
+
+/* Host pointer for [gpa, gpa+len) if it lies inside guest RAM, else NULL. */
+void *vm__guest_ptr(struct vm *vm, uint64_t gpa, size_t len);
+/* Guest RAM is addressed as a flat array of pages: page n <-> gpa. */
+uint64_t vm__nr_pages(struct vm *vm);
+uint64_t vm__page_gpa(struct vm *vm, uint64_t page);
+
+/*
+ * ORs into `bitmap` (vm__nr_pages bits) every page written since the last
+ * call, by the guest (KVM dirty log) or by the VMM's own device emulation,
+ * and starts a new tracking round. Requires cfg.dirty_log or
+ * vm__dirty_log_enable().
+ */
+int vm__dirty_log_collect(struct vm *vm, uint64_t *bitmap);
+int vm__dirty_log_enable(struct vm *vm, bool on);
+
+/* ---- vCPU inspection --------------------------------------------------- */
+
+struct vm_vcpu_regs {
+	uint64_t rax, rbx, rcx, rdx, rsi, rdi, rsp, rbp;
+	uint64_t r8, r9, r10, r11, r12, r13, r14, r15;
+	uint64_t rip, rflags, cr0, cr3, cr4, efer;
+	uint16_t cs, ss;
+};
+/* Only while paused. */
+int vm__vcpu_regs(struct vm *vm, unsigned idx, struct vm_vcpu_regs *out);
+
+/* ---- the monitor (vmm/monitor/) --------------------------------------- */
+
+struct monitor;
+
+/*
+ * A reply is built once and rendered both as text (for people) and as one
+ * JSON object (for tools): mon_reply__str(r, "status", "running") becomes
+ * "status: running" and {"return":{"status":"running"}}.
+ */
+struct mon_reply;
+
+enum mon_error_class {
+	MON_ERR_COMMAND_NOT_FOUND,
+	MON_ERR_INVALID_PARAMETER,
+	MON_ERR_INVALID_STATE,
+	MON_ERR_IO,
+	MON_ERR_INTERNAL,
+};
+
+void mon_reply__str(struct mon_reply *r, const char *key, const char *value);
+void mon_reply__u64(struct mon_reply *r, const char *key, uint64_t value);
+void mon_reply__i64(struct mon_reply *r, const char *key, int64_t value);
+void mon_reply__hex(struct mon_reply *r, const char *key, uint64_t value);
+void mon_reply__double(struct mon_reply *r, const char *key, double value);
+void mon_reply__bool(struct mon_reply *r, const char *key, bool value);
+void mon_reply__array_begin(struct mon_reply *r, const char *key);
+void mon_reply__array_end(struct mon_reply *r);
+void mon_reply__object_begin(struct mon_reply *r, const char *key); /* key NULL in arrays */
+void mon_reply__object_end(struct mon_reply *r);
+void mon_reply__array_str(struct mon_reply *r, const char *value);
+/* Sets the reply to an error; everything else added is discarded. */
+void mon_reply__error(struct mon_reply *r, enum mon_error_class cls, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* argv[0] is the first word after the command name. */
+typedef void (*mon_cmd_fn)(struct mon_reply *r, int argc, char **argv, void *opaque);
+
+/* spec: "unix:PATH" or "stdio". Commands for the VM are registered here. */
+int monitor__create(struct vm *vm, const char *spec, struct monitor **out, char *err);
+/* name may have several words ("info status"); the longest match wins. */
+int monitor__add_command(struct monitor *m, const char *name, const char *args,
+			 const char *help, mon_cmd_fn fn, void *opaque);
+int monitor__start(struct monitor *m);
+void monitor__destroy(struct monitor *m);
+
+#endif
