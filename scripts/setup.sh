@@ -4,7 +4,7 @@
 set -eu
 
 PKGS="build-essential cmake pkg-config iproute2 socat python3 \
-      liblz4-dev libcmocka-dev qemu-system-x86 procps psmisc"
+      liblz4-dev procps"
 
 missing=""
 for p in $PKGS; do

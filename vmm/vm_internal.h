@@ -49,7 +49,7 @@ struct guest_mem {
 	_Atomic uint64_t *vmm_dirty;
 };
 
-int mem__init(struct guest_mem *m, int vm_fd, uint64_t size, char *err);
+int mem__init(struct guest_mem *m, int vm_fd, uint64_t size, bool dirty_log, char *err);
 void mem__free(struct guest_mem *m);
 void *mem__ptr(struct guest_mem *m, uint64_t gpa, size_t len);
 void mem__mark_dirty(struct guest_mem *m, uint64_t gpa, size_t len);

@@ -223,3 +223,33 @@ def main(test):
     print("PASS: " + name)
     shutil.rmtree(workdir, ignore_errors=True)
     sys.exit(0)
+
+
+def _crc32c_table():
+    t = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        t.append(c)
+    return t
+
+
+_CRC32C = _crc32c_table()
+
+
+def crc32c(data, crc=0):
+    """CRC-32C (Castagnoli), chained like zlib.crc32: crc32c(b, crc32c(a)) == crc32c(a + b)."""
+    c = crc ^ 0xFFFFFFFF
+    for b in data:
+        c = _CRC32C[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+def snapshot_fix_header_crc(b):
+    """Recomputes a snapshot file header's CRC (docs/wire-format: header_crc at 16,
+    header_size at 12) so a test can change one header field and nothing else."""
+    import struct
+    hsize = struct.unpack_from("<I", b, 12)[0]
+    h = bytes(b[:16]) + b"\0\0\0\0" + bytes(b[20:hsize])
+    struct.pack_into("<I", b, 16, crc32c(h))

@@ -29,12 +29,13 @@ static int mem__set_slot(struct guest_mem *m, int vm_fd, unsigned i)
 	return 0;
 }
 
-int mem__init(struct guest_mem *m, int vm_fd, uint64_t size, char *err)
+int mem__init(struct guest_mem *m, int vm_fd, uint64_t size, bool dirty_log, char *err)
 {
 	uint64_t low = size < VM_LOW_MEM_END ? size : VM_LOW_MEM_END;
 	int ret;
 
 	memset(m, 0, sizeof(*m));
+	m->dirty_log = dirty_log;
 	m->slots[0] = (struct mem_slot){ .gpa = 0, .size = low };
 	m->nr_slots = 1;
 	if (size > low) {

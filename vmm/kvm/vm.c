@@ -94,11 +94,9 @@ static int vm__create_machine(const struct vm_config *cfg, struct vm **out, char
 		snprintf(err, VMM_ERR_LEN, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
 		return ret;
 	}
-	vm->mem.dirty_log = cfg->dirty_log;
-	ret = mem__init(&vm->mem, vm->vm_fd, cfg->mem_size, err);
+	ret = mem__init(&vm->mem, vm->vm_fd, cfg->mem_size, cfg->dirty_log, err);
 	if (ret)
 		return ret;
-	vm->mem.dirty_log = cfg->dirty_log;
 
 	/* The TSC rate is needed by CPUID before any vCPU exists: ask the VM. */
 	ret = ioctl(vm->vm_fd, KVM_GET_TSC_KHZ, 0);

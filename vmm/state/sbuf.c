@@ -1,8 +1,7 @@
 /*
- * sbuf (growable output buffer) and sreader (bounds-checked input cursor).
- *
- * Both are deliberately tiny: every encoder and decoder in vmm/state goes
- * through them, so a length check lives in exactly one place.
+ * sbuf: growable output buffer.  (Its input twin, sreader, is all inline in
+ * state.h.)  Every encoder in vmm/state appends through these, so the
+ * overflow and allocation checks live in exactly one place.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -91,60 +90,4 @@ int sbuf__append_u64(struct sbuf *sb, uint64_t v)
 	for (int i = 0; i < 8; i++)
 		b[i] = (uint8_t)(v >> (8 * i));
 	return sbuf__append(sb, b, sizeof(b));
-}
-
-int sreader__view(struct sreader *r, const void **out, size_t n)
-{
-	if (n > r->len - r->pos)
-		return -EBADMSG;
-	*out = r->p + r->pos;
-	r->pos += n;
-	return 0;
-}
-
-int sreader__bytes(struct sreader *r, void *out, size_t n)
-{
-	const void *src;
-	int rc = sreader__view(r, &src, n);
-
-	if (rc)
-		return rc;
-	if (n)
-		memcpy(out, src, n);
-	return 0;
-}
-
-int sreader__u8(struct sreader *r, uint8_t *out)
-{
-	return sreader__bytes(r, out, 1);
-}
-
-int sreader__u32(struct sreader *r, uint32_t *out)
-{
-	const void *v;
-	const uint8_t *b;
-	int rc = sreader__view(r, &v, 4);
-
-	if (rc)
-		return rc;
-	b = v;
-	*out = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
-	       (uint32_t)b[3] << 24;
-	return 0;
-}
-
-int sreader__u64(struct sreader *r, uint64_t *out)
-{
-	const void *src;
-	const uint8_t *b;
-	uint64_t v = 0;
-	int rc = sreader__view(r, &src, 8);
-
-	if (rc)
-		return rc;
-	b = src;
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | b[i];
-	*out = v;
-	return 0;
 }

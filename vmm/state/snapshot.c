@@ -188,63 +188,108 @@ static void build_section_header(uint8_t *h, uint32_t type, const char *name,
 	put32(h + 52, crc32c(0, h, 52));
 }
 
+/*
+ * Append a section to the buffer.  The payload is copied and then
+ * checksummed in chunks that are still in cache, so the source is read
+ * once; the header, which needs the crc, is filled in last.  Reserving
+ * first means nothing below can fail: the buffer never holds half a
+ * section.
+ */
+#define SNAP_CRC_CHUNK (64 * 1024)
+
+static int buffer_section(struct snap_writer *w, uint32_t type,
+			  const char *name, const struct iovec *iov,
+			  int iovcnt, uint64_t len, uint8_t h_out[4])
+{
+	size_t pad = pad_len(len), start = w->buf->len;
+	uint32_t crc = 0;
+	uint8_t *dst;
+	int rc;
+
+	if (len > SIZE_MAX - SNAP_SECTION_HEADER_SIZE - SNAP_ALIGN)
+		return -ENOMEM;
+	rc = sbuf__reserve(w->buf, SNAP_SECTION_HEADER_SIZE + (size_t)len +
+					   pad);
+	if (rc)
+		return rc;
+	dst = w->buf->data + start + SNAP_SECTION_HEADER_SIZE;
+	for (int i = 0; i < iovcnt; i++) {
+		const uint8_t *src = iov[i].iov_base;
+		size_t left = iov[i].iov_len;
+
+		while (left) {
+			size_t n = left < SNAP_CRC_CHUNK ? left : SNAP_CRC_CHUNK;
+
+			memcpy(dst, src, n);
+			crc = crc32c(crc, dst, n);
+			dst += n;
+			src += n;
+			left -= n;
+		}
+	}
+	memset(dst, 0, pad);
+	build_section_header(w->buf->data + start, type, name, len, crc);
+	memcpy(h_out, w->buf->data + start + 52, 4);
+	w->buf->len = start + SNAP_SECTION_HEADER_SIZE + (size_t)len + pad;
+	return 0;
+}
+
+/* Write a large section straight from the caller's memory, together with
+ * the pending bytes before it, in as few writev() calls as possible. */
+static int direct_section(struct snap_writer *w, uint32_t type,
+			  const char *name, const struct iovec *iov,
+			  int iovcnt, uint64_t len, uint8_t h_out[4])
+{
+	uint8_t h[SNAP_SECTION_HEADER_SIZE];
+	struct iov_batch b = { .fd = w->fd };
+	uint32_t crc = 0;
+	int rc;
+
+	/* The header goes first on the wire and carries the crc, so this
+	 * path reads the payload twice (crc, then the kernel's copy). */
+	for (int i = 0; i < iovcnt; i++)
+		crc = crc32c(crc, iov[i].iov_base, iov[i].iov_len);
+	build_section_header(h, type, name, len, crc);
+	memcpy(h_out, h + 52, 4);
+
+	batch_add(&b, w->buf->data, w->buf->len);
+	batch_add(&b, h, sizeof(h));
+	for (int i = 0; i < iovcnt; i++)
+		batch_add(&b, iov[i].iov_base, iov[i].iov_len);
+	batch_add(&b, zero_pad, pad_len(len));
+	rc = batch_flush(&b);
+	sbuf__reset(w->buf);
+	return rc;
+}
+
 /* Common tail of section writing, for both user sections and END. */
 static int emit_section(struct snap_writer *w, uint32_t type,
 			const char *name, const struct iovec *iov, int iovcnt)
 {
-	uint8_t h[SNAP_SECTION_HEADER_SIZE];
+	uint8_t hcrc[4];
 	uint64_t len = 0;
-	uint32_t crc = 0;
-	size_t pad;
 	int rc;
 
 	for (int i = 0; i < iovcnt; i++) {
 		if (iov[i].iov_len > UINT64_MAX - len)
 			return -EINVAL;
 		len += iov[i].iov_len;
-		crc = crc32c(crc, iov[i].iov_base, iov[i].iov_len);
 	}
-	pad = pad_len(len);
-	build_section_header(h, type, name, len, crc);
 
 	if (w->fd < 0 || len < SNAP_COPY_MAX) {
-		/* Into the buffer (the caller's, or our pending one).
-		 * Reserving first means the appends cannot fail, so the
-		 * buffer never holds half a section. */
-		if (len > SIZE_MAX - SNAP_SECTION_HEADER_SIZE - SNAP_ALIGN)
-			return -ENOMEM;
-		rc = sbuf__reserve(w->buf, SNAP_SECTION_HEADER_SIZE +
-						   (size_t)len + pad);
-		if (rc)
-			return rc;
-		sbuf__append(w->buf, h, sizeof(h));
-		for (int i = 0; i < iovcnt; i++)
-			sbuf__append(w->buf, iov[i].iov_base, iov[i].iov_len);
-		sbuf__append(w->buf, zero_pad, pad);
-		if (w->fd >= 0 && w->buf->len >= SNAP_FLUSH_AT) {
+		rc = buffer_section(w, type, name, iov, iovcnt, len, hcrc);
+		if (!rc && w->fd >= 0 && w->buf->len >= SNAP_FLUSH_AT)
 			rc = flush_pending(w);
-			if (rc)
-				return rc;
-		}
 	} else {
-		/* Large: one gathered write of pending + this section. */
-		struct iov_batch b = { .fd = w->fd };
-
-		batch_add(&b, w->buf->data, w->buf->len);
-		batch_add(&b, h, sizeof(h));
-		for (int i = 0; i < iovcnt; i++)
-			batch_add(&b, iov[i].iov_base, iov[i].iov_len);
-		batch_add(&b, zero_pad, pad);
-		rc = batch_flush(&b);
-		sbuf__reset(w->buf);
-		if (rc)
-			return rc;
+		rc = direct_section(w, type, name, iov, iovcnt, len, hcrc);
 	}
+	if (rc)
+		return rc;
 
-	w->offset += SNAP_SECTION_HEADER_SIZE + len + pad;
+	w->offset += SNAP_SECTION_HEADER_SIZE + len + pad_len(len);
 	if (type != SNAP_SECTION_END) {
 		/* END will pin down which sections came, in which order. */
-		w->chain_crc = crc32c(w->chain_crc, h + 52, 4);
+		w->chain_crc = crc32c(w->chain_crc, hcrc, 4);
 		w->nsections++;
 	}
 	return 0;

@@ -34,9 +34,11 @@
 #ifndef FTVM_VMM_STATE_STATE_H
 #define FTVM_VMM_STATE_STATE_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/uio.h>
 
 /* ------------------------------------------------------------------------
@@ -79,13 +81,62 @@ static inline size_t sreader__remaining(const struct sreader *r)
 	return r->len - r->pos;
 }
 
-/* Each returns 0, or -EBADMSG without moving when fewer bytes remain. */
-int sreader__u8(struct sreader *r, uint8_t *out);
-int sreader__u32(struct sreader *r, uint32_t *out);
-int sreader__u64(struct sreader *r, uint64_t *out);
-int sreader__bytes(struct sreader *r, void *out, size_t n);
-/* Zero-copy: *out points at the next n bytes of the underlying buffer. */
-int sreader__view(struct sreader *r, const void **out, size_t n);
+/*
+ * Each returns 0, or -EBADMSG without moving when fewer bytes remain.
+ * Inline because every decoder calls them several times per field.
+ */
+static inline int sreader__view(struct sreader *r, const void **out, size_t n)
+{
+	if (n > r->len - r->pos)
+		return -EBADMSG;
+	*out = r->p + r->pos;	/* zero-copy: points into the buffer */
+	r->pos += n;
+	return 0;
+}
+
+static inline int sreader__bytes(struct sreader *r, void *out, size_t n)
+{
+	const void *src;
+
+	if (sreader__view(r, &src, n))
+		return -EBADMSG;
+	if (n)
+		memcpy(out, src, n);
+	return 0;
+}
+
+static inline int sreader__u8(struct sreader *r, uint8_t *out)
+{
+	return sreader__bytes(r, out, 1);
+}
+
+static inline int sreader__u32(struct sreader *r, uint32_t *out)
+{
+	const void *src;
+	const uint8_t *b;
+
+	if (sreader__view(r, &src, 4))
+		return -EBADMSG;
+	b = (const uint8_t *)src;
+	*out = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+	       (uint32_t)b[3] << 24;
+	return 0;
+}
+
+static inline int sreader__u64(struct sreader *r, uint64_t *out)
+{
+	const void *src;
+	const uint8_t *b;
+	uint64_t v = 0;
+
+	if (sreader__view(r, &src, 8))
+		return -EBADMSG;
+	b = (const uint8_t *)src;
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | b[i];
+	*out = v;
+	return 0;
+}
 
 /* ------------------------------------------------------------------------
  * crc32c: CRC-32C (Castagnoli, polynomial 0x1EDC6F41, reflected 0x82F63B78)

@@ -99,7 +99,7 @@ static int check_desc(const struct vmstate_desc *d, unsigned depth,
 				    d->name, f->name, f->version_added,
 				    d->version);
 		if (f->sub) {
-			uint64_t sub_size;
+			uint64_t sub_size = 0;
 			int rc;
 
 			if (f->count == 0 || f->stride != f->sub->struct_size ||

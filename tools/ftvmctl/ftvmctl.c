@@ -1,0 +1,499 @@
+/* ftvmctl: run one monitor command against a running ftvm (docs/monitor.md).
+ *
+ *   ftvmctl SOCKET [--json] [--timeout SECONDS] COMMAND [ARG...]
+ *
+ * Text mode: read the greeting line and the "(ftvm) " prompt, send the
+ * command, print everything up to the next prompt; exit 1 if the answer
+ * starts with "error: ". JSON mode: send "json" first, read its
+ * {"return":{}} line, send the command, print its one answer line; exit 1
+ * for an {"error":...} object. Exit 2 for usage errors and when the monitor
+ * cannot be reached, times out, or breaks the protocol. A monitor that
+ * closes the connection after `quit` has done what was asked: exit 0.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* the root CMakeLists defines it too */
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stddef.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXIT_OK 0
+#define EXIT_CMD_FAILED 1
+#define EXIT_UNREACHABLE 2
+
+#define PROMPT "(ftvm) "
+#define PROMPT_LEN (sizeof(PROMPT) - 1)
+#define GREETING "ftvm monitor "
+#define LINE_MAX_BYTES 4095 /* monitor's limit for one command line */
+
+static const char usage_text[] =
+"usage: ftvmctl SOCKET [--json] [--timeout SECONDS] COMMAND [ARG...]\n"
+"\n"
+"Runs one command on the ftvm monitor listening on the unix socket SOCKET\n"
+"(ftvm --monitor unix:SOCKET) and prints the answer: the text form, or with\n"
+"--json the one JSON line. The command's words are joined by single spaces.\n"
+"\n"
+"  --json             use the monitor's JSON mode\n"
+"  --timeout SECONDS  give up after this long in all (default 30; decimals ok)\n"
+"  -h, --help         this text\n"
+"\n"
+"Exit status: 0 success, 1 the command failed (error answer),\n"
+"2 usage error or the monitor could not be reached.\n";
+
+/* Connection state: the socket, the overall deadline, and what has been
+ * received but not yet consumed. */
+struct conn {
+	int fd;
+	struct timespec deadline; /* CLOCK_MONOTONIC */
+	char *buf;
+	size_t len, cap;
+	bool eof;
+};
+
+static int64_t ms_left(const struct conn *c)
+{
+	struct timespec now;
+	int64_t ms;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = (int64_t)(c->deadline.tv_sec - now.tv_sec) * 1000 +
+	     (c->deadline.tv_nsec - now.tv_nsec) / 1000000;
+	return ms > 0 ? ms : 0;
+}
+
+static int wait_fd(struct conn *c, short events)
+{
+	struct pollfd pfd = { .fd = c->fd, .events = events };
+	int64_t left;
+	int r;
+
+	for (;;) {
+		left = ms_left(c);
+		if (left == 0)
+			return -ETIMEDOUT;
+		r = poll(&pfd, 1, left > 60000 ? 60000 : (int)left);
+		if (r > 0)
+			return 0;
+		if (r < 0 && errno != EINTR)
+			return -errno;
+	}
+}
+
+static int conn_open(struct conn *c, const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	socklen_t sl;
+	int err = 0;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	sl = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
+	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (c->fd < 0)
+		return -errno;
+	if (connect(c->fd, (struct sockaddr *)&sa, sl) == 0)
+		return 0;
+	/* A unix socket whose backlog is full answers EAGAIN rather than
+	 * EINPROGRESS; retry until the deadline instead of failing at once,
+	 * since a busy monitor is not an unreachable one. */
+	while (errno == EAGAIN || errno == EINPROGRESS) {
+		socklen_t el = sizeof(err);
+
+		if (errno == EINPROGRESS) {
+			int r = wait_fd(c, POLLOUT);
+
+			if (r < 0)
+				return r;
+			if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
+				return -errno;
+			return err ? -err : 0;
+		}
+		if (ms_left(c) == 0)
+			return -ETIMEDOUT;
+		usleep(10000);
+		if (connect(c->fd, (struct sockaddr *)&sa, sl) == 0)
+			return 0;
+	}
+	return -errno;
+}
+
+static int conn_send(struct conn *c, const char *s, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = send(c->fd, s, len, MSG_NOSIGNAL);
+
+		if (n < 0) {
+			int r;
+
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN)
+				return -errno;
+			r = wait_fd(c, POLLOUT);
+			if (r < 0)
+				return r;
+			continue;
+		}
+		s += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Read more bytes into the buffer. 0 on progress or EOF (c->eof set),
+ * negative errno on failure or timeout. */
+static int conn_fill(struct conn *c)
+{
+	ssize_t n;
+	int r;
+
+	if (c->len + 4096 + 1 > c->cap) {
+		size_t nc = c->cap ? c->cap * 2 : 8192;
+		char *p = realloc(c->buf, nc);
+
+		if (!p)
+			return -ENOMEM;
+		c->buf = p;
+		c->cap = nc;
+	}
+	for (;;) {
+		n = recv(c->fd, c->buf + c->len, c->cap - c->len - 1, 0);
+		if (n > 0) {
+			c->len += (size_t)n;
+			c->buf[c->len] = '\0';
+			return 0;
+		}
+		if (n == 0) {
+			c->eof = true;
+			return 0;
+		}
+		if (errno == EINTR)
+			continue;
+		/* A peer that closed after answering `quit` may reset the
+		 * connection instead of a clean EOF. */
+		if (errno == ECONNRESET) {
+			c->eof = true;
+			return 0;
+		}
+		if (errno != EAGAIN)
+			return -errno;
+		r = wait_fd(c, POLLIN);
+		if (r < 0)
+			return r;
+	}
+}
+
+static void conn_consume(struct conn *c, size_t n)
+{
+	memmove(c->buf, c->buf + n, c->len - n);
+	c->len -= n;
+	if (c->buf)
+		c->buf[c->len] = '\0';
+}
+
+/* Wait for one full line; *line_len excludes the '\n'. -EPIPE if the peer
+ * closed first (whatever partial line there is stays in the buffer). */
+static int conn_read_line(struct conn *c, size_t *line_len)
+{
+	for (;;) {
+		char *nl = c->len ? memchr(c->buf, '\n', c->len) : NULL;
+		int r;
+
+		if (nl) {
+			*line_len = (size_t)(nl - c->buf);
+			return 0;
+		}
+		if (c->eof)
+			return -EPIPE;
+		r = conn_fill(c);
+		if (r < 0)
+			return r;
+	}
+}
+
+/* Wait until the buffer holds an answer terminated by the prompt: the
+ * prompt either alone (empty answer) or right after a '\n'. The prompt has
+ * no newline, so "ends with the prompt" is the only way to see it; after
+ * it the monitor sends nothing until our next line, so nothing can follow
+ * it in the buffer. *answer_len is the length before the prompt. */
+static int conn_read_until_prompt(struct conn *c, size_t *answer_len)
+{
+	for (;;) {
+		int r;
+
+		if (c->len >= PROMPT_LEN &&
+		    !memcmp(c->buf + c->len - PROMPT_LEN, PROMPT, PROMPT_LEN) &&
+		    (c->len == PROMPT_LEN || c->buf[c->len - PROMPT_LEN - 1] == '\n')) {
+			*answer_len = c->len - PROMPT_LEN;
+			return 0;
+		}
+		if (c->eof)
+			return -EPIPE;
+		r = conn_fill(c);
+		if (r < 0)
+			return r;
+	}
+}
+
+static int fail_io(const char *sock, const char *what, int err)
+{
+	if (err == -ETIMEDOUT)
+		fprintf(stderr, "ftvmctl: %s: timed out %s\n", sock, what);
+	else if (err == -EPIPE)
+		fprintf(stderr, "ftvmctl: %s: monitor closed the connection %s\n",
+			sock, what);
+	else
+		fprintf(stderr, "ftvmctl: %s: %s: %s\n", sock, what, strerror(-err));
+	return EXIT_UNREACHABLE;
+}
+
+/* The first member name of a JSON object line, to tell {"return":...}
+ * from {"error":...} without a JSON library: both are produced by our own
+ * monitor, and only the first key decides. Whitespace is tolerated. */
+static const char *json_first_key(const char *s, size_t len, size_t *klen)
+{
+	size_t i = 0, start;
+
+	while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r'))
+		i++;
+	if (i >= len || s[i++] != '{')
+		return NULL;
+	while (i < len && (s[i] == ' ' || s[i] == '\t'))
+		i++;
+	if (i >= len || s[i++] != '"')
+		return NULL;
+	start = i;
+	while (i < len && s[i] != '"')
+		i++;
+	if (i >= len)
+		return NULL;
+	*klen = i - start;
+	return s + start;
+}
+
+static bool key_is(const char *k, size_t kl, const char *word)
+{
+	return k && kl == strlen(word) && !memcmp(k, word, kl);
+}
+
+/* Is this command the one that makes the monitor go away? */
+static bool is_quit(const char *cmd)
+{
+	return !strcmp(cmd, "quit");
+}
+
+static int run_text(struct conn *c, const char *sock, const char *cmd,
+		    const char *line, size_t line_len)
+{
+	size_t n;
+	int r;
+
+	r = conn_send(c, line, line_len);
+	if (r < 0)
+		return is_quit(cmd) ? EXIT_OK : fail_io(sock, "sending the command", r);
+	r = conn_read_until_prompt(c, &n);
+	if (r == -EPIPE) {
+		/* Whatever arrived before the close is the answer. */
+		fwrite(c->buf, 1, c->len, stdout);
+		if (c->len >= 7 && !memcmp(c->buf, "error: ", 7))
+			return EXIT_CMD_FAILED;
+		if (is_quit(cmd))
+			return EXIT_OK;
+		return fail_io(sock, "before answering", r);
+	}
+	if (r < 0)
+		return fail_io(sock, "waiting for the answer", r);
+	fwrite(c->buf, 1, n, stdout);
+	return n >= 7 && !memcmp(c->buf, "error: ", 7) ? EXIT_CMD_FAILED : EXIT_OK;
+}
+
+static int run_json(struct conn *c, const char *sock, const char *cmd,
+		    const char *line, size_t line_len)
+{
+	const char *k;
+	size_t n, kl = 0;
+	int r;
+
+	r = conn_send(c, "json\n", 5);
+	if (r < 0)
+		return fail_io(sock, "switching to JSON mode", r);
+	r = conn_read_line(c, &n);
+	if (r < 0)
+		return fail_io(sock, "switching to JSON mode", r);
+	k = json_first_key(c->buf, n, &kl);
+	if (!key_is(k, kl, "return")) {
+		fprintf(stderr, "ftvmctl: %s: 'json' was answered '%.*s'\n", sock,
+			(int)n, c->buf);
+		return EXIT_UNREACHABLE;
+	}
+	conn_consume(c, n + 1);
+
+	r = conn_send(c, line, line_len);
+	if (r < 0)
+		return is_quit(cmd) ? EXIT_OK : fail_io(sock, "sending the command", r);
+	r = conn_read_line(c, &n);
+	if (r == -EPIPE && is_quit(cmd)) {
+		/* Closed without (or with an unterminated) answer: quit did
+		 * its job. Pass on what came. */
+		if (c->len)
+			printf("%.*s\n", (int)c->len, c->buf);
+		return EXIT_OK;
+	}
+	if (r < 0)
+		return fail_io(sock, "waiting for the answer", r);
+	printf("%.*s\n", (int)n, c->buf);
+	k = json_first_key(c->buf, n, &kl);
+	if (key_is(k, kl, "return"))
+		return EXIT_OK;
+	if (key_is(k, kl, "error"))
+		return EXIT_CMD_FAILED;
+	fprintf(stderr, "ftvmctl: %s: answer is not a JSON return or error object\n",
+		sock);
+	return EXIT_UNREACHABLE;
+}
+
+static int parse_timeout(const char *s, struct timespec *out)
+{
+	struct timespec now;
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || !(v > 0) || v > 86400 * 365.0)
+		return -EINVAL;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	out->tv_sec = now.tv_sec + (time_t)v;
+	out->tv_nsec = now.tv_nsec + (long)((v - (double)(time_t)v) * 1e9);
+	if (out->tv_nsec >= 1000000000L) {
+		out->tv_sec++;
+		out->tv_nsec -= 1000000000L;
+	}
+	return 0;
+}
+
+static int usage_error(const char *msg, const char *arg)
+{
+	fprintf(stderr, "ftvmctl: ");
+	fprintf(stderr, msg, arg);
+	fprintf(stderr, "\nTry 'ftvmctl --help'.\n");
+	return EXIT_UNREACHABLE;
+}
+
+int main(int argc, char **argv)
+{
+	const char *sock = NULL, *timeout = "30";
+	struct conn c = { .fd = -1 };
+	bool json = false;
+	char *line = NULL;
+	size_t line_len = 0, n;
+	int i, r, ret;
+
+	/* SOCKET comes first, but accept options before it too; options end
+	 * at the command, whose arguments pass through untouched (a monitor
+	 * argument may well start with "--"). */
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			fputs(usage_text, stdout);
+			return EXIT_OK;
+		} else if (!strcmp(a, "--json")) {
+			json = true;
+		} else if (!strcmp(a, "--timeout")) {
+			if (++i == argc)
+				return usage_error("%s", "--timeout needs SECONDS");
+			timeout = argv[i];
+		} else if (!strncmp(a, "--timeout=", 10)) {
+			timeout = a + 10;
+		} else if (!strcmp(a, "--")) {
+			i++;
+			if (!sock && i < argc)
+				sock = argv[i++];
+			break;
+		} else if (a[0] == '-' && a[1] != '\0') {
+			return usage_error("unknown option '%s'", a);
+		} else if (!sock) {
+			sock = a;
+		} else {
+			break;
+		}
+	}
+	if (!sock)
+		return usage_error("%s", "no SOCKET given");
+	if (i >= argc)
+		return usage_error("%s", "no COMMAND given");
+	if (parse_timeout(timeout, &c.deadline) < 0)
+		return usage_error("--timeout: '%s' is not a positive number of seconds",
+				   timeout);
+
+	/* Join the command words; a newline inside would smuggle in a second
+	 * command, so refuse it. */
+	for (int j = i; j < argc; j++)
+		line_len += strlen(argv[j]) + 1;
+	if (line_len > LINE_MAX_BYTES + 1)
+		return usage_error("%s", "command line longer than 4095 bytes");
+	line = malloc(line_len + 1);
+	if (!line)
+		return EXIT_UNREACHABLE;
+	line[0] = '\0';
+	for (int j = i; j < argc; j++) {
+		if (strpbrk(argv[j], "\r\n")) {
+			free(line);
+			return usage_error("%s", "command words must not contain newlines");
+		}
+		if (j > i)
+			strcat(line, " ");
+		strcat(line, argv[j]);
+	}
+	strcat(line, "\n");
+
+	r = conn_open(&c, sock);
+	if (r < 0) {
+		fprintf(stderr, "ftvmctl: cannot connect to %s: %s\n", sock,
+			r == -ETIMEDOUT ? "timed out" : strerror(-r));
+		ret = EXIT_UNREACHABLE;
+		goto out;
+	}
+
+	/* Greeting, then the prompt (also in JSON mode: we only switch
+	 * after it, with the "json" command). */
+	r = conn_read_line(&c, &n);
+	if (r < 0) {
+		ret = fail_io(sock, "before the greeting", r);
+		goto out;
+	}
+	if (n < strlen(GREETING) || memcmp(c.buf, GREETING, strlen(GREETING))) {
+		fprintf(stderr, "ftvmctl: %s: not an ftvm monitor (greeting '%.*s')\n",
+			sock, (int)(n > 80 ? 80 : n), c.buf);
+		ret = EXIT_UNREACHABLE;
+		goto out;
+	}
+	conn_consume(&c, n + 1);
+	r = conn_read_until_prompt(&c, &n);
+	if (r < 0) {
+		ret = fail_io(sock, "waiting for the prompt", r);
+		goto out;
+	}
+	conn_consume(&c, c.len);
+
+	ret = json ? run_json(&c, sock, argv[i], line, strlen(line)) :
+		     run_text(&c, sock, argv[i], line, strlen(line));
+out:
+	fflush(stdout);
+	if (c.fd >= 0)
+		close(c.fd);
+	free(c.buf);
+	free(line);
+	return ret;
+}
