@@ -109,6 +109,7 @@ void vcpu__destroy(struct vcpu *c);
 int vcpu__setup_cpuid(struct vcpu *c, char *err);
 int vcpu__set_pvh_entry(struct vcpu *c, uint32_t entry, uint32_t start_info);
 void *vcpu__thread(void *arg);
+void vcpu__eat_kicks(void);
 
 /* vCPU state capture (vmm/kvm/cpu_state.c); only on a parked vCPU. */
 int cpu_state__save(struct vcpu *c, struct sbuf *out, char *err);

@@ -78,11 +78,3 @@ uint64_t ram_total(void)
 	}
 	return t;
 }
-
-void startinfo_print_memmap(void)
-{
-	for (uint32_t i = 0; i < mm_n; i++)
-		printf("ftvm-guest: memmap %#llx-%#llx type %u\n",
-		       (unsigned long long)mm[i].addr,
-		       (unsigned long long)(mm[i].addr + mm[i].size), mm[i].type);
-}

@@ -38,6 +38,5 @@ int ram_contains(uint64_t addr, uint64_t len);
 uint64_t ram_end_from(uint64_t addr);
 /* Total RAM in the map. */
 uint64_t ram_total(void);
-void startinfo_print_memmap(void);
 
 #endif

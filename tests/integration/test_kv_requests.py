@@ -27,7 +27,7 @@ def test(work):
                 ("", "ERR - "),
                 ("GET 9 k\xff", "ERR 9 bad_key"),
                 ("put 10 k v", "ERR 10 bad_command"),
-                ("TIME", "ERR - bad_reqid"),
+                ("TIME", "ERR - bad_arity"),
             ]
             for req, want in cases:
                 r = kv(ns, "raw", req, check_rc=False)

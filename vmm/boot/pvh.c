@@ -203,6 +203,8 @@ int pvh__load(struct vm *vm, const char *kernel, const char *cmdline, uint32_t *
 		goto out;
 	}
 	phnum = is64 ? ((const Elf64_Ehdr *)(void *)f)->e_phnum : ((const Elf32_Ehdr *)(void *)f)->e_phnum;
+	/* Pass 1: check every header and find the entry; nothing is loaded
+	 * unless the whole file makes sense. */
 	for (unsigned i = 0; i < phnum; i++) {
 		struct phdr p;
 		if (get_phdr(f, flen, is64, i, &p) < 0) {
@@ -217,12 +219,18 @@ int pvh__load(struct vm *vm, const char *kernel, const char *cmdline, uint32_t *
 				 kernel, i);
 			goto out;
 		}
-		if (p.type == PT_NOTE) {
-			if (!have_entry)
-				have_entry = find_pvh_note(f + p.offset, p.filesz, entry);
-			continue;
-		}
-		if (!p.memsz)
+		if (p.type == PT_NOTE && !have_entry)
+			have_entry = find_pvh_note(f + p.offset, p.filesz, entry);
+	}
+	if (!have_entry) {
+		snprintf(err, VMM_ERR_LEN,
+			 "--kernel: %s has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY)", kernel);
+		goto out;
+	}
+	for (unsigned i = 0; i < phnum; i++) {
+		struct phdr p;
+		get_phdr(f, flen, is64, i, &p);
+		if (p.type != PT_LOAD || !p.memsz)
 			continue;
 		uint8_t *dst = mem__ptr(&vm->mem, p.paddr, p.memsz);
 		if (!dst || (p.paddr < BOOT_AREA_END && p.paddr + p.memsz > START_INFO_GPA)) {
@@ -232,13 +240,15 @@ int pvh__load(struct vm *vm, const char *kernel, const char *cmdline, uint32_t *
 				 (unsigned long long)p.paddr, (unsigned long long)(p.paddr + p.memsz));
 			goto out;
 		}
+	}
+	for (unsigned i = 0; i < phnum; i++) {
+		struct phdr p;
+		get_phdr(f, flen, is64, i, &p);
+		if (p.type != PT_LOAD || !p.memsz)
+			continue;
+		uint8_t *dst = mem__ptr(&vm->mem, p.paddr, p.memsz);
 		memcpy(dst, f + p.offset, p.filesz);
 		memset(dst + p.filesz, 0, p.memsz - p.filesz);
-	}
-	if (!have_entry) {
-		snprintf(err, VMM_ERR_LEN,
-			 "--kernel: %s has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY)", kernel);
-		goto out;
 	}
 	ret = pvh__write_start_info(vm, cmdline, err);
 out:

@@ -232,6 +232,22 @@ static void vcpu__sig_kick(int sig)
 	(void)sig;	/* only interrupts KVM_RUN */
 }
 
+/*
+ * A kick that interrupted KVM_RUN stays pending once KVM_RUN has restored
+ * the thread's mask (SIGUSR1 blocked): consume it, or every later KVM_RUN
+ * would return -EINTR at once.
+ */
+void vcpu__eat_kicks(void)
+{
+	static const struct timespec zero = { 0, 0 };
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	while (sigtimedwait(&set, NULL, &zero) > 0)
+		;
+}
+
 void *vcpu__thread(void *arg)
 {
 	struct vcpu *c = arg;
@@ -273,8 +289,10 @@ void *vcpu__thread(void *arg)
 		if (atomic_load(&vm->quit_req))
 			break;
 		if (ioctl(c->fd, KVM_RUN, 0) < 0) {
-			if (errno == EINTR || errno == EAGAIN)
+			if (errno == EINTR || errno == EAGAIN) {
+				vcpu__eat_kicks();
 				continue;
+			}
 			fprintf(stderr, "ftvm: vCPU %u: KVM_RUN: %s\n", c->idx, strerror(errno));
 			vm__request_quit(vm, 1);
 			break;

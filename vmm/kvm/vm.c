@@ -337,6 +337,7 @@ void vm__park_if_requested(struct vm *vm, struct vcpu *c)
 	c->run->immediate_exit = 1;
 	(void)ioctl(c->fd, KVM_RUN, 0);	/* -EINTR: nothing else can happen */
 	c->run->immediate_exit = 0;
+	vcpu__eat_kicks();
 
 	pthread_mutex_lock(&vm->run_lock);
 	vm->parked++;
