@@ -1,0 +1,6 @@
+#!/bin/sh
+# Builds ftvm (installing what it needs) and prints the benchmark figures.
+set -eu
+cd "$(dirname "$0")/.."
+./scripts/build.sh >/tmp/ftvm-bench-build.log 2>&1 || { tail -20 /tmp/ftvm-bench-build.log; exit 1; }
+exec python3 bench/bench_baseline.py "$@"
