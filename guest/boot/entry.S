@@ -114,7 +114,7 @@ pvh_entry:
 	orl $EFER_LME, %eax
 	wrmsr
 	/* Paging on (-> long mode); SSE usable (MP set, EM/TS clear); caches
-	 * on whatever the VMM left in CD/NW. */
+	 * on (CD/NW clear), whatever the VMM's reset value of CR0 was. */
 	movl %cr0, %eax
 	andl $~(CR0_EM | CR0_TS | CR0_CD | CR0_NW), %eax
 	orl $(CR0_PG | CR0_MP | CR0_NE), %eax
@@ -181,8 +181,6 @@ long_mode:
 	leal 1(%ebx), %eax
 	imull $USTACK_SIZE, %eax
 	leaq ustacks(%rax), %rax
-	pushq $USER_RFLAGS
-	popfq
 	pushq $(SEL_USER_DS | 3)
 	pushq %rax
 	pushq $USER_RFLAGS
