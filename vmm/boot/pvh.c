@@ -227,28 +227,26 @@ int pvh__load(struct vm *vm, const char *kernel, const char *cmdline, uint32_t *
 			 "--kernel: %s has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY)", kernel);
 		goto out;
 	}
-	for (unsigned i = 0; i < phnum; i++) {
-		struct phdr p;
-		get_phdr(f, flen, is64, i, &p);
-		if (p.type != PT_LOAD || !p.memsz)
-			continue;
-		uint8_t *dst = mem__ptr(&vm->mem, p.paddr, p.memsz);
-		if (!dst || (p.paddr < BOOT_AREA_END && p.paddr + p.memsz > START_INFO_GPA)) {
-			snprintf(err, VMM_ERR_LEN,
-				 "--kernel: segment %u [0x%llx, 0x%llx) does not fit guest RAM "
-				 "above the boot area (--memory too small?)", i,
-				 (unsigned long long)p.paddr, (unsigned long long)(p.paddr + p.memsz));
-			goto out;
+	/* Pass 2 checks that every segment fits, pass 3 copies. */
+	for (int copy = 0; copy < 2; copy++) {
+		for (unsigned i = 0; i < phnum; i++) {
+			struct phdr p;
+			get_phdr(f, flen, is64, i, &p);
+			if (p.type != PT_LOAD || !p.memsz)
+				continue;
+			uint8_t *dst = mem__ptr(&vm->mem, p.paddr, p.memsz);
+			if (copy) {
+				memcpy(dst, f + p.offset, p.filesz);
+				memset(dst + p.filesz, 0, p.memsz - p.filesz);
+			} else if (!dst || (p.paddr < BOOT_AREA_END && p.paddr + p.memsz > START_INFO_GPA)) {
+				snprintf(err, VMM_ERR_LEN,
+					 "--kernel: segment %u [0x%llx, 0x%llx) does not fit guest RAM "
+					 "above the boot area (--memory too small?)", i,
+					 (unsigned long long)p.paddr,
+					 (unsigned long long)(p.paddr + p.memsz));
+				goto out;
+			}
 		}
-	}
-	for (unsigned i = 0; i < phnum; i++) {
-		struct phdr p;
-		get_phdr(f, flen, is64, i, &p);
-		if (p.type != PT_LOAD || !p.memsz)
-			continue;
-		uint8_t *dst = mem__ptr(&vm->mem, p.paddr, p.memsz);
-		memcpy(dst, f + p.offset, p.filesz);
-		memset(dst + p.filesz, 0, p.memsz - p.filesz);
 	}
 	ret = pvh__write_start_info(vm, cmdline, err);
 out:

@@ -118,50 +118,45 @@ void virtq__push(struct virtio_mmio *t, struct virtq *q, uint16_t head, uint32_t
 	t->r.interrupt_status |= 1;
 }
 
-size_t vq_chain__write(struct virtio_mmio *t, struct vq_chain *c, size_t skip,
-		       const void *data, size_t len)
+/*
+ * Copies between a flat buffer and the chain's segments of one direction,
+ * starting `skip` bytes into them. Returns the bytes copied; segments
+ * written (device-writable ones) are marked dirty.
+ */
+static size_t vq_chain__copy(struct virtio_mmio *t, const struct vq_chain *c, bool writable,
+			     size_t skip, uint8_t *buf, size_t len)
 {
-	const uint8_t *src = data;
 	size_t done = 0;
 
 	for (unsigned i = 0; i < c->n && done < len; i++) {
-		if (!c->writable[i])
+		if (c->writable[i] != writable)
 			continue;
 		size_t seg = c->iov[i].iov_len;
 		if (skip >= seg) {
 			skip -= seg;
 			continue;
 		}
-		size_t n = seg - skip;
-		if (n > len - done)
-			n = len - done;
-		memcpy((uint8_t *)c->iov[i].iov_base + skip, src + done, n);
-		mem__mark_dirty(&t->vm->mem, c->gpa[i] + skip, n);
+		size_t n = seg - skip < len - done ? seg - skip : len - done;
+		uint8_t *p = (uint8_t *)c->iov[i].iov_base + skip;
+		if (writable) {
+			memcpy(p, buf + done, n);
+			mem__mark_dirty(&t->vm->mem, c->gpa[i] + skip, n);
+		} else {
+			memcpy(buf + done, p, n);
+		}
 		done += n;
 		skip = 0;
 	}
 	return done;
 }
 
+size_t vq_chain__write(struct virtio_mmio *t, struct vq_chain *c, size_t skip,
+		       const void *data, size_t len)
+{
+	return vq_chain__copy(t, c, true, skip, (uint8_t *)(uintptr_t)data, len);
+}
+
 size_t vq_chain__read(const struct vq_chain *c, size_t skip, void *data, size_t len)
 {
-	uint8_t *dst = data;
-	size_t done = 0;
-
-	for (unsigned i = 0; i < c->n && done < len; i++) {
-		if (c->writable[i])
-			continue;
-		size_t seg = c->iov[i].iov_len;
-		if (skip >= seg) {
-			skip -= seg;
-			continue;
-		}
-		size_t n = seg - skip;
-		if (n > len - done)
-			n = len - done;
-		memcpy(dst + done, (uint8_t *)c->iov[i].iov_base + skip, n);
-		done += n;
-		skip = 0;
-	}
-	return done;
+	return vq_chain__copy(NULL, c, false, skip, data, len);
 }
