@@ -89,7 +89,7 @@ void serial__destroy(struct serial *s);
 void serial__io_read(void *dev, uint64_t off, void *data, unsigned size);
 void serial__io_write(void *dev, uint64_t off, const void *data, unsigned size);
 int serial__save(struct serial *s, struct sbuf *out);
-int serial__load(struct serial *s, const void *data, size_t len, char *err);
+int serial__load(struct serial *s, const void *data, size_t len, bool check_only, char *err);
 
 /* ---- vCPUs ---------------------------------------------------------------------------- */
 
@@ -113,7 +113,7 @@ void vcpu__eat_kicks(void);
 
 /* vCPU state capture (vmm/kvm/cpu_state.c); only on a parked vCPU. */
 int cpu_state__save(struct vcpu *c, struct sbuf *out, char *err);
-int cpu_state__load(struct vcpu *c, const void *data, size_t len, char *err);
+int cpu_state__load(struct vcpu *c, const void *data, size_t len, bool check_only, char *err);
 
 /* ---- the VM ------------------------------------------------------------------------------ */
 
@@ -148,6 +148,8 @@ struct vm {
 	enum vm_run_state state;
 	atomic_bool pause_req;
 	atomic_bool quit_req;
+	unsigned pause_depth;		/* pause levels held (see vm__pause_internal) */
+	bool user_stopped;		/* the monitor's `stop` holds one level */
 	unsigned parked;		/* vCPUs parked for a pause */
 	unsigned exited;		/* vCPU threads that have left their loop */
 	int exit_code;
@@ -181,5 +183,9 @@ int pvh__load(struct vm *vm, const char *kernel, const char *cmdline, uint32_t *
 /* Snapshot save/load of the whole machine (vmm/snapshot/vm_snapshot.c). */
 int vm_snapshot__save(struct vm *vm, int fd, uint64_t *bytes, char *err);
 int vm_snapshot__load(struct vm *vm, const char *path, char *err);
+/* Device, vCPU and platform state without RAM, as a snapshot in memory. */
+int vm_snapshot__save_state(struct vm *vm, struct sbuf *out, char *err);
+/* check_only: verify and decode everything, change nothing. */
+int vm_snapshot__load_state(struct vm *vm, const void *blob, size_t len, bool check_only, char *err);
 
 #endif

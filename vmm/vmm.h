@@ -17,6 +17,8 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "vmm/state/state.h"
+
 #define VMM_MAX_VCPUS 8
 #define VMM_PAGE_SIZE 4096u
 #define VMM_ERR_LEN 256
@@ -108,9 +110,19 @@ int vm__start(struct vm *vm);
 int vm__wait(struct vm *vm);
 void vm__request_quit(struct vm *vm, int code);
 
-/* Pauses every vCPU at a completed exit and quiesces device backends. */
+/*
+ * The user's stop/cont (the monitor): pauses every vCPU at a completed exit
+ * and stops RX delivery; vm__resume() also starts a VM never started.
+ */
 int vm__pause(struct vm *vm);
 int vm__resume(struct vm *vm);
+/*
+ * Internal pauses (checkpoint capture, savevm) nest with the user's: the
+ * VM runs again only when every level is released; the state the monitor
+ * reports does not change.
+ */
+int vm__pause_internal(struct vm *vm);
+void vm__resume_internal(struct vm *vm);
 enum vm_run_state vm__run_state(struct vm *vm);
 const char *vm__run_state_name(enum vm_run_state s);
 const char *vm__name(struct vm *vm);
@@ -119,6 +131,21 @@ uint64_t vm__mem_size(struct vm *vm);
 
 /* Writes the complete VM state to `path` (VM paused meanwhile). */
 int vm__save(struct vm *vm, const char *path, uint64_t *bytes, uint64_t *pause_us, char *err);
+
+/*
+ * vCPU, platform and device state (everything but RAM) as a verified
+ * snapshot in memory: what each checkpoint ships. Save needs the VM paused
+ * (vm__pause_internal). Check verifies and decodes without applying; load
+ * checks everything first, then applies.
+ */
+int vm__save_state(struct vm *vm, struct sbuf *out, char *err);
+int vm__check_state(struct vm *vm, const void *blob, size_t len, char *err);
+int vm__load_state(struct vm *vm, const void *blob, size_t len, char *err);
+bool vm__is_started(struct vm *vm);
+/* The VM's devices' locks: held while a capture reads device memory. */
+void vm__devices_lock(struct vm *vm);
+void vm__devices_unlock(struct vm *vm);
+uint32_t vm__tsc_khz(struct vm *vm);
 
 /* ---- guest memory and dirty tracking ---------------------------------- */
 

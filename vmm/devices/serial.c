@@ -119,7 +119,11 @@ int serial__save(struct serial *s, struct sbuf *out)
 	return vmstate__save(&serial_desc, &s->r, out);
 }
 
-int serial__load(struct serial *s, const void *data, size_t len, char *err)
+int serial__load(struct serial *s, const void *data, size_t len, bool check_only, char *err)
 {
-	return vmstate__load(&serial_desc, &s->r, data, len, err, VMM_ERR_LEN);
+	struct serial_regs r = s->r;
+	int ret = vmstate__load(&serial_desc, &r, data, len, err, VMM_ERR_LEN);
+	if (!ret && !check_only)
+		s->r = r;
+	return ret;
 }

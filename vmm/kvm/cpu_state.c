@@ -139,7 +139,7 @@ int cpu_state__save(struct vcpu *c, struct sbuf *out, char *err)
 	return ret;
 }
 
-int cpu_state__load(struct vcpu *c, const void *data, size_t len, char *err)
+int cpu_state__load(struct vcpu *c, const void *data, size_t len, bool check_only, char *err)
 {
 	struct cpu_state *s = calloc(1, sizeof(*s));
 	const char *what = NULL;
@@ -156,6 +156,8 @@ int cpu_state__load(struct vcpu *c, const void *data, size_t len, char *err)
 		ret = -EBADMSG;
 		goto out;
 	}
+	if (check_only)
+		goto out;
 	/* Order as KVM wants it: sregs (mode) before regs, XSAVE after XCRs
 	 * are known, MSRs before the APIC, events and MP state last. */
 	if (ioctl(c->fd, KVM_SET_SREGS, &s->sregs) < 0) what = "KVM_SET_SREGS";

@@ -228,7 +228,7 @@ int vm__start(struct vm *vm)
 	if (ret)
 		return ret;
 	pthread_mutex_lock(&vm->run_lock);
-	vm->state = VM_STATE_RUNNING;
+	vm->state = vm->user_stopped ? VM_STATE_PAUSED : VM_STATE_RUNNING;
 	vm->started = true;
 	pthread_mutex_unlock(&vm->run_lock);
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
@@ -282,51 +282,85 @@ void vm__guest_exit(struct vm *vm, int code)
 	vm__request_quit(vm, code);
 }
 
-int vm__pause(struct vm *vm)
+/*
+ * Pauses nest: the user's `stop` holds one level, and every internal
+ * pause (a checkpoint capture, savevm, info registers) takes another. The
+ * vCPUs run only when no level is held. All callers return once every
+ * vCPU is parked at a completed exit.
+ */
+int vm__pause_internal(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->run_lock);
-	if (vm->state == VM_STATE_SHUTDOWN || atomic_load(&vm->quit_req)) {
+	if (atomic_load(&vm->quit_req)) {
 		pthread_mutex_unlock(&vm->run_lock);
 		return -ESHUTDOWN;
 	}
-	if (vm->state == VM_STATE_PAUSED) {
+	if (vm->pause_depth++ == 0) {
+		atomic_store(&vm->pause_req, true);
+		pthread_cond_broadcast(&vm->run_cond);	/* wakes idling vCPUs */
 		pthread_mutex_unlock(&vm->run_lock);
-		return 0;
+		vm__kick_vcpus(vm);
+		pthread_mutex_lock(&vm->run_lock);
 	}
-	atomic_store(&vm->pause_req, true);
-	pthread_cond_broadcast(&vm->run_cond);	/* wakes idling vCPUs */
-	pthread_mutex_unlock(&vm->run_lock);
-	vm__kick_vcpus(vm);
-
-	pthread_mutex_lock(&vm->run_lock);
-	while (vm->parked + vm->exited < vm->nr_vcpus)
+	unsigned running = vm->started ? vm->nr_vcpus : 0;
+	while (vm->parked + vm->exited < running)
 		pthread_cond_wait(&vm->run_cond, &vm->run_lock);
-	vm->state = VM_STATE_PAUSED;
 	pthread_mutex_unlock(&vm->run_lock);
 	return 0;
 }
 
-int vm__resume(struct vm *vm)
+void vm__resume_internal(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->run_lock);
-	if (vm->state == VM_STATE_SHUTDOWN || atomic_load(&vm->quit_req)) {
+	if (vm->pause_depth > 0 && --vm->pause_depth == 0) {
+		atomic_store(&vm->pause_req, false);
+		pthread_cond_broadcast(&vm->run_cond);
+		/* Wait until every vCPU has left its parking spot so a quick
+		 * resume-pause sequence counts parked vCPUs correctly. */
+		while (vm->parked > 0)
+			pthread_cond_wait(&vm->run_cond, &vm->run_lock);
+	}
+	pthread_mutex_unlock(&vm->run_lock);
+	io_thread__kick(vm);
+}
+
+int vm__pause(struct vm *vm)
+{
+	bool take;
+
+	pthread_mutex_lock(&vm->run_lock);
+	take = !vm->user_stopped;
+	vm->user_stopped = true;
+	vm->state = VM_STATE_PAUSED;
+	pthread_mutex_unlock(&vm->run_lock);
+	if (!take)
+		return atomic_load(&vm->quit_req) ? -ESHUTDOWN : 0;
+	int ret = vm__pause_internal(vm);
+	if (ret) {
+		pthread_mutex_lock(&vm->run_lock);
+		vm->user_stopped = false;
+		pthread_mutex_unlock(&vm->run_lock);
+	}
+	return ret;
+}
+
+int vm__resume(struct vm *vm)
+{
+	bool release;
+
+	pthread_mutex_lock(&vm->run_lock);
+	if (atomic_load(&vm->quit_req)) {
 		pthread_mutex_unlock(&vm->run_lock);
 		return -ESHUTDOWN;
 	}
-	if (!vm->started) {
-		pthread_mutex_unlock(&vm->run_lock);
-		return vm__start(vm);
-	}
-	atomic_store(&vm->pause_req, false);
+	release = vm->user_stopped;
+	vm->user_stopped = false;
 	vm->state = VM_STATE_RUNNING;
-	pthread_cond_broadcast(&vm->run_cond);
-	/* Wait until every vCPU has left its parking spot so a quick
-	 * pause-resume-pause sequence counts parked vCPUs correctly. */
-	while (vm->parked > 0)
-		pthread_cond_wait(&vm->run_cond, &vm->run_lock);
+	bool start = !vm->started;
 	pthread_mutex_unlock(&vm->run_lock);
-	io_thread__kick(vm);
-	return 0;
+	if (release)
+		vm__resume_internal(vm);
+	return start ? vm__start(vm) : 0;
 }
 
 void vm__park_if_requested(struct vm *vm, struct vcpu *c)
@@ -441,7 +475,10 @@ int vm__vcpu_regs(struct vm *vm, unsigned idx, struct vm_vcpu_regs *out)
 
 	if (idx >= vm->nr_vcpus)
 		return -EINVAL;
-	if (vm__run_state(vm) == VM_STATE_RUNNING)
+	pthread_mutex_lock(&vm->run_lock);
+	bool still = vm->pause_depth > 0 || !vm->started;
+	pthread_mutex_unlock(&vm->run_lock);
+	if (!still)
 		return -EBUSY;
 	if (ioctl(vm->vcpus[idx].fd, KVM_GET_REGS, &r) < 0 ||
 	    ioctl(vm->vcpus[idx].fd, KVM_GET_SREGS, &s) < 0)
@@ -464,7 +501,6 @@ int vm__vcpu_regs(struct vm *vm, unsigned idx, struct vm_vcpu_regs *out)
 int vm__save(struct vm *vm, const char *path, uint64_t *bytes, uint64_t *pause_us, char *err)
 {
 	struct timespec t0, t1;
-	bool was_running = vm__run_state(vm) == VM_STATE_RUNNING;
 	char tmp[4096];
 	int fd, ret;
 
@@ -479,7 +515,7 @@ int vm__save(struct vm *vm, const char *path, uint64_t *bytes, uint64_t *pause_u
 		return ret;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	ret = vm__pause(vm);
+	ret = vm__pause_internal(vm);
 	if (ret) {
 		snprintf(err, VMM_ERR_LEN, "the VM is shut down");
 		close(fd);
@@ -489,8 +525,7 @@ int vm__save(struct vm *vm, const char *path, uint64_t *bytes, uint64_t *pause_u
 	pthread_mutex_lock(&vm->dev_lock);
 	ret = vm_snapshot__save(vm, fd, bytes, err);
 	pthread_mutex_unlock(&vm->dev_lock);
-	if (was_running)
-		vm__resume(vm);
+	vm__resume_internal(vm);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	if (pause_us)
 		*pause_us = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000u +
@@ -511,3 +546,36 @@ int vm__save(struct vm *vm, const char *path, uint64_t *bytes, uint64_t *pause_u
 		unlink(tmp);
 	return ret;
 }
+
+int vm__save_state(struct vm *vm, struct sbuf *out, char *err)
+{
+	pthread_mutex_lock(&vm->dev_lock);
+	int ret = vm_snapshot__save_state(vm, out, err);
+	pthread_mutex_unlock(&vm->dev_lock);
+	return ret;
+}
+
+int vm__check_state(struct vm *vm, const void *blob, size_t len, char *err)
+{
+	return vm_snapshot__load_state(vm, blob, len, true, err);
+}
+
+int vm__load_state(struct vm *vm, const void *blob, size_t len, char *err)
+{
+	pthread_mutex_lock(&vm->dev_lock);
+	int ret = vm_snapshot__load_state(vm, blob, len, false, err);
+	pthread_mutex_unlock(&vm->dev_lock);
+	return ret;
+}
+
+bool vm__is_started(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->run_lock);
+	bool s = vm->started;
+	pthread_mutex_unlock(&vm->run_lock);
+	return s;
+}
+
+void vm__devices_lock(struct vm *vm) { pthread_mutex_lock(&vm->dev_lock); }
+void vm__devices_unlock(struct vm *vm) { pthread_mutex_unlock(&vm->dev_lock); }
+uint32_t vm__tsc_khz(struct vm *vm) { return vm->tsc_khz; }

@@ -31,13 +31,11 @@ static void cmd_info_status(struct mon_reply *r, int argc, char **argv, void *op
 static void cmd_info_registers(struct mon_reply *r, int argc, char **argv, void *opaque)
 {
 	struct vm *vm = opaque;
-	bool was_running;
 	(void)argv;
 	if (!no_args(r, argc, "info registers"))
 		return;
 	/* Registers are only meaningful at a completed exit: pause briefly. */
-	was_running = vm__run_state(vm) == VM_STATE_RUNNING;
-	if (vm__pause(vm) < 0) {
+	if (vm__pause_internal(vm) < 0) {
 		mon_reply__error(r, MON_ERR_INVALID_STATE, "the VM is shut down");
 		return;
 	}
@@ -67,8 +65,7 @@ static void cmd_info_registers(struct mon_reply *r, int argc, char **argv, void 
 		mon_reply__object_end(r);
 	}
 	mon_reply__array_end(r);
-	if (was_running)
-		vm__resume(vm);
+	vm__resume_internal(vm);
 }
 
 static void cmd_stop(struct mon_reply *r, int argc, char **argv, void *opaque)

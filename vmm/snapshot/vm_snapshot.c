@@ -187,7 +187,7 @@ static int platform__save(struct vm *vm, struct sbuf *out, char *err)
 	return ret;
 }
 
-static int platform__load(struct vm *vm, const void *data, size_t len, char *err)
+static int platform__load(struct vm *vm, const void *data, size_t len, bool check_only, char *err)
 {
 	struct platform_state *p = calloc(1, sizeof(*p));
 	int ret;
@@ -200,6 +200,10 @@ static int platform__load(struct vm *vm, const void *data, size_t len, char *err
 		     p->ioapic.chip_id != KVM_IRQCHIP_IOAPIC)) {
 		snprintf(err, VMM_ERR_LEN, "snapshot platform state names the wrong irqchips");
 		ret = -EBADMSG;
+	}
+	if (check_only) {
+		free(p);
+		return ret;
 	}
 	if (!ret && (ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &p->pic_master) < 0 ||
 		     ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &p->pic_slave) < 0 ||
@@ -228,48 +232,58 @@ static int section__put(struct snap_writer *w, uint32_t type, const char *name,
 	return ret;
 }
 
-int vm_snapshot__save(struct vm *vm, int fd, uint64_t *bytes, char *err)
+/* Every section but RAM. */
+static int state__write(struct vm *vm, struct snap_writer *w, char *err)
 {
-	struct snap_writer w;
 	struct machine_desc md;
 	struct sbuf sb;
 	char name[SNAP_NAME_LEN];
 	int ret;
 
 	sbuf__init(&sb);
+	machine__describe(vm, &md);
+	ret = vmstate__save(&machine_vmsd, &md, &sb);
+	if (!ret)
+		ret = section__put(w, SNAP_SECTION_META, "machine", &sb);
+	for (unsigned i = 0; !ret && i < vm->nr_vcpus; i++) {
+		ret = cpu_state__save(&vm->vcpus[i], &sb, err);
+		snprintf(name, sizeof(name), "cpu%u", i);
+		if (!ret)
+			ret = section__put(w, SNAP_SECTION_CPU, name, &sb);
+	}
+	if (!ret)
+		ret = platform__save(vm, &sb, err);
+	if (!ret)
+		ret = section__put(w, SECTION_PLATFORM, "platform", &sb);
+	if (!ret)
+		ret = serial__save(vm->serial, &sb);
+	if (!ret)
+		ret = section__put(w, SNAP_SECTION_DEVICE, "serial", &sb);
+	if (!ret && vm->blk) {
+		ret = virtio_mmio__save(vm->blk, &sb);
+		if (!ret)
+			ret = section__put(w, SNAP_SECTION_DEVICE, "virtio-blk", &sb);
+	}
+	if (!ret && vm->net) {
+		ret = virtio_mmio__save(vm->net, &sb);
+		if (!ret)
+			ret = section__put(w, SNAP_SECTION_DEVICE, "virtio-net", &sb);
+	}
+	sbuf__free(&sb);
+	return ret;
+}
+
+int vm_snapshot__save(struct vm *vm, int fd, uint64_t *bytes, char *err)
+{
+	struct snap_writer w;
+	int ret;
+
 	ret = snapw__open(&w, fd);
 	if (ret) {
 		snprintf(err, VMM_ERR_LEN, "cannot start snapshot: %s", strerror(-ret));
 		return ret;
 	}
-	machine__describe(vm, &md);
-	ret = vmstate__save(&machine_vmsd, &md, &sb);
-	if (!ret)
-		ret = section__put(&w, SNAP_SECTION_META, "machine", &sb);
-	for (unsigned i = 0; !ret && i < vm->nr_vcpus; i++) {
-		ret = cpu_state__save(&vm->vcpus[i], &sb, err);
-		snprintf(name, sizeof(name), "cpu%u", i);
-		if (!ret)
-			ret = section__put(&w, SNAP_SECTION_CPU, name, &sb);
-	}
-	if (!ret)
-		ret = platform__save(vm, &sb, err);
-	if (!ret)
-		ret = section__put(&w, SECTION_PLATFORM, "platform", &sb);
-	if (!ret)
-		ret = serial__save(vm->serial, &sb);
-	if (!ret)
-		ret = section__put(&w, SNAP_SECTION_DEVICE, "serial", &sb);
-	if (!ret && vm->blk) {
-		ret = virtio_mmio__save(vm->blk, &sb);
-		if (!ret)
-			ret = section__put(&w, SNAP_SECTION_DEVICE, "virtio-blk", &sb);
-	}
-	if (!ret && vm->net) {
-		ret = virtio_mmio__save(vm->net, &sb);
-		if (!ret)
-			ret = section__put(&w, SNAP_SECTION_DEVICE, "virtio-net", &sb);
-	}
+	ret = state__write(vm, &w, err);
 	if (!ret)
 		ret = ram__save(vm, &w);
 	uint64_t total = w.offset;
@@ -280,8 +294,18 @@ int vm_snapshot__save(struct vm *vm, int fd, uint64_t *bytes, char *err)
 		snprintf(err, VMM_ERR_LEN, "writing snapshot: %s", strerror(-ret));
 	if (bytes)
 		*bytes = total;
-	sbuf__free(&sb);
 	return ret;
+}
+
+int vm_snapshot__save_state(struct vm *vm, struct sbuf *out, char *err)
+{
+	struct snap_writer w;
+	int ret = snapw__open_buffer(&w, out);
+	if (ret)
+		return ret;
+	ret = state__write(vm, &w, err);
+	int cret = snapw__close(&w);
+	return ret ? ret : cret;
 }
 
 static int need(const struct snap_reader *r, uint32_t type, const char *name,
@@ -322,20 +346,16 @@ static int machine__check(struct vm *vm, const struct machine_desc *s, char *err
 	return -EINVAL;
 }
 
-int vm_snapshot__load(struct vm *vm, const char *path, char *err)
+/* Every section but RAM; with check_only, decodes and checks only. */
+static int state__apply(struct vm *vm, const struct snap_reader *r, bool check_only, char *err)
 {
-	struct snap_reader r;
 	struct machine_desc md = { 0 };
 	const void *data;
 	size_t len;
 	char name[SNAP_NAME_LEN];
 	int ret;
 
-	/* Verifies every checksum, the version and the END trailer first. */
-	ret = snapr__open_file(&r, path, err, VMM_ERR_LEN);
-	if (ret)
-		return ret;
-	ret = need(&r, SNAP_SECTION_META, "machine", &data, &len, err);
+	ret = need(r, SNAP_SECTION_META, "machine", &data, &len, err);
 	if (!ret)
 		ret = vmstate__load(&machine_vmsd, &md, data, len, err, VMM_ERR_LEN);
 	if (!ret && vm->net)
@@ -343,33 +363,64 @@ int vm_snapshot__load(struct vm *vm, const char *path, char *err)
 	if (!ret)
 		ret = machine__check(vm, &md, err);
 	if (!ret)
+		ret = need(r, SECTION_PLATFORM, "platform", &data, &len, err);
+	if (!ret)
+		ret = platform__load(vm, data, len, check_only, err);
+	for (unsigned i = 0; !ret && i < vm->nr_vcpus; i++) {
+		snprintf(name, sizeof(name), "cpu%u", i);
+		ret = need(r, SNAP_SECTION_CPU, name, &data, &len, err);
+		if (!ret)
+			ret = cpu_state__load(&vm->vcpus[i], data, len, check_only, err);
+	}
+	if (!ret)
+		ret = need(r, SNAP_SECTION_DEVICE, "serial", &data, &len, err);
+	if (!ret)
+		ret = serial__load(vm->serial, data, len, check_only, err);
+	if (!ret && vm->blk) {
+		ret = need(r, SNAP_SECTION_DEVICE, "virtio-blk", &data, &len, err);
+		if (!ret)
+			ret = virtio_mmio__load(vm->blk, data, len, check_only, err);
+	}
+	if (!ret && vm->net) {
+		ret = need(r, SNAP_SECTION_DEVICE, "virtio-net", &data, &len, err);
+		if (!ret)
+			ret = virtio_mmio__load(vm->net, data, len, check_only, err);
+	}
+	return ret;
+}
+
+int vm_snapshot__load(struct vm *vm, const char *path, char *err)
+{
+	struct snap_reader r;
+	const void *data;
+	size_t len;
+	int ret;
+
+	/* Verifies every checksum, the version and the END trailer first,
+	 * then decodes all state before any of it is applied. */
+	ret = snapr__open_file(&r, path, err, VMM_ERR_LEN);
+	if (ret)
+		return ret;
+	ret = state__apply(vm, &r, true, err);
+	if (!ret)
 		ret = need(&r, SNAP_SECTION_RAM, "ram", &data, &len, err);
 	if (!ret)
 		ret = ram__load(vm, data, len, err);
 	if (!ret)
-		ret = need(&r, SECTION_PLATFORM, "platform", &data, &len, err);
-	if (!ret)
-		ret = platform__load(vm, data, len, err);
-	for (unsigned i = 0; !ret && i < vm->nr_vcpus; i++) {
-		snprintf(name, sizeof(name), "cpu%u", i);
-		ret = need(&r, SNAP_SECTION_CPU, name, &data, &len, err);
-		if (!ret)
-			ret = cpu_state__load(&vm->vcpus[i], data, len, err);
-	}
-	if (!ret)
-		ret = need(&r, SNAP_SECTION_DEVICE, "serial", &data, &len, err);
-	if (!ret)
-		ret = serial__load(vm->serial, data, len, err);
-	if (!ret && vm->blk) {
-		ret = need(&r, SNAP_SECTION_DEVICE, "virtio-blk", &data, &len, err);
-		if (!ret)
-			ret = virtio_mmio__load(vm->blk, data, len, err);
-	}
-	if (!ret && vm->net) {
-		ret = need(&r, SNAP_SECTION_DEVICE, "virtio-net", &data, &len, err);
-		if (!ret)
-			ret = virtio_mmio__load(vm->net, data, len, err);
-	}
+		ret = state__apply(vm, &r, false, err);
+	snapr__close(&r);
+	return ret;
+}
+
+int vm_snapshot__load_state(struct vm *vm, const void *blob, size_t len, bool check_only, char *err)
+{
+	struct snap_reader r;
+	int ret = snapr__open_buffer(&r, blob, len, err, VMM_ERR_LEN);
+	if (ret)
+		return ret;
+	ret = state__apply(vm, &r, true, err);
+	if (!ret && !check_only)
+		ret = state__apply(vm, &r, false, err);
 	snapr__close(&r);
 	return ret;
 }

@@ -224,7 +224,8 @@ int virtio_mmio__save(struct virtio_mmio *t, struct sbuf *out)
 	return vmstate__save(&virtio_mmio_desc, &t->r, out);
 }
 
-int virtio_mmio__load(struct virtio_mmio *t, const void *data, size_t len, char *err)
+int virtio_mmio__load(struct virtio_mmio *t, const void *data, size_t len, bool check_only,
+		      char *err)
 {
 	struct virtio_mmio_regs r = t->r;
 	int ret = vmstate__load(&virtio_mmio_desc, &r, data, len, err, VMM_ERR_LEN);
@@ -237,6 +238,7 @@ int virtio_mmio__load(struct virtio_mmio *t, const void *data, size_t len, char 
 			return -EBADMSG;
 		}
 	}
-	t->r = r;
+	if (!check_only)
+		t->r = r;
 	return 0;
 }

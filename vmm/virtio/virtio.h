@@ -83,7 +83,8 @@ void virtio_mmio__destroy(struct virtio_mmio *t);
  * guest's driver is at fault; the VMM reports and goes on. */
 void virtio_mmio__set_needs_reset(struct virtio_mmio *t, const char *why);
 int virtio_mmio__save(struct virtio_mmio *t, struct sbuf *out);
-int virtio_mmio__load(struct virtio_mmio *t, const void *data, size_t len, char *err);
+int virtio_mmio__load(struct virtio_mmio *t, const void *data, size_t len, bool check_only,
+		      char *err);
 
 /* Split-ring helpers. 1 = a chain was popped, 0 = queue empty, <0 malformed. */
 int virtq__pop(struct virtio_mmio *t, struct virtq *q, struct vq_chain *c);
