@@ -1,0 +1,107 @@
+/*
+ * eventtap.h - the event tap: sits between the virtio device models and
+ * their host backends (struct disk_ops, struct net_ops) and enforces the
+ * output-commit rule.
+ *
+ * While holding (protection on), every outgoing virtio-net frame and every
+ * virtio-blk write/flush is kept here, tagged with the epoch it belongs
+ * to, and only performed when the secondary has acknowledged a checkpoint
+ * of that epoch or later (eventtap__release). Reads see held writes (an
+ * overlay), so the guest observes its own writes at once. When not holding,
+ * output passes straight through.
+ *
+ * Epochs: outputs issued after checkpoint E-1 was captured and up to the
+ * capture of checkpoint E carry tag E. eventtap__seal(), called while the
+ * VM is paused for the capture of E, closes epoch E.
+ *
+ * Thread safety: all calls may come from any thread; an internal mutex
+ * protects the held list. The trigger callback is called without that
+ * mutex, from the vCPU thread that issued the output.
+ */
+#ifndef FTVM_EVENTTAP_H
+#define FTVM_EVENTTAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmm/vmm.h"
+
+enum et_policy {
+	ET_POLICY_EVENT,	/* Kemari: each held output triggers a checkpoint */
+	ET_POLICY_EPOCH,	/* Remus: a checkpoint every epoch_ms */
+	ET_POLICY_HYBRID,	/* outputs within window_us coalesce; max_ms floor */
+};
+
+struct et_policy_cfg {
+	enum et_policy policy;
+	uint32_t epoch_ms;	/* epoch: interval */
+	uint32_t window_us;	/* hybrid: coalescing window after the first output */
+	uint32_t max_ms;	/* hybrid: checkpoint at least this often */
+};
+
+/* "event" | "epoch[:MS]" | "hybrid[:WINDOW_US[:MAX_MS]]"; defaults: 20 ms, 500 us, 100 ms. */
+int et_policy__parse(const char *s, struct et_policy_cfg *out, char *err, size_t errlen);
+void et_policy__format(const struct et_policy_cfg *p, char *buf, size_t len);
+
+enum et_item_kind { ET_NET_FRAME = 1, ET_DISK_WRITE = 2, ET_DISK_FLUSH = 3 };
+
+struct eventtap;
+
+/* Called when an output is held (the ft primary decides what to do). */
+typedef void (*et_trigger_fn)(void *opaque);
+
+/* disk and net may be NULL; the wrappers then are NULL too. */
+int eventtap__create(struct disk *disk, struct net *net, struct eventtap **out);
+void eventtap__destroy(struct eventtap *et);
+/* The wrapped backends to give the VM (vm_config.disk / .net). */
+struct disk *eventtap__disk(struct eventtap *et);
+struct net *eventtap__net(struct eventtap *et);
+
+void eventtap__set_trigger(struct eventtap *et, et_trigger_fn fn, void *opaque);
+/* Start holding with the given current epoch; or stop (held output stays until released). */
+void eventtap__set_holding(struct eventtap *et, bool on, uint64_t epoch);
+bool eventtap__holding(struct eventtap *et);
+
+/*
+ * Block-granular tracking of disk writes (for the initial sync of a
+ * replicated disk): every write marks its blocks; collect ORs them into
+ * bitmap (one bit per block of block_size bytes) and clears.
+ */
+int eventtap__track_disk(struct eventtap *et, bool on, uint32_t block_size);
+int eventtap__collect_disk_dirty(struct eventtap *et, uint64_t *bitmap);
+
+/* Closes the current epoch and returns it; later output gets the next. */
+uint64_t eventtap__seal(struct eventtap *et);
+/*
+ * Appends every unreleased item (all epochs, in issue order) to out:
+ *   u32 count, then per item: u8 kind, u64 epoch, u64 offset, u32 len, data[len]
+ */
+int eventtap__serialize(struct eventtap *et, struct sbuf *out, uint32_t *count);
+/* Performs every held output tagged <= epoch: disk writes, one flush, frames. */
+int eventtap__release(struct eventtap *et, uint64_t epoch);
+int eventtap__release_all(struct eventtap *et);
+
+/*
+ * On a secondary: a serialized list from a checkpoint. check verifies it;
+ * apply performs its disk writes with epoch >= min_epoch (and a flush);
+ * reissue performs all of it (disk items only if with_disk).
+ */
+int et_list__check(const void *blob, size_t len, uint64_t max_epoch, char *err, size_t errlen);
+int et_list__apply_disk(struct eventtap *et, const void *blob, size_t len, uint64_t min_epoch);
+int et_list__reissue(struct eventtap *et, const void *blob, size_t len, bool with_disk,
+		     uint32_t *frames, uint32_t *writes);
+/* Sends one raw frame through the net backend, bypassing holding (announcements). */
+int eventtap__send_frame(struct eventtap *et, const void *frame, size_t len);
+
+struct et_stats {
+	uint64_t held_items, held_bytes;	/* now */
+	uint64_t held_frames, held_writes;
+	uint64_t released_items, released_bytes; /* since creation */
+	uint64_t oldest_held_ns;		/* age of the oldest held item, 0 if none */
+};
+void eventtap__stats(struct eventtap *et, struct et_stats *s);
+/* Copies up to max recent hold-to-release latencies (ns), newest last. */
+size_t eventtap__latencies(struct eventtap *et, uint64_t *out, size_t max);
+
+#endif
