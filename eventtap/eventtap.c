@@ -380,6 +380,14 @@ static int et__release_upto(struct eventtap *et, uint64_t epoch, bool all)
 	uint64_t t = now_ns();
 
 	pthread_mutex_lock(&et->lock);
+	/*
+	 * Releasing everything ends holding. The lock stays held until the
+	 * last held output is out, so output issued meanwhile (which passes
+	 * straight through now) cannot overtake it: a later write to the
+	 * same block must land after the earlier one.
+	 */
+	if (all)
+		et->holding = false;
 	while (et->head && (all || et->head->epoch <= epoch)) {
 		struct et_item *it = et->head;
 		if (it->kind == ET_DISK_WRITE) {
@@ -409,7 +417,8 @@ static int et__release_upto(struct eventtap *et, uint64_t epoch, bool all)
 			free(it);
 		}
 	}
-	pthread_mutex_unlock(&et->lock);
+	if (!all)
+		pthread_mutex_unlock(&et->lock);
 
 	if (need_flush && et->inner_disk) {
 		int r = et->inner_disk->ops->flush(et->inner_disk->be);
@@ -423,6 +432,8 @@ static int et__release_upto(struct eventtap *et, uint64_t epoch, bool all)
 		free(it);
 		it = n;
 	}
+	if (all)
+		pthread_mutex_unlock(&et->lock);
 	return ret;
 }
 

@@ -80,6 +80,8 @@ uint64_t eventtap__seal(struct eventtap *et);
 int eventtap__serialize(struct eventtap *et, struct sbuf *out, uint32_t *count);
 /* Performs every held output tagged <= epoch: disk writes, one flush, frames. */
 int eventtap__release(struct eventtap *et, uint64_t epoch);
+/* Stops holding and performs every held output, atomically with respect
+ * to new output (protection ended: secondary lost or cancelled). */
 int eventtap__release_all(struct eventtap *et);
 
 /*

@@ -55,6 +55,7 @@ void *mem__ptr(struct guest_mem *m, uint64_t gpa, size_t len);
 void mem__mark_dirty(struct guest_mem *m, uint64_t gpa, size_t len);
 int mem__set_dirty_log(struct guest_mem *m, int vm_fd, bool on);
 int mem__collect_dirty(struct guest_mem *m, int vm_fd, uint64_t *bitmap);
+int mem__zero(struct guest_mem *m);
 
 /* ---- I/O dispatch ------------------------------------------------------------- */
 

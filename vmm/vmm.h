@@ -33,6 +33,8 @@ struct disk_ops {
 	int (*read)(void *be, uint64_t offset, const struct iovec *iov, int iovcnt);
 	int (*write)(void *be, uint64_t offset, const struct iovec *iov, int iovcnt);
 	int (*flush)(void *be);
+	/* Optional: make [offset, offset+len) read as zeros. */
+	int (*discard)(void *be, uint64_t offset, uint64_t len);
 };
 
 struct disk {
@@ -163,6 +165,8 @@ uint64_t vm__page_gpa(struct vm *vm, uint64_t page);
  */
 int vm__dirty_log_collect(struct vm *vm, uint64_t *bitmap);
 int vm__dirty_log_enable(struct vm *vm, bool on);
+/* All guest RAM reads as zero again (a secondary before its first sync). */
+int vm__zero_ram(struct vm *vm);
 
 /* ---- vCPU inspection --------------------------------------------------- */
 

@@ -361,6 +361,7 @@ int kvclient__raw(struct kvclient *c, const char *text, size_t text_len,
 		}
 	}
 	c->stats.gave_up++;
+	c->last_attempts = attempt;
 	return -ETIMEDOUT;
 }
 

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/falloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,10 +72,31 @@ static int raw__flush(void *be)
 	return fdatasync(((struct disk_raw *)be)->fd) < 0 ? -errno : 0;
 }
 
+/* Punches a hole where the file system can; writes zeros where not. */
+static int raw__discard(void *be, uint64_t off, uint64_t len)
+{
+	int fd = ((struct disk_raw *)be)->fd;
+	static const uint8_t zero[65536];
+
+	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0)
+		return 0;
+	while (len) {
+		size_t n = len < sizeof(zero) ? (size_t)len : sizeof(zero);
+		struct iovec v = { (void *)zero, n };
+		int ret = raw__rw(fd, off, &v, 1, true);
+		if (ret)
+			return ret;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
 static const struct disk_ops disk_raw_ops = {
 	.read = raw__read,
 	.write = raw__write,
 	.flush = raw__flush,
+	.discard = raw__discard,
 };
 
 int disk_raw__open(struct disk *d, const char *path, bool readonly, char *err)

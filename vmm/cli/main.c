@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "eventtap/eventtap.h"
+#include "ft/ft.h"
 #include "vmm/cli/options.h"
 #include "vmm/vmm.h"
 
@@ -42,6 +44,9 @@ int main(int argc, char **argv)
 	struct net net = { 0 };
 	struct vm *vm = NULL;
 	struct monitor *mon = NULL;
+	struct eventtap *et = NULL;
+	struct ft *ft = NULL;
+	struct et_policy_cfg policy = { .policy = ET_POLICY_EVENT };
 	int serial_fd = STDOUT_FILENO, code = 1, ret;
 	sigset_t set;
 
@@ -74,10 +79,20 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+	if (o.ft_policy && et_policy__parse(o.ft_policy, &policy, err, sizeof(err)) < 0) {
+		fprintf(stderr, "ftvm: --ft-policy: %s\n", err);
+		return 2;
+	}
 	if (o.drive_file && disk_raw__open(&disk, o.drive_file, false, err) < 0)
 		goto out;
 	if (o.tap_ifname && net_tap__open(&net, o.tap_ifname, err) < 0)
 		goto out;
+	/* Every guest output passes the event tap: it holds output while the
+	 * VM is protected and lets it straight through otherwise. */
+	if (eventtap__create(o.drive_file ? &disk : NULL, o.tap_ifname ? &net : NULL, &et) < 0) {
+		snprintf(err, sizeof(err), "out of memory");
+		goto out;
+	}
 
 	struct vm_config cfg = {
 		.name = o.name,
@@ -85,9 +100,9 @@ int main(int argc, char **argv)
 		.nr_vcpus = o.smp,
 		.kernel = o.kernel,
 		.cmdline = o.append,
-		.disk = o.drive_file ? &disk : NULL,
+		.disk = eventtap__disk(et),
 		.drive_mode = o.drive_mode,
-		.net = o.tap_ifname ? &net : NULL,
+		.net = eventtap__net(et),
 		.serial_fd = serial_fd,
 	};
 	memcpy(cfg.mac, o.mac, 6);
@@ -103,8 +118,25 @@ int main(int argc, char **argv)
 		}
 		goto out;
 	}
+	struct ft_config fcfg = {
+		.vm = vm,
+		.et = et,
+		.disk = o.drive_file ? &disk : NULL,
+		.drive_mode = o.drive_mode,
+		.policy = policy,
+		.heartbeat_ms = o.heartbeat_ms,
+		.heartbeat_timeout_ms = o.heartbeat_timeout_ms,
+		.compress = !o.no_compress,
+		.failover_on_peer_loss = o.failover_on_peer_loss,
+	};
+	memcpy(fcfg.mac, o.mac, 6);
+	if (ft__create(&fcfg, &ft, err) < 0)
+		goto out;
 	if (o.monitor) {
-		if (monitor__create(vm, o.monitor, &mon, err) < 0 || monitor__start(mon) < 0)
+		if (monitor__create(vm, o.monitor, &mon, err) < 0)
+			goto out;
+		ft__register_monitor(ft, mon);
+		if (monitor__start(mon) < 0)
 			goto out;
 	}
 	pthread_t sig_tid;
@@ -112,10 +144,10 @@ int main(int argc, char **argv)
 	pthread_detach(sig_tid);
 
 	if (o.incoming) {
-		/* The secondary waits paused for its primary (ft issue); `cont`
-		 * or `quit` on the monitor ends the wait. */
-		fprintf(stderr, "ftvm: waiting for an incoming VM on %s:%u (paused)\n",
-			o.incoming_host, o.incoming_port);
+		/* The secondary: the guest does not run here until failover. */
+		if (ft__listen(ft, o.incoming, err) < 0)
+			goto out;
+		fprintf(stderr, "ftvm: secondary: waiting for a primary on %s\n", o.incoming);
 	} else if (vm__start(vm) < 0) {
 		snprintf(err, sizeof(err), "cannot start vCPU threads");
 		goto out;
@@ -126,7 +158,9 @@ out:
 	if (err[0])
 		fprintf(stderr, "ftvm: %s\n", err);
 	monitor__destroy(mon);
+	ft__destroy(ft);
 	vm__destroy(vm);
+	eventtap__destroy(et);
 	if (net.be)
 		net_tap__close(&net);
 	if (disk.be)

@@ -28,7 +28,16 @@ void options__usage(FILE *f)
 	      "  --name NAME            name of the VM\n"
 	      "  --restore FILE         continue a VM saved with 'savevm FILE'\n"
 	      "  --incoming tcp:ADDR:PORT\n"
-	      "                         wait, paused, for an incoming VM (secondary)\n"
+	      "                         be a secondary: wait for a primary's checkpoints\n"
+	      "  --ft-policy event|epoch[:MS]|hybrid[:WINDOW_US[:MAX_MS]]\n"
+	      "                         when the primary checkpoints (default event)\n"
+	      "  --failover-on-peer-loss\n"
+	      "                         secondary: fail over on its own when the primary\n"
+	      "                         is lost (setups without a cluster manager)\n"
+	      "  --heartbeat-ms N       heartbeat interval on the replication link (100)\n"
+	      "  --heartbeat-timeout-ms N\n"
+	      "                         peer lost after N ms of silence (500)\n"
+	      "  --no-compress          do not LZ4-compress pages\n"
 	      "  --help, --version\n", f);
 }
 
@@ -209,6 +218,14 @@ int options__parse(struct ftvm_options *o, int argc, char **argv, char *err, siz
 			o->version = true;
 			continue;
 		}
+		if (strcmp(a, "--failover-on-peer-loss") == 0) {
+			o->failover_on_peer_loss = true;
+			continue;
+		}
+		if (strcmp(a, "--no-compress") == 0) {
+			o->no_compress = true;
+			continue;
+		}
 		if (strncmp(a, "--", 2) != 0) {
 			snprintf(err, errlen, "unexpected argument '%s' (flags start with --)", a);
 			return -EINVAL;
@@ -225,6 +242,7 @@ int options__parse(struct ftvm_options *o, int argc, char **argv, char *err, siz
 		static const char *const known[] = {
 			"--memory", "--smp", "--kernel", "--append", "--drive", "--netdev",
 			"--serial", "--monitor", "--name", "--restore", "--incoming",
+			"--ft-policy", "--heartbeat-ms", "--heartbeat-timeout-ms",
 		};
 		bool ok = false;
 		for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
@@ -288,6 +306,18 @@ int options__parse(struct ftvm_options *o, int argc, char **argv, char *err, siz
 			o->name = val;
 		} else if (strcmp(flag, "--restore") == 0) {
 			o->restore = val;
+		} else if (strcmp(flag, "--ft-policy") == 0) {
+			o->ft_policy = val;	/* checked by the event tap's parser */
+		} else if (strcmp(flag, "--heartbeat-ms") == 0 ||
+			   strcmp(flag, "--heartbeat-timeout-ms") == 0) {
+			unsigned long n;
+			bool timeout = strcmp(flag, "--heartbeat-timeout-ms") == 0;
+			if (parse_uint(val, 600000, &n) < 0 || n < (timeout ? 50u : 10u)) {
+				snprintf(err, errlen, "%s %s: expected milliseconds, at least %u", flag, val,
+					 timeout ? 50u : 10u);
+				return -EINVAL;
+			}
+			*(timeout ? &o->heartbeat_timeout_ms : &o->heartbeat_ms) = (uint32_t)n;
 		} else if (strcmp(flag, "--incoming") == 0) {
 			if (parse_incoming(o, val, err, errlen) < 0)
 				return -EINVAL;

@@ -23,6 +23,10 @@ struct ftvm_options {
 	const char *incoming;		/* "tcp:ADDR:PORT" */
 	char incoming_host[256];
 	uint16_t incoming_port;
+	const char *ft_policy;		/* event|epoch[:MS]|hybrid[...] */
+	bool failover_on_peer_loss;
+	uint32_t heartbeat_ms, heartbeat_timeout_ms;
+	bool no_compress;
 	bool help, version;
 	/* storage for option values split out of --drive / --netdev */
 	char drive_buf[4096], netdev_buf[256];

@@ -163,3 +163,13 @@ int mem__collect_dirty(struct guest_mem *m, int vm_fd, uint64_t *bitmap)
 		bitmap[w] |= atomic_exchange_explicit(&m->vmm_dirty[w], 0, memory_order_relaxed);
 	return 0;
 }
+
+int mem__zero(struct guest_mem *m)
+{
+	for (unsigned i = 0; i < m->nr_slots; i++)
+		if (madvise(m->slots[i].host, m->slots[i].size, MADV_DONTNEED) < 0)
+			return -errno;
+	for (uint64_t w = 0; w < (m->nr_pages + 63) / 64; w++)
+		atomic_store(&m->vmm_dirty[w], 0);
+	return 0;
+}

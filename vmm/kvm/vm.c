@@ -579,3 +579,8 @@ bool vm__is_started(struct vm *vm)
 void vm__devices_lock(struct vm *vm) { pthread_mutex_lock(&vm->dev_lock); }
 void vm__devices_unlock(struct vm *vm) { pthread_mutex_unlock(&vm->dev_lock); }
 uint32_t vm__tsc_khz(struct vm *vm) { return vm->tsc_khz; }
+
+int vm__zero_ram(struct vm *vm)
+{
+	return mem__zero(&vm->mem);
+}

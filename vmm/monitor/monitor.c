@@ -139,7 +139,7 @@ static void execute(struct monitor *m, struct mon_client *cl, char *line, struct
 		int best_len = 0;
 		for (unsigned i = 0; i < m->nr_cmds; i++) {
 			int n = match_words(m->cmds[i].name, argc, argv);
-			if (n > best_len) {
+			if (n >= best_len && n > 0) {	/* a later registration overrides */
 				best = &m->cmds[i];
 				best_len = n;
 			}

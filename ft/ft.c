@@ -1,0 +1,261 @@
+/*
+ * ft.c - the ft object: roles, threads, failover, and the monitor commands
+ * operators use (`migrate -d -k`, `migrate_cancel`, `info migrate`, `cont`).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "ft/ft_internal.h"
+
+int ft__create(const struct ft_config *cfg, struct ft **out, char *err)
+{
+	struct ft *ft = calloc(1, sizeof(*ft));
+	if (!ft)
+		return -ENOMEM;
+	ft->cfg = *cfg;
+	if (!ft->cfg.heartbeat_ms)
+		ft->cfg.heartbeat_ms = 100;
+	if (!ft->cfg.heartbeat_timeout_ms)
+		ft->cfg.heartbeat_timeout_ms = 500;
+	pthread_mutex_init(&ft->lock, NULL);
+	pthread_cond_init(&ft->cond, NULL);
+	sbuf__init(&ft->committed_state);
+	sbuf__init(&ft->committed_outputs);
+	ft->primary_role = true;
+	ft->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (ft->wake_fd < 0) {
+		snprintf(err, VMM_ERR_LEN, "eventfd: %s", strerror(errno));
+		free(ft);
+		return -errno;
+	}
+	*out = ft;
+	return 0;
+}
+
+static void wake(struct ft *ft)
+{
+	uint64_t one = 1;
+	(void)!write(ft->wake_fd, &one, sizeof(one));
+}
+
+/* Stops the role thread and waits for it. Safe from any other thread. */
+static void ft__stop_thread(struct ft *ft)
+{
+	pthread_mutex_lock(&ft->lock);
+	bool running = ft->thread_running;
+	if (running) {
+		atomic_store(&ft->stop, true);
+		if (ft->x)
+			xport__shutdown(ft->x);
+	}
+	pthread_mutex_unlock(&ft->lock);
+	if (!running)
+		return;
+	wake(ft);
+	pthread_join(ft->thread, NULL);
+	pthread_mutex_lock(&ft->lock);
+	ft->thread_running = false;
+	atomic_store(&ft->stop, false);
+	pthread_mutex_unlock(&ft->lock);
+}
+
+void ft__destroy(struct ft *ft)
+{
+	if (!ft)
+		return;
+	ft__stop_thread(ft);
+	xport__close(ft->x);
+	xport__listener_close(ft->listener);
+	sbuf__free(&ft->committed_state);
+	sbuf__free(&ft->committed_outputs);
+	close(ft->wake_fd);
+	free(ft);
+}
+
+static void *primary_thread(void *arg)
+{
+	struct ft *ft = arg;
+	pthread_setname_np(pthread_self(), "ft-primary");
+	ft_primary__run(ft);
+	pthread_mutex_lock(&ft->lock);
+	struct xport *x = ft->x;
+	ft->x = NULL;
+	pthread_mutex_unlock(&ft->lock);
+	xport__close(x);
+	return NULL;
+}
+
+static void *secondary_thread(void *arg)
+{
+	struct ft *ft = arg;
+	pthread_setname_np(pthread_self(), "ft-secondary");
+	ft_secondary__run(ft);
+	return NULL;
+}
+
+int ft__protect(struct ft *ft, const char *uri, char *err)
+{
+	pthread_mutex_lock(&ft->lock);
+	enum ft_state st = ft->state;
+	bool busy = ft->thread_running;
+	pthread_mutex_unlock(&ft->lock);
+
+	if (!ft->primary_role) {
+		snprintf(err, VMM_ERR_LEN, "this is a secondary (--incoming): it cannot protect");
+		return -EINVAL;
+	}
+	if (busy && (st == FT_SETUP || st == FT_SYNCING || st == FT_PROTECTED)) {
+		snprintf(err, VMM_ERR_LEN, "protection is already %s (migrate_cancel first)",
+			 ft_state__name(st));
+		return -EBUSY;
+	}
+	if (strncmp(uri, "tcp:", 4) != 0 && strncmp(uri, "rdma:", 5) != 0) {
+		snprintf(err, VMM_ERR_LEN, "'%s': expected tcp:HOST:PORT (or rdma:HOST:PORT)", uri);
+		return -EINVAL;
+	}
+	if (!vm__is_started(ft->cfg.vm)) {
+		snprintf(err, VMM_ERR_LEN, "the VM is not running");
+		return -EINVAL;
+	}
+	ft__stop_thread(ft);	/* a finished earlier attempt */
+	pthread_mutex_lock(&ft->lock);
+	snprintf(ft->uri, sizeof(ft->uri), "%s", uri);
+	ft->last_error[0] = '\0';
+	ft->sync_percent = 0;
+	ft->epochs = 0;
+	ft->trigger = false;
+	memset(&ft->pause_us, 0, sizeof(ft->pause_us));
+	memset(&ft->ckpt_bytes, 0, sizeof(ft->ckpt_bytes));
+	memset(&ft->ckpt_pages, 0, sizeof(ft->ckpt_pages));
+	memset(&ft->ckpt_ship_us, 0, sizeof(ft->ckpt_ship_us));
+	ft->bytes_raw = ft->bytes_wire = 0;
+	ft->sync_ram_pages = ft->sync_disk_blocks = ft->sync_rounds = 0;
+	ft->state = FT_SETUP;
+	ft->thread_running = true;
+	pthread_mutex_unlock(&ft->lock);
+	int ret = pthread_create(&ft->thread, NULL, primary_thread, ft);
+	if (ret) {
+		pthread_mutex_lock(&ft->lock);
+		ft->thread_running = false;
+		ft->state = FT_NONE;
+		pthread_mutex_unlock(&ft->lock);
+		snprintf(err, VMM_ERR_LEN, "cannot start the ft thread");
+		return -ret;
+	}
+	return 0;
+}
+
+int ft__cancel(struct ft *ft, char *err)
+{
+	pthread_mutex_lock(&ft->lock);
+	bool run = ft->thread_running && ft->primary_role;
+	pthread_mutex_unlock(&ft->lock);
+	if (!run) {
+		snprintf(err, VMM_ERR_LEN, "no protection to cancel");
+		return -EINVAL;
+	}
+	atomic_store(&ft->stop, true);
+	wake(ft);
+	pthread_join(ft->thread, NULL);
+	pthread_mutex_lock(&ft->lock);
+	ft->thread_running = false;
+	atomic_store(&ft->stop, false);
+	pthread_mutex_unlock(&ft->lock);
+	return 0;
+}
+
+int ft__listen(struct ft *ft, const char *uri, char *err)
+{
+	int ret = xport__listen(uri, &ft->listener, err, VMM_ERR_LEN);
+	if (ret)
+		return ret;
+	ft->primary_role = false;
+	ft->state = FT_WAITING;
+	ft->thread_running = true;
+	ret = pthread_create(&ft->thread, NULL, secondary_thread, ft);
+	if (ret) {
+		ft->thread_running = false;
+		snprintf(err, VMM_ERR_LEN, "cannot start the ft thread");
+		return -ret;
+	}
+	return 0;
+}
+
+bool ft__is_secondary(struct ft *ft)
+{
+	pthread_mutex_lock(&ft->lock);
+	bool s = !ft->primary_role;
+	pthread_mutex_unlock(&ft->lock);
+	return s;
+}
+
+/*
+ * Resume the guest from the last committed checkpoint: load its state,
+ * re-issue its in-flight output (shared storage: disk writes too; in
+ * replicated mode they were applied at commit), announce the MAC, run.
+ */
+int ft__do_failover(struct ft *ft, const char *why, char *err)
+{
+	char verr[VMM_ERR_LEN] = "";
+	uint64_t t0 = ft__now_ns();
+	int ret;
+
+	pthread_mutex_lock(&ft->lock);
+	uint64_t epoch = ft->committed_epoch;
+	if (ft->primary_role) {
+		pthread_mutex_unlock(&ft->lock);
+		snprintf(err, VMM_ERR_LEN, "not a secondary");
+		return -EINVAL;
+	}
+	pthread_mutex_unlock(&ft->lock);
+	if (!epoch) {
+		snprintf(err, VMM_ERR_LEN, "no committed checkpoint to fail over to");
+		return -ENOENT;
+	}
+	fprintf(stderr, "ftvm: ft: failover (%s) from checkpoint %llu\n", why, (unsigned long long)epoch);
+	ret = vm__load_state(ft->cfg.vm, ft->committed_state.data, ft->committed_state.len, verr);
+	if (ret) {
+		snprintf(err, VMM_ERR_LEN, "loading checkpoint %llu: %s", (unsigned long long)epoch, verr);
+		ft__set_state(ft, FT_FAILED);
+		return ret;
+	}
+	uint32_t frames = 0, writes = 0;
+	ret = et_list__reissue(ft->cfg.et, ft->committed_outputs.data, ft->committed_outputs.len,
+			       ft->cfg.drive_mode == VM_DRIVE_SHARED, &frames, &writes);
+	if (ret)
+		fprintf(stderr, "ftvm: ft: re-issuing output: %s\n", strerror(-ret));
+	for (int i = 0; i < 3; i++)
+		ft_announce__rarp(ft->cfg.et, ft->cfg.mac);
+	pthread_mutex_lock(&ft->lock);
+	ft->primary_role = true;
+	ft->reissued_frames = frames;
+	ft->reissued_writes = writes;
+	pthread_mutex_unlock(&ft->lock);
+	ret = vm__resume(ft->cfg.vm);
+	ft->failover_ms = (ft__now_ns() - t0) / 1000000;
+	ft__set_state(ft, FT_FAILED_OVER);
+	fprintf(stderr, "ftvm: ft: running as primary (unprotected) from checkpoint %llu; "
+		"re-issued %u frames, %u disk writes\n", (unsigned long long)epoch, frames, writes);
+	return ret;
+}
+
+int ft__failover(struct ft *ft, char *err)
+{
+	if (!ft__is_secondary(ft)) {
+		snprintf(err, VMM_ERR_LEN, "not a secondary");
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&ft->lock);
+	bool have = ft->committed_epoch > 0;
+	pthread_mutex_unlock(&ft->lock);
+	if (!have) {
+		snprintf(err, VMM_ERR_LEN, "no committed checkpoint to fail over to");
+		return -ENOENT;
+	}
+	ft__stop_thread(ft);
+	return ft__do_failover(ft, "cont", err);
+}

@@ -1,0 +1,62 @@
+/*
+ * ft.h - Kemari-style fault tolerance: the checkpoint transaction between a
+ * primary and a secondary, and failover.
+ *
+ * Primary: `migrate -d -k tcp:HOST:PORT` starts protection: a live initial
+ * sync (disk in replicated mode, then iterative RAM pre-copy), then FT
+ * mode: at each checkpoint the guest is paused only to capture (dirty
+ * pages copied out, vCPU/platform/device state, the held-output list),
+ * resumed, and the capture is shipped as BEGIN · PAGES · STATE · OUTPUTS ·
+ * COMMIT; held output is released on ACK.
+ *
+ * Secondary (`--incoming tcp:ADDR:PORT`): stages what it receives,
+ * verifies it, applies it atomically at COMMIT, ACKs. Failover (`cont`, or
+ * on its own with --failover-on-peer-loss) resumes the guest from the last
+ * committed checkpoint, re-issues its in-flight output, and announces the
+ * guest's MAC.
+ *
+ * docs/ft.md and docs/wire-format.md describe the semantics and the bytes.
+ */
+#ifndef FTVM_FT_H
+#define FTVM_FT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "eventtap/eventtap.h"
+#include "vmm/vmm.h"
+
+struct ft_config {
+	struct vm *vm;
+	struct eventtap *et;
+	struct disk *disk;		/* the backend under the event tap (may be NULL) */
+	enum vm_drive_mode drive_mode;
+	uint8_t mac[6];
+	struct et_policy_cfg policy;
+	uint32_t heartbeat_ms;		/* send a heartbeat this often when idle */
+	uint32_t heartbeat_timeout_ms;	/* peer lost after this long without a byte */
+	bool compress;			/* LZ4 on pages */
+	bool failover_on_peer_loss;	/* secondary: fail over without being told */
+};
+
+struct ft;
+
+int ft__create(const struct ft_config *cfg, struct ft **out, char *err);
+void ft__destroy(struct ft *ft);
+
+/* Primary: start protecting towards uri ("tcp:HOST:PORT"); returns at once. */
+int ft__protect(struct ft *ft, const char *uri, char *err);
+/* Primary: stop protection cleanly (held output is released). */
+int ft__cancel(struct ft *ft, char *err);
+/* Secondary: wait for a primary on uri. */
+int ft__listen(struct ft *ft, const char *uri, char *err);
+/* Secondary: fail over now (the monitor's `cont`). */
+int ft__failover(struct ft *ft, char *err);
+/* True on a secondary that has not failed over (its `cont` means failover). */
+bool ft__is_secondary(struct ft *ft);
+
+/* Adds migrate, migrate_cancel, migrate_set_policy, migrate_set_parameter,
+ * info migrate, and the secondary's cont to the monitor. */
+int ft__register_monitor(struct ft *ft, struct monitor *m);
+
+#endif

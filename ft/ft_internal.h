@@ -1,0 +1,157 @@
+/* ft_internal.h - shared by the files of ft/. */
+#ifndef FTVM_FT_INTERNAL_H
+#define FTVM_FT_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "ft/ft.h"
+#include "transport/transport.h"
+
+#define FT_PROTO_VERSION 1
+#define FT_PAGE 4096u
+#define FT_PAGES_PER_MSG 4096u		/* 16 MiB of pages per PAGES message at most */
+#define FT_DISK_BLOCK (64u << 10)	/* replicated-disk sync granularity */
+#define FT_STAT_RING 4096
+
+/* Message types (docs/wire-format.md). */
+enum ft_msg {
+	FT_MSG_HELLO = 1,	/* primary -> secondary: who I am (vmstate "hello") */
+	FT_MSG_HELLO_OK = 2,	/* secondary -> primary */
+	FT_MSG_ERROR = 3,	/* either way: text, then the sender closes */
+	FT_MSG_SYNC_RAM = 4,	/* initial sync: pages, written directly */
+	FT_MSG_SYNC_DISK = 5,	/* initial sync: u64 offset + data, written directly */
+	FT_MSG_BEGIN = 6,	/* checkpoint epoch starts */
+	FT_MSG_PAGES = 7,	/* dirty pages of the epoch (staged) */
+	FT_MSG_STATE = 8,	/* vCPU/platform/device state (snapshot format, staged) */
+	FT_MSG_OUTPUTS = 9,	/* held-output list (staged) */
+	FT_MSG_COMMIT = 10,	/* end of the epoch: counts to verify */
+	FT_MSG_ACK = 11,	/* secondary -> primary: epoch committed */
+	FT_MSG_HEARTBEAT = 12,	/* either way */
+	FT_MSG_CANCEL = 13,	/* primary -> secondary: protection stopped on purpose */
+	FT_MSG_MAX
+};
+
+/* Header flags. */
+#define FT_FLAG_LZ4 1u		/* PAGES/SYNC_RAM data is page-codec encoded */
+
+extern const char *const ft_msg_names[FT_MSG_MAX];
+
+/* What both sides must agree on (vmstate "hello"). */
+struct ft_hello {
+	uint32_t ft_version;
+	uint64_t mem_size;
+	uint32_t nr_vcpus;
+	uint32_t tsc_khz;
+	uint8_t has_blk, has_net, drive_mode;
+	uint64_t disk_size;
+	uint32_t page_size;
+	char name[64];
+};
+
+int ft_hello__encode(const struct ft_hello *h, struct sbuf *out);
+int ft_hello__decode(const void *p, size_t len, struct ft_hello *h, char *err, size_t errlen);
+void ft_hello__describe(struct ft *ft, struct ft_hello *h);
+/* 0 if the peer's machine matches ours; else err names the difference. */
+int ft_hello__check(const struct ft_hello *mine, const struct ft_hello *peer, char *err,
+		    size_t errlen);
+
+/* COMMIT payload. */
+struct ft_commit {
+	uint32_t pages;
+	uint32_t page_msgs;
+	uint32_t outputs;
+	uint32_t reserved;
+	uint64_t capture_ns;	/* primary's CLOCK_MONOTONIC at capture */
+};
+
+/* Faults a test can ask for (`migrate_set_parameter x-inject ...`). */
+enum ft_inject {
+	FT_INJECT_NONE,
+	FT_INJECT_DIE_AFTER_BEGIN,
+	FT_INJECT_DIE_MID_PAGES,
+	FT_INJECT_DIE_BEFORE_COMMIT,
+	FT_INJECT_DIE_AFTER_COMMIT,
+	FT_INJECT_CORRUPT_PAGES,
+	FT_INJECT_TRUNCATE_PAGES,
+	FT_INJECT_HELLO_VERSION,	/* announce FT_PROTO_VERSION + 1 */
+};
+
+enum ft_state {
+	FT_NONE,		/* no protection configured */
+	FT_SETUP,		/* connecting, HELLO */
+	FT_SYNCING,		/* initial sync */
+	FT_PROTECTED,		/* FT mode */
+	FT_UNPROTECTED,		/* peer lost or cancelled: running alone */
+	FT_WAITING,		/* secondary: waiting for a primary */
+	FT_RECEIVING,		/* secondary: syncing or in FT mode */
+	FT_PEER_LOST,		/* secondary: primary gone, waiting for `cont` */
+	FT_FAILED_OVER,		/* was secondary, now runs the guest */
+	FT_FAILED,		/* secondary could not fail over */
+};
+const char *ft_state__name(enum ft_state s);
+
+struct ft_samples {
+	uint64_t v[FT_STAT_RING];
+	uint64_t n;
+	uint64_t max;
+	uint64_t last;
+};
+void ft_samples__add(struct ft_samples *s, uint64_t v);
+/* p in 0..100 over the samples kept; 0 if none. */
+uint64_t ft_samples__pct(const struct ft_samples *s, double p);
+
+struct ft {
+	struct ft_config cfg;
+
+	/* lock protects everything below that is not atomic; cond signals
+	 * triggers, state changes and thread exits. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	enum ft_state state;
+	bool primary_role;		/* this process runs the guest */
+	char peer[128];
+	char last_error[256];
+	pthread_t thread;
+	bool thread_running;
+	atomic_bool stop;
+	struct xport *x;
+	struct xport_listener *listener;
+	char uri[256];
+	int wake_fd;			/* eventfd: an output was held, or stop */
+
+	/* primary */
+	bool trigger;			/* an output was held */
+	uint64_t first_trigger_ns;	/* hybrid: first held output since last checkpoint */
+	uint64_t epoch;			/* last checkpoint sent */
+	uint64_t acked_epoch;		/* last checkpoint the secondary committed */
+	uint64_t acked_capture_ns;
+	uint64_t epochs;
+	unsigned sync_percent;
+	uint64_t sync_ram_pages, sync_disk_blocks, sync_rounds;
+	struct ft_samples pause_us, ckpt_bytes, ckpt_pages, ckpt_ship_us;
+	uint64_t bytes_raw, bytes_wire;	/* pages before/after compression */
+	enum ft_inject inject;
+	uint64_t sync_ms;
+
+	/* secondary */
+	uint64_t committed_epoch;
+	uint64_t discarded_epochs;
+	uint64_t last_discarded;
+	struct sbuf committed_state;	/* STATE of the last committed checkpoint */
+	struct sbuf committed_outputs;	/* OUTPUTS of the last committed checkpoint */
+	uint64_t failover_ms;		/* peer loss/cont -> guest running */
+	uint32_t reissued_frames, reissued_writes;
+};
+
+int ft_primary__run(struct ft *ft);	/* the primary thread's body */
+int ft_secondary__run(struct ft *ft);	/* the secondary thread's body */
+void ft__set_state(struct ft *ft, enum ft_state s);
+void ft__error(struct ft *ft, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+uint64_t ft__now_ns(void);
+/* Performs the failover (secondary thread or monitor). */
+int ft__do_failover(struct ft *ft, const char *why, char *err);
+/* Sends a RARP for mac from the guest's NIC (gratuitous announcement). */
+int ft_announce__rarp(struct eventtap *et, const uint8_t mac[6]);
+
+#endif

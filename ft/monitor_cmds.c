@@ -1,0 +1,256 @@
+/*
+ * monitor_cmds.c - the monitor commands of protection and failover. Their
+ * JSON members are stable: the resource agent and the tests parse them.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ft/ft_internal.h"
+
+static void cmd_migrate(struct mon_reply *r, int argc, char **argv, void *opaque)
+{
+	struct ft *ft = opaque;
+	char err[VMM_ERR_LEN] = "";
+	bool kemari = false;
+	const char *uri = NULL;
+
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "-d"))
+			continue;	/* detached: always */
+		else if (!strcmp(argv[i], "-k"))
+			kemari = true;
+		else if (argv[i][0] != '-' && !uri)
+			uri = argv[i];
+		else {
+			mon_reply__error(r, MON_ERR_INVALID_PARAMETER, "migrate: unexpected '%s' "
+					 "(usage: migrate -d -k tcp:HOST:PORT)", argv[i]);
+			return;
+		}
+	}
+	if (!uri) {
+		mon_reply__error(r, MON_ERR_INVALID_PARAMETER, "usage: migrate -d -k tcp:HOST:PORT");
+		return;
+	}
+	if (!kemari) {
+		mon_reply__error(r, MON_ERR_INVALID_PARAMETER,
+				 "only fault-tolerant migration is supported: migrate -d -k %s", uri);
+		return;
+	}
+	if (ft__protect(ft, uri, err) < 0) {
+		mon_reply__error(r, MON_ERR_INVALID_STATE, "migrate: %s", err);
+		return;
+	}
+	mon_reply__str(r, "state", "setup");
+	mon_reply__str(r, "peer", uri);
+}
+
+static void cmd_migrate_cancel(struct mon_reply *r, int argc, char **argv, void *opaque)
+{
+	char err[VMM_ERR_LEN] = "";
+	(void)argv;
+	if (argc) {
+		mon_reply__error(r, MON_ERR_INVALID_PARAMETER, "migrate_cancel takes no arguments");
+		return;
+	}
+	if (ft__cancel(opaque, err) < 0)
+		mon_reply__error(r, MON_ERR_INVALID_STATE, "migrate_cancel: %s", err);
+}
+
+static void cmd_set_policy(struct mon_reply *r, int argc, char **argv, void *opaque)
+{
+	struct ft *ft = opaque;
+	struct et_policy_cfg p;
+	char err[256], buf[64];
+
+	if (argc != 1) {
+		mon_reply__error(r, MON_ERR_INVALID_PARAMETER,
+				 "usage: migrate_set_policy event|epoch[:MS]|hybrid[:WINDOW_US[:MAX_MS]]");
+		return;
+	}
+	if (et_policy__parse(argv[0], &p, err, sizeof(err)) < 0) {
+		mon_reply__error(r, MON_ERR_INVALID_PARAMETER, "%s", err);
+		return;
+	}
+	pthread_mutex_lock(&ft->lock);
+	ft->cfg.policy = p;
+	pthread_mutex_unlock(&ft->lock);
+	uint64_t one = 1;
+	(void)!write(ft->wake_fd, &one, sizeof(one));
+	et_policy__format(&p, buf, sizeof(buf));
+	mon_reply__str(r, "policy", buf);
+}
+
+static bool parse_ms(const char *s, uint32_t min, uint32_t max, uint32_t *out)
+{
+	char *end;
+	unsigned long v = strtoul(s, &end, 10);
+	if (!*s || *end || v < min || v > max)
+		return false;
+	*out = (uint32_t)v;
+	return true;
+}
+
+static void cmd_set_parameter(struct mon_reply *r, int argc, char **argv, void *opaque)
+{
+	struct ft *ft = opaque;
+	static const struct { const char *name; enum ft_inject v; } injects[] = {
+		{ "none", FT_INJECT_NONE },
+		{ "die-after-begin", FT_INJECT_DIE_AFTER_BEGIN },
+		{ "die-mid-pages", FT_INJECT_DIE_MID_PAGES },
+		{ "die-before-commit", FT_INJECT_DIE_BEFORE_COMMIT },
+		{ "die-after-commit", FT_INJECT_DIE_AFTER_COMMIT },
+		{ "corrupt-pages", FT_INJECT_CORRUPT_PAGES },
+		{ "truncate-pages", FT_INJECT_TRUNCATE_PAGES },
+		{ "hello-version", FT_INJECT_HELLO_VERSION },
+	};
+	uint32_t v;
+
+	if (argc != 2) {
+		mon_reply__error(r, MON_ERR_INVALID_PARAMETER,
+				 "usage: migrate_set_parameter compress on|off | heartbeat-ms N | "
+				 "heartbeat-timeout-ms N | x-inject KIND");
+		return;
+	}
+	pthread_mutex_lock(&ft->lock);
+	if (!strcmp(argv[0], "compress") && (!strcmp(argv[1], "on") || !strcmp(argv[1], "off"))) {
+		ft->cfg.compress = !strcmp(argv[1], "on");
+	} else if (!strcmp(argv[0], "heartbeat-ms") && parse_ms(argv[1], 10, 10000, &v)) {
+		ft->cfg.heartbeat_ms = v;
+	} else if (!strcmp(argv[0], "heartbeat-timeout-ms") && parse_ms(argv[1], 50, 600000, &v)) {
+		ft->cfg.heartbeat_timeout_ms = v;
+	} else if (!strcmp(argv[0], "x-inject")) {
+		size_t i;
+		for (i = 0; i < sizeof(injects) / sizeof(injects[0]); i++)
+			if (!strcmp(argv[1], injects[i].name))
+				break;
+		if (i == sizeof(injects) / sizeof(injects[0])) {
+			pthread_mutex_unlock(&ft->lock);
+			mon_reply__error(r, MON_ERR_INVALID_PARAMETER, "x-inject: unknown fault '%s'",
+					 argv[1]);
+			return;
+		}
+		ft->inject = injects[i].v;
+	} else {
+		pthread_mutex_unlock(&ft->lock);
+		mon_reply__error(r, MON_ERR_INVALID_PARAMETER,
+				 "migrate_set_parameter: bad parameter or value '%s %s'", argv[0], argv[1]);
+		return;
+	}
+	pthread_mutex_unlock(&ft->lock);
+	mon_reply__str(r, argv[0], argv[1]);
+}
+
+static void samples(struct mon_reply *r, const char *key, const struct ft_samples *s)
+{
+	mon_reply__object_begin(r, key);
+	mon_reply__u64(r, "last", s->last);
+	mon_reply__u64(r, "p50", ft_samples__pct(s, 50));
+	mon_reply__u64(r, "p99", ft_samples__pct(s, 99));
+	mon_reply__u64(r, "max", s->max);
+	mon_reply__object_end(r);
+}
+
+static void cmd_info_migrate(struct mon_reply *r, int argc, char **argv, void *opaque)
+{
+	struct ft *ft = opaque;
+	struct et_stats es;
+	char pol[64];
+	(void)argv;
+
+	if (argc) {
+		mon_reply__error(r, MON_ERR_INVALID_PARAMETER, "info migrate takes no arguments");
+		return;
+	}
+	eventtap__stats(ft->cfg.et, &es);
+	uint64_t lat[4096];
+	size_t nlat = eventtap__latencies(ft->cfg.et, lat, 4096);
+	struct ft_samples *ls = calloc(1, sizeof(*ls));
+
+	pthread_mutex_lock(&ft->lock);
+	mon_reply__str(r, "state", ft_state__name(ft->state));
+	mon_reply__str(r, "role", ft->primary_role ? "primary" : "secondary");
+	et_policy__format(&ft->cfg.policy, pol, sizeof(pol));
+	mon_reply__str(r, "policy", pol);
+	mon_reply__str(r, "peer", ft->peer);
+	mon_reply__str(r, "storage", ft->cfg.drive_mode == VM_DRIVE_REPLICATED ? "replicated" : "shared");
+	mon_reply__str(r, "last_error", ft->last_error);
+	if (ft->primary_role && ft->state != FT_FAILED_OVER) {
+		mon_reply__u64(r, "sync_percent", ft->sync_percent);
+		mon_reply__u64(r, "sync_ms", ft->sync_ms);
+		mon_reply__u64(r, "sync_ram_pages", ft->sync_ram_pages);
+		mon_reply__u64(r, "sync_disk_blocks", ft->sync_disk_blocks);
+		mon_reply__u64(r, "epoch", ft->epoch);
+		mon_reply__u64(r, "acked_epoch", ft->acked_epoch);
+		mon_reply__u64(r, "epochs", ft->epochs);
+		samples(r, "pause_us", &ft->pause_us);
+		samples(r, "ship_us", &ft->ckpt_ship_us);
+		samples(r, "pages_per_checkpoint", &ft->ckpt_pages);
+		samples(r, "bytes_per_checkpoint", &ft->ckpt_bytes);
+		if (ls) {
+			for (size_t i = 0; i < nlat; i++)
+				ft_samples__add(ls, lat[i] / 1000);
+			samples(r, "output_latency_us", ls);
+		}
+		mon_reply__bool(r, "compress", ft->cfg.compress);
+		mon_reply__u64(r, "page_bytes_raw", ft->bytes_raw);
+		mon_reply__u64(r, "page_bytes_sent", ft->bytes_wire);
+		mon_reply__double(r, "compression_ratio",
+				  ft->bytes_wire ? (double)ft->bytes_raw / (double)ft->bytes_wire : 1.0);
+		uint64_t lag = ft->acked_capture_ns && ft->state == FT_PROTECTED
+				       ? (ft__now_ns() - ft->acked_capture_ns) / 1000000 : 0;
+		mon_reply__u64(r, "peer_lag_ms", lag);
+	} else {
+		mon_reply__u64(r, "committed_epoch", ft->committed_epoch);
+		mon_reply__u64(r, "epochs", ft->epochs);
+		mon_reply__u64(r, "discarded_epochs", ft->discarded_epochs);
+		mon_reply__u64(r, "last_discarded_epoch", ft->last_discarded);
+		mon_reply__u64(r, "failover_ms", ft->failover_ms);
+		mon_reply__u64(r, "reissued_frames", ft->reissued_frames);
+		mon_reply__u64(r, "reissued_writes", ft->reissued_writes);
+	}
+	mon_reply__u64(r, "held_outputs", es.held_items);
+	mon_reply__u64(r, "held_bytes", es.held_bytes);
+	mon_reply__u64(r, "oldest_held_us", es.oldest_held_ns / 1000);
+	mon_reply__u64(r, "released_outputs", es.released_items);
+	pthread_mutex_unlock(&ft->lock);
+	free(ls);
+}
+
+static void cmd_cont(struct mon_reply *r, int argc, char **argv, void *opaque)
+{
+	struct ft *ft = opaque;
+	char err[VMM_ERR_LEN] = "";
+	(void)argv;
+
+	if (argc) {
+		mon_reply__error(r, MON_ERR_INVALID_PARAMETER, "cont takes no arguments");
+		return;
+	}
+	if (ft__is_secondary(ft)) {
+		if (ft__failover(ft, err) < 0)
+			mon_reply__error(r, MON_ERR_INVALID_STATE, "failover: %s", err);
+		else
+			mon_reply__str(r, "failover", "done");
+		return;
+	}
+	if (vm__resume(ft->cfg.vm) < 0)
+		mon_reply__error(r, MON_ERR_INVALID_STATE, "the VM is shut down");
+}
+
+int ft__register_monitor(struct ft *ft, struct monitor *m)
+{
+	monitor__add_command(m, "migrate", "-d -k tcp:HOST:PORT",
+			     "start fault-tolerant protection towards a secondary", cmd_migrate, ft);
+	monitor__add_command(m, "migrate_cancel", NULL, "stop protection", cmd_migrate_cancel, ft);
+	monitor__add_command(m, "migrate_set_policy", "event|epoch[:MS]|hybrid[:US[:MS]]",
+			     "when to checkpoint", cmd_set_policy, ft);
+	monitor__add_command(m, "migrate_set_parameter", "NAME VALUE",
+			     "compress on|off, heartbeat-ms, heartbeat-timeout-ms, x-inject (tests)",
+			     cmd_set_parameter, ft);
+	monitor__add_command(m, "info migrate", NULL, "protection state and figures",
+			     cmd_info_migrate, ft);
+	monitor__add_command(m, "cont", NULL, "resume; on a secondary: fail over now", cmd_cont, ft);
+	return 0;
+}

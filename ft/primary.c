@@ -1,0 +1,658 @@
+/*
+ * primary.c - the protecting side: connect, HELLO, initial sync, then one
+ * checkpoint transaction after another until the secondary is lost or
+ * protection is cancelled.
+ *
+ *   checkpoint E:  pause ─ collect dirty pages, copy them out, vCPU +
+ *                  device state, seal epoch E of the event tap ─ resume
+ *                  BEGIN(E) · PAGES(E)… · STATE(E) · OUTPUTS(E) · COMMIT(E)
+ *                  wait ACK(E) ─ release the outputs tagged <= E
+ *
+ * The guest runs while the capture travels; output it issues meanwhile is
+ * tagged E+1 and waits for the next checkpoint.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "ft/ft_internal.h"
+
+struct capture {
+	uint64_t *bitmap;	/* dirty pages (vm__nr_pages bits) */
+	uint64_t *pages;	/* indices of the pages captured */
+	uint8_t *data;		/* their contents, copied while paused */
+	size_t nr, cap;
+	struct sbuf state, outputs, wire;
+	uint64_t *disk_bitmap;	/* replicated sync: dirty 64 KiB blocks */
+};
+
+static void capture__free(struct capture *c)
+{
+	free(c->bitmap);
+	free(c->pages);
+	free(c->data);
+	free(c->disk_bitmap);
+	sbuf__free(&c->state);
+	sbuf__free(&c->outputs);
+	sbuf__free(&c->wire);
+}
+
+static int capture__reserve(struct capture *c, size_t n)
+{
+	if (n <= c->cap)
+		return 0;
+	uint64_t *p = realloc(c->pages, n * sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	c->pages = p;
+	uint8_t *d = realloc(c->data, n * FT_PAGE);
+	if (!d)
+		return -ENOMEM;
+	c->data = d;
+	c->cap = n;
+	return 0;
+}
+
+/* Dies like a killed process would, at a chosen point (tests). */
+static void maybe_die(struct ft *ft, enum ft_inject at)
+{
+	if (ft->inject == at) {
+		fprintf(stderr, "ftvm: ft: injected death (%d) at epoch %llu\n", (int)at,
+			(unsigned long long)ft->epoch);
+		raise(SIGKILL);
+	}
+}
+
+static int send_buf(struct ft *ft, uint16_t type, uint32_t flags, uint64_t epoch, const void *p,
+		    size_t len)
+{
+	int ret = xport__send_buf(ft->x, type, flags, epoch, p, len);
+	if (ret)
+		ft__error(ft, "sending %s to %s: %s", ft_msg_names[type], ft->peer, strerror(-ret));
+	return ret;
+}
+
+/*
+ * Receives the next message that is not a heartbeat, sending heartbeats
+ * while waiting. A silent peer is lost after the heartbeat timeout.
+ */
+static int recv_msg(struct ft *ft, struct xport_msg *m, int timeout_ms)
+{
+	char err[256];
+	uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : ft__now_ns() + (uint64_t)timeout_ms * 1000000u;
+
+	for (;;) {
+		int ret = xport__recv(ft->x, m, (int)ft->cfg.heartbeat_ms, err, sizeof(err));
+		if (ret == 0 && m->type == FT_MSG_HEARTBEAT)
+			continue;
+		if (ret == 0 && m->type == FT_MSG_ERROR) {
+			ft__error(ft, "secondary %s refused: %.*s", ft->peer, (int)m->payload.len,
+				  (const char *)m->payload.data);
+			return -EPROTO;
+		}
+		if (ret == 0)
+			return 0;
+		if (ret != -ETIMEDOUT) {
+			ft__error(ft, "link to secondary %s: %s", ft->peer,
+				  ret == -EPIPE ? "closed by the peer" : err);
+			return ret;
+		}
+		if (atomic_load(&ft->stop))
+			return -ECANCELED;
+		uint64_t now = ft__now_ns();
+		if (now - xport__last_rx_ns(ft->x) > (uint64_t)ft->cfg.heartbeat_timeout_ms * 1000000u) {
+			ft__error(ft, "secondary %s silent for %u ms (heartbeat timeout)", ft->peer,
+				  ft->cfg.heartbeat_timeout_ms);
+			return -ETIMEDOUT;
+		}
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		if (xport__send_buf(ft->x, FT_MSG_HEARTBEAT, 0, 0, NULL, 0))
+			return -EPIPE;
+	}
+}
+
+/* Sends pages: u32 count, u64 index[count], then the data (LZ4-coded if on). */
+static int send_pages(struct ft *ft, uint16_t type, uint64_t epoch, const uint64_t *idx,
+		      const uint8_t *const *data, size_t n, struct sbuf *wire)
+{
+	struct vm *vm = ft->cfg.vm;
+	uint32_t flags = ft->cfg.compress ? FT_FLAG_LZ4 : 0;
+
+	sbuf__reset(wire);
+	uint32_t count = (uint32_t)n;
+	int ret = sbuf__append(wire, &count, 4);
+	if (!ret)
+		ret = sbuf__append(wire, idx, n * 8);
+	if (ret)
+		return ret;
+	size_t head = wire->len;
+	if (flags & FT_FLAG_LZ4) {
+		/* Encode page by page into one stream (runs of pages would be
+		 * better; the codec's 64 KiB blocks bound its cost either way). */
+		for (size_t i = 0; i < n && !ret; i++)
+			ret = page_codec__encode(data ? data[i] : vm__guest_ptr(vm, vm__page_gpa(vm, idx[i]), FT_PAGE),
+						 FT_PAGE, wire);
+		if (ret)
+			return ret;
+		pthread_mutex_lock(&ft->lock);
+		ft->bytes_raw += n * FT_PAGE;
+		ft->bytes_wire += wire->len - head;
+		pthread_mutex_unlock(&ft->lock);
+		return send_buf(ft, type, flags, epoch, wire->data, wire->len);
+	}
+	struct iovec *iov = malloc((n + 1) * sizeof(*iov));
+	if (!iov)
+		return -ENOMEM;
+	iov[0] = (struct iovec){ wire->data, wire->len };
+	for (size_t i = 0; i < n; i++) {
+		void *p = data ? (void *)(uintptr_t)data[i]
+			       : vm__guest_ptr(vm, vm__page_gpa(vm, idx[i]), FT_PAGE);
+		iov[i + 1] = (struct iovec){ p, FT_PAGE };
+	}
+	pthread_mutex_lock(&ft->lock);
+	ft->bytes_raw += n * FT_PAGE;
+	ft->bytes_wire += n * FT_PAGE;
+	pthread_mutex_unlock(&ft->lock);
+	ret = xport__send(ft->x, type, 0, epoch, iov, (int)(n + 1));
+	if (ret)
+		ft__error(ft, "sending %s to %s: %s", ft_msg_names[type], ft->peer, strerror(-ret));
+	free(iov);
+	return ret;
+}
+
+/* Sends the pages set in bitmap straight from guest memory (initial sync). */
+static int sync_pages(struct ft *ft, const uint64_t *bitmap, bool skip_zero, struct capture *c,
+		      uint64_t *sent)
+{
+	struct vm *vm = ft->cfg.vm;
+	uint64_t nr = vm__nr_pages(vm), total = 0;
+	uint64_t batch[FT_PAGES_PER_MSG];
+	size_t n = 0;
+	int ret = 0;
+
+	for (uint64_t p = 0; p < nr && !ret; p++) {
+		if (bitmap && !(bitmap[p / 64] & (1ull << (p % 64))))
+			continue;
+		if (skip_zero) {
+			const uint64_t *w = vm__guest_ptr(vm, vm__page_gpa(vm, p), FT_PAGE);
+			uint64_t acc = 0;
+			for (unsigned i = 0; i < FT_PAGE / 8; i++)
+				acc |= w[i];
+			if (!acc)
+				continue;
+		}
+		batch[n++] = p;
+		if (n == FT_PAGES_PER_MSG) {
+			ret = send_pages(ft, FT_MSG_SYNC_RAM, 0, batch, NULL, n, &c->wire);
+			total += n;
+			n = 0;
+			if (!bitmap) {
+				pthread_mutex_lock(&ft->lock);
+				ft->sync_percent = (unsigned)(10 + 80 * p / nr);
+				pthread_mutex_unlock(&ft->lock);
+			}
+		}
+		if (atomic_load(&ft->stop))
+			return -ECANCELED;
+	}
+	if (!ret && n) {
+		ret = send_pages(ft, FT_MSG_SYNC_RAM, 0, batch, NULL, n, &c->wire);
+		total += n;
+	}
+	*sent = total;
+	return ret;
+}
+
+/* Sends the 64 KiB disk blocks set in bitmap (all non-zero ones if NULL). */
+static int sync_disk_blocks(struct ft *ft, const uint64_t *bitmap, uint64_t *sent)
+{
+	struct disk *d = ft->cfg.disk;
+	uint64_t nr = (d->size + FT_DISK_BLOCK - 1) / FT_DISK_BLOCK;
+	uint8_t *buf = malloc(8 + FT_DISK_BLOCK);
+	int ret = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	*sent = 0;
+	for (uint64_t b = 0; b < nr && !ret; b++) {
+		if (bitmap && !(bitmap[b / 64] & (1ull << (b % 64))))
+			continue;
+		uint64_t off = b * FT_DISK_BLOCK;
+		size_t len = d->size - off < FT_DISK_BLOCK ? (size_t)(d->size - off) : FT_DISK_BLOCK;
+		struct iovec v = { buf + 8, len };
+		ret = d->ops->read(d->be, off, &v, 1);
+		if (ret)
+			break;
+		if (!bitmap) {	/* the secondary starts from a zeroed image */
+			bool zero = true;
+			for (size_t i = 0; i < len && zero; i++)
+				zero = buf[8 + i] == 0;
+			if (zero)
+				continue;
+		}
+		memcpy(buf, &off, 8);
+		ret = send_buf(ft, FT_MSG_SYNC_DISK, 0, 0, buf, 8 + len);
+		(*sent)++;
+		if (atomic_load(&ft->stop))
+			ret = -ECANCELED;
+	}
+	free(buf);
+	return ret;
+}
+
+/*
+ * One checkpoint. The pause covers only the capture: dirty bitmap, page
+ * copies, state, sealing the event tap's epoch.
+ */
+static int checkpoint(struct ft *ft, struct capture *c, bool first)
+{
+	struct vm *vm = ft->cfg.vm;
+	struct eventtap *et = ft->cfg.et;
+	uint64_t nr = vm__nr_pages(vm), words = (nr + 63) / 64;
+	char err[VMM_ERR_LEN] = "";
+	uint64_t disk_blocks = 0;
+	int ret;
+
+	uint64_t epoch = ft->epoch + 1;
+	uint64_t t0 = ft__now_ns();
+	ret = vm__pause_internal(vm);
+	if (ret)
+		return ret;
+	/* The first checkpoint also takes the pages the last sync round left. */
+	if (!first)
+		memset(c->bitmap, 0, words * 8);
+	ret = vm__dirty_log_collect(vm, c->bitmap);
+	c->nr = 0;
+	for (uint64_t w = 0; !ret && w < words; w++)
+		c->nr += (size_t)__builtin_popcountll(c->bitmap[w]);
+	if (!ret)
+		ret = capture__reserve(c, c->nr ? c->nr : 1);
+	if (!ret) {
+		size_t i = 0;
+		vm__devices_lock(vm);	/* device DMA writes stop too */
+		for (uint64_t w = 0; w < words; w++) {
+			uint64_t bits = c->bitmap[w];
+			while (bits) {
+				uint64_t p = w * 64 + (uint64_t)__builtin_ctzll(bits);
+				bits &= bits - 1;
+				c->pages[i] = p;
+				memcpy(c->data + i * FT_PAGE, vm__guest_ptr(vm, vm__page_gpa(vm, p), FT_PAGE),
+				       FT_PAGE);
+				i++;
+			}
+		}
+		vm__devices_unlock(vm);
+	}
+	sbuf__reset(&c->state);
+	sbuf__reset(&c->outputs);
+	if (!ret)
+		ret = vm__save_state(vm, &c->state, err);
+	if (!ret && first && c->disk_bitmap) {
+		ret = eventtap__collect_disk_dirty(et, c->disk_bitmap);
+		eventtap__track_disk(et, false, 0);
+	}
+	if (!ret) {
+		if (first) {
+			eventtap__set_holding(et, true, epoch + 1);
+		} else {
+			uint64_t sealed = eventtap__seal(et);
+			if (sealed != epoch)
+				fprintf(stderr, "ftvm: ft: event tap epoch %llu, checkpoint %llu\n",
+					(unsigned long long)sealed, (unsigned long long)epoch);
+		}
+		uint32_t n_out = 0;
+		ret = eventtap__serialize(et, &c->outputs, &n_out);
+	}
+	pthread_mutex_lock(&ft->lock);
+	ft->trigger = false;
+	ft->first_trigger_ns = 0;
+	pthread_mutex_unlock(&ft->lock);
+	/* Replicated sync: the blocks written since the last round, read
+	 * while the guest cannot write, so they match this checkpoint. */
+	if (!ret && first && c->disk_bitmap)
+		ret = sync_disk_blocks(ft, c->disk_bitmap, &disk_blocks);
+	vm__resume_internal(vm);
+	uint64_t t1 = ft__now_ns();
+	if (ret) {
+		if (err[0])
+			ft__error(ft, "capture of checkpoint %llu failed: %s", (unsigned long long)epoch, err);
+		return ret;
+	}
+	ft->epoch = epoch;
+
+	/* Ship it. */
+	struct ft_commit cm = { .capture_ns = t0 };
+	ret = send_buf(ft, FT_MSG_BEGIN, 0, epoch, &cm.capture_ns, 8);
+	maybe_die(ft, FT_INJECT_DIE_AFTER_BEGIN);
+	for (size_t off = 0; !ret && off < c->nr; off += FT_PAGES_PER_MSG) {
+		size_t n = c->nr - off < FT_PAGES_PER_MSG ? c->nr - off : FT_PAGES_PER_MSG;
+		const uint8_t **ptrs = malloc(n * sizeof(*ptrs));
+		if (!ptrs)
+			return -ENOMEM;
+		for (size_t i = 0; i < n; i++)
+			ptrs[i] = c->data + (off + i) * FT_PAGE;
+		if (ft->inject == FT_INJECT_CORRUPT_PAGES || ft->inject == FT_INJECT_TRUNCATE_PAGES) {
+			enum xport_fault f = ft->inject == FT_INJECT_CORRUPT_PAGES ? XPORT_FAULT_CORRUPT_NEXT
+										   : XPORT_FAULT_TRUNCATE_NEXT;
+			fprintf(stderr, "ftvm: ft: injected fault on PAGES of checkpoint %llu\n",
+				(unsigned long long)epoch);
+			xport__inject_fault(ft->x, f);
+			ft->inject = FT_INJECT_NONE;
+		}
+		ret = send_pages(ft, FT_MSG_PAGES, epoch, c->pages + off, ptrs, n, &c->wire);
+		free(ptrs);
+		cm.page_msgs++;
+		if (off == 0 && c->nr > 1)
+			maybe_die(ft, FT_INJECT_DIE_MID_PAGES);
+	}
+	if (c->nr <= 1)
+		maybe_die(ft, FT_INJECT_DIE_MID_PAGES);
+	cm.pages = (uint32_t)c->nr;
+	if (!ret)
+		ret = send_buf(ft, FT_MSG_STATE, 0, epoch, c->state.data, c->state.len);
+	if (!ret)
+		ret = send_buf(ft, FT_MSG_OUTPUTS, 0, epoch, c->outputs.data, c->outputs.len);
+	maybe_die(ft, FT_INJECT_DIE_BEFORE_COMMIT);
+	if (!ret)
+		ret = send_buf(ft, FT_MSG_COMMIT, 0, epoch, &cm, sizeof(cm));
+	maybe_die(ft, FT_INJECT_DIE_AFTER_COMMIT);
+	if (ret)
+		return ret;
+
+	struct xport_msg m;
+	xport_msg__init(&m);
+	ret = recv_msg(ft, &m, -1);
+	if (!ret && (m.type != FT_MSG_ACK || m.epoch != epoch)) {
+		ft__error(ft, "expected ACK of checkpoint %llu, got %s %llu", (unsigned long long)epoch,
+			  m.type < FT_MSG_MAX && ft_msg_names[m.type] ? ft_msg_names[m.type] : "?",
+			  (unsigned long long)m.epoch);
+		ret = -EPROTO;
+	}
+	xport_msg__free(&m);
+	if (ret)
+		return ret;
+	uint64_t t2 = ft__now_ns();
+	ret = eventtap__release(et, epoch);
+	if (ret)
+		ft__error(ft, "releasing output of checkpoint %llu: %s", (unsigned long long)epoch,
+			  strerror(-ret));
+
+	pthread_mutex_lock(&ft->lock);
+	ft->acked_epoch = epoch;
+	ft->acked_capture_ns = t0;
+	ft->epochs++;
+	ft_samples__add(&ft->pause_us, (t1 - t0) / 1000);
+	ft_samples__add(&ft->ckpt_pages, c->nr);
+	ft_samples__add(&ft->ckpt_bytes, c->nr * FT_PAGE + c->state.len + c->outputs.len);
+	ft_samples__add(&ft->ckpt_ship_us, (t2 - t1) / 1000);
+	pthread_mutex_unlock(&ft->lock);
+	return 0;
+}
+
+/* How long to wait before the next checkpoint is due (ms), by policy. */
+static int64_t next_due_ms(struct ft *ft, uint64_t last_ckpt_ns)
+{
+	const struct et_policy_cfg *p = &ft->cfg.policy;
+	uint64_t now = ft__now_ns();
+	int64_t due;
+
+	pthread_mutex_lock(&ft->lock);
+	bool trig = ft->trigger;
+	uint64_t first = ft->first_trigger_ns;
+	pthread_mutex_unlock(&ft->lock);
+
+	switch (p->policy) {
+	case ET_POLICY_EVENT:
+		return trig ? 0 : INT64_MAX;
+	case ET_POLICY_EPOCH:
+		due = (int64_t)(last_ckpt_ns + (uint64_t)p->epoch_ms * 1000000u) - (int64_t)now;
+		break;
+	case ET_POLICY_HYBRID:
+	default: {
+		uint64_t at = last_ckpt_ns + (uint64_t)p->max_ms * 1000000u;
+		if (trig && first + (uint64_t)p->window_us * 1000u < at)
+			at = first + (uint64_t)p->window_us * 1000u;
+		due = (int64_t)at - (int64_t)now;
+	}
+	}
+	return due <= 0 ? 0 : (due + 999999) / 1000000;
+}
+
+/* Waits for a checkpoint to be due, answering the link meanwhile. */
+static int wait_for_trigger(struct ft *ft, int wake_fd, uint64_t last_ckpt_ns)
+{
+	char err[256];
+	struct xport_msg m;
+	uint64_t last_hb = ft__now_ns();
+
+	xport_msg__init(&m);
+	for (;;) {
+		if (atomic_load(&ft->stop)) {
+			xport_msg__free(&m);
+			return -ECANCELED;
+		}
+		int64_t due = next_due_ms(ft, last_ckpt_ns);
+		if (due == 0) {
+			xport_msg__free(&m);
+			return 0;
+		}
+		int timeout = due < (int64_t)ft->cfg.heartbeat_ms ? (int)due : (int)ft->cfg.heartbeat_ms;
+		struct pollfd pfd[2] = {
+			{ .fd = wake_fd, .events = POLLIN },
+			{ .fd = xport__poll_fd(ft->x), .events = POLLIN },
+		};
+		if (poll(pfd, 2, timeout) < 0 && errno != EINTR)
+			return -errno;
+		if (pfd[0].revents & POLLIN) {
+			uint64_t v;
+			(void)!read(wake_fd, &v, sizeof(v));
+		}
+		if (pfd[1].revents) {
+			int ret;
+			while ((ret = xport__recv(ft->x, &m, 0, err, sizeof(err))) == 0) {
+				if (m.type == FT_MSG_HEARTBEAT)
+					continue;
+				if (m.type == FT_MSG_ERROR)
+					ft__error(ft, "secondary %s: %.*s", ft->peer, (int)m.payload.len,
+						  (const char *)m.payload.data);
+				else
+					ft__error(ft, "unexpected %s from the secondary",
+						  m.type < FT_MSG_MAX && ft_msg_names[m.type]
+							  ? ft_msg_names[m.type] : "message");
+				xport_msg__free(&m);
+				return -EPROTO;
+			}
+			if (ret != -ETIMEDOUT) {
+				ft__error(ft, "link to secondary %s: %s", ft->peer,
+					  ret == -EPIPE ? "closed by the peer" : err);
+				xport_msg__free(&m);
+				return ret;
+			}
+		}
+		uint64_t now = ft__now_ns();
+		if (now - xport__last_rx_ns(ft->x) > (uint64_t)ft->cfg.heartbeat_timeout_ms * 1000000u) {
+			ft__error(ft, "secondary %s silent for %u ms (heartbeat timeout)", ft->peer,
+				  ft->cfg.heartbeat_timeout_ms);
+			xport_msg__free(&m);
+			return -ETIMEDOUT;
+		}
+		if (now - last_hb >= (uint64_t)ft->cfg.heartbeat_ms * 1000000u) {
+			if (xport__send_buf(ft->x, FT_MSG_HEARTBEAT, 0, 0, NULL, 0)) {
+				xport_msg__free(&m);
+				return -EPIPE;
+			}
+			last_hb = now;
+		}
+	}
+}
+
+static int hello(struct ft *ft, struct capture *c)
+{
+	struct ft_hello h;
+	struct xport_msg m;
+	int ret;
+
+	ft_hello__describe(ft, &h);
+	if (ft->inject == FT_INJECT_HELLO_VERSION) {
+		h.ft_version = FT_PROTO_VERSION + 1;
+		ft->inject = FT_INJECT_NONE;
+	}
+	sbuf__reset(&c->wire);
+	ret = ft_hello__encode(&h, &c->wire);
+	if (!ret)
+		ret = send_buf(ft, FT_MSG_HELLO, 0, 0, c->wire.data, c->wire.len);
+	if (ret)
+		return ret;
+	xport_msg__init(&m);
+	ret = recv_msg(ft, &m, 10000);
+	if (!ret && m.type != FT_MSG_HELLO_OK) {
+		ft__error(ft, "secondary answered HELLO with %s",
+			  m.type < FT_MSG_MAX && ft_msg_names[m.type] ? ft_msg_names[m.type] : "?");
+		ret = -EPROTO;
+	}
+	xport_msg__free(&m);
+	return ret;
+}
+
+/* Initial sync: disk (replicated), then RAM pre-copy rounds. */
+static int initial_sync(struct ft *ft, struct capture *c)
+{
+	struct vm *vm = ft->cfg.vm;
+	struct eventtap *et = ft->cfg.et;
+	uint64_t words = (vm__nr_pages(vm) + 63) / 64, sent = 0;
+	uint64_t t0 = ft__now_ns();
+	int ret;
+
+	if (ft->cfg.disk && ft->cfg.drive_mode == VM_DRIVE_REPLICATED) {
+		uint64_t nb = (ft->cfg.disk->size + FT_DISK_BLOCK - 1) / FT_DISK_BLOCK;
+		c->disk_bitmap = calloc((nb + 63) / 64, 8);
+		if (!c->disk_bitmap)
+			return -ENOMEM;
+		ret = eventtap__track_disk(et, true, FT_DISK_BLOCK);
+		if (!ret)
+			ret = sync_disk_blocks(ft, NULL, &sent);
+		ft->sync_disk_blocks += sent;
+		for (int round = 0; !ret && round < 5; round++) {
+			memset(c->disk_bitmap, 0, (nb + 63) / 64 * 8);
+			eventtap__collect_disk_dirty(et, c->disk_bitmap);
+			ret = sync_disk_blocks(ft, c->disk_bitmap, &sent);
+			ft->sync_disk_blocks += sent;
+			if (sent < 16)
+				break;
+		}
+		if (ret)
+			return ret;
+		memset(c->disk_bitmap, 0, (nb + 63) / 64 * 8);
+	}
+	pthread_mutex_lock(&ft->lock);
+	ft->sync_percent = 10;
+	pthread_mutex_unlock(&ft->lock);
+
+	ret = vm__dirty_log_enable(vm, true);
+	if (!ret)
+		ret = vm__dirty_log_collect(vm, c->bitmap);	/* start a round */
+	if (!ret)
+		ret = sync_pages(ft, NULL, true, c, &sent);
+	ft->sync_ram_pages += sent;
+	for (unsigned round = 1; !ret && round <= 30; round++) {
+		memset(c->bitmap, 0, words * 8);
+		ret = vm__dirty_log_collect(vm, c->bitmap);
+		uint64_t dirty = 0;
+		for (uint64_t w = 0; w < words; w++)
+			dirty += (uint64_t)__builtin_popcountll(c->bitmap[w]);
+		if (ret || dirty < 1024)
+			break;	/* small enough for one pause */
+		ret = sync_pages(ft, c->bitmap, false, c, &sent);
+		ft->sync_ram_pages += sent;
+		ft->sync_rounds = round;
+	}
+	/* The pages found dirty in the last round stay in c->bitmap: they go
+	 * with checkpoint 1. */
+	pthread_mutex_lock(&ft->lock);
+	ft->sync_percent = 95;
+	pthread_mutex_unlock(&ft->lock);
+	if (!ret)
+		ret = checkpoint(ft, c, true);
+	ft->sync_ms = (ft__now_ns() - t0) / 1000000;
+	return ret;
+}
+
+static void on_output_held(void *opaque)
+{
+	struct ft *ft = opaque;
+	bool wake = false;
+
+	pthread_mutex_lock(&ft->lock);
+	if (!ft->trigger) {
+		ft->trigger = true;
+		ft->first_trigger_ns = ft__now_ns();
+		wake = true;
+	}
+	int fd = ft->cfg.policy.policy == ET_POLICY_EPOCH ? -1 : ft->wake_fd;
+	pthread_mutex_unlock(&ft->lock);
+	if (wake && fd >= 0) {
+		uint64_t one = 1;
+		(void)!write(fd, &one, sizeof(one));
+	}
+}
+
+int ft_primary__run(struct ft *ft)
+{
+	struct vm *vm = ft->cfg.vm;
+	struct capture c = { 0 };
+	char err[256];
+	int ret;
+
+	c.bitmap = calloc((vm__nr_pages(vm) + 63) / 64, 8);
+	if (!c.bitmap)
+		return -ENOMEM;
+	ret = xport__connect(ft->uri, 5000, &ft->x, err, sizeof(err));
+	if (ret) {
+		ft__error(ft, "%s", err);
+		goto out;
+	}
+	xport__set_type_names(ft->x, ft_msg_names, FT_MSG_MAX);
+	snprintf(ft->peer, sizeof(ft->peer), "%s", xport__peer(ft->x));
+	ret = hello(ft, &c);
+	if (ret)
+		goto out;
+	ft__set_state(ft, FT_SYNCING);
+	eventtap__set_trigger(ft->cfg.et, on_output_held, ft);
+	ret = initial_sync(ft, &c);
+	if (ret)
+		goto out;
+	pthread_mutex_lock(&ft->lock);
+	ft->sync_percent = 100;
+	pthread_mutex_unlock(&ft->lock);
+	ft__set_state(ft, FT_PROTECTED);
+
+	uint64_t last = ft__now_ns();
+	for (;;) {
+		ret = wait_for_trigger(ft, ft->wake_fd, last);
+		if (ret)
+			break;
+		last = ft__now_ns();
+		ret = checkpoint(ft, &c, false);
+		if (ret)
+			break;
+	}
+out:
+	/* Alone again: everything held goes out, new output passes through. */
+	eventtap__set_trigger(ft->cfg.et, NULL, NULL);
+	eventtap__release_all(ft->cfg.et);
+	eventtap__track_disk(ft->cfg.et, false, 0);
+	vm__dirty_log_enable(vm, false);
+	if (ret == -ECANCELED && ft->x) {
+		xport__send_buf(ft->x, FT_MSG_CANCEL, 0, ft->epoch, NULL, 0);
+		ft__error(ft, "protection cancelled (migrate_cancel)");
+	}
+	capture__free(&c);
+	ft__set_state(ft, FT_UNPROTECTED);
+	return ret;
+}

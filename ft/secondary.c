@@ -1,0 +1,421 @@
+/*
+ * secondary.c - the receiving side: stage each checkpoint, verify it,
+ * apply it atomically at COMMIT, acknowledge. A checkpoint that is not
+ * complete and verified never touches the VM: the last committed one is
+ * always intact, ready for failover.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ft/ft_internal.h"
+
+struct stage {
+	bool open;
+	uint64_t epoch;
+	uint64_t capture_ns;
+	struct sbuf idx;	/* u64 page indices */
+	struct sbuf data;	/* their contents, decoded */
+	uint32_t page_msgs;
+	struct sbuf state, outputs;
+	bool have_state, have_outputs;
+};
+
+static void stage__reset(struct stage *s)
+{
+	s->open = false;
+	s->page_msgs = 0;
+	s->have_state = s->have_outputs = false;
+	sbuf__reset(&s->idx);
+	sbuf__reset(&s->data);
+	sbuf__reset(&s->state);
+	sbuf__reset(&s->outputs);
+}
+
+static void stage__free(struct stage *s)
+{
+	sbuf__free(&s->idx);
+	sbuf__free(&s->data);
+	sbuf__free(&s->state);
+	sbuf__free(&s->outputs);
+}
+
+static int send_buf_ok(struct ft *ft)
+{
+	return xport__send_buf(ft->x, FT_MSG_HELLO_OK, 0, 0, NULL, 0);
+}
+
+static void send_error(struct ft *ft, const char *msg)
+{
+	xport__send_buf(ft->x, FT_MSG_ERROR, 0, 0, msg, strlen(msg));
+}
+
+/*
+ * Decodes a page message (u32 count, u64 idx[count], data) into idx/data,
+ * checking every index against this VM's memory.
+ */
+static int decode_pages(struct ft *ft, const struct xport_msg *m, struct sbuf *idx, struct sbuf *data,
+			char *err, size_t errlen)
+{
+	uint64_t nr = vm__nr_pages(ft->cfg.vm);
+	struct sreader r;
+	uint32_t count;
+	const void *ip;
+
+	sreader__init(&r, m->payload.data, m->payload.len);
+	if (sreader__u32(&r, &count) || count > FT_PAGES_PER_MSG ||
+	    sreader__view(&r, &ip, (size_t)count * 8)) {
+		snprintf(err, errlen, "%s: malformed page list", ft_msg_names[m->type]);
+		return -EBADMSG;
+	}
+	const uint64_t *in = ip;
+	for (uint32_t i = 0; i < count; i++) {
+		uint64_t p;
+		memcpy(&p, &in[i], 8);
+		if (p >= nr) {
+			snprintf(err, errlen, "%s: page %llu beyond this VM's %llu pages",
+				 ft_msg_names[m->type], (unsigned long long)p, (unsigned long long)nr);
+			return -EBADMSG;
+		}
+	}
+	size_t at = data->len, bytes = (size_t)count * FT_PAGE;
+	int ret = sbuf__reserve(data, bytes);
+	if (ret)
+		return ret;
+	const void *rest;
+	size_t rest_len = sreader__remaining(&r);
+	sreader__view(&r, &rest, rest_len);
+	if (m->flags & FT_FLAG_LZ4) {
+		ret = page_codec__decode(rest, rest_len, data->data + at, bytes, err, errlen);
+		if (ret)
+			return ret;
+	} else {
+		if (rest_len != bytes) {
+			snprintf(err, errlen, "%s: %zu bytes of page data for %u pages",
+				 ft_msg_names[m->type], rest_len, count);
+			return -EBADMSG;
+		}
+		memcpy(data->data + at, rest, bytes);
+	}
+	data->len = at + bytes;
+	return sbuf__append(idx, in, (size_t)count * 8);
+}
+
+static void write_pages(struct ft *ft, const struct sbuf *idx, const struct sbuf *data)
+{
+	struct vm *vm = ft->cfg.vm;
+	size_t n = idx->len / 8;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t p;
+		memcpy(&p, idx->data + i * 8, 8);
+		memcpy(vm__guest_ptr(vm, vm__page_gpa(vm, p), FT_PAGE), data->data + i * FT_PAGE, FT_PAGE);
+	}
+}
+
+/* Verifies the staged checkpoint against COMMIT and applies it. */
+static int commit(struct ft *ft, struct stage *s, const struct xport_msg *m, char *err, size_t errlen)
+{
+	struct ft_commit cm;
+	char verr[VMM_ERR_LEN] = "";
+	int ret;
+
+	if (m->payload.len != sizeof(cm)) {
+		snprintf(err, errlen, "COMMIT %llu: malformed", (unsigned long long)m->epoch);
+		return -EBADMSG;
+	}
+	memcpy(&cm, m->payload.data, sizeof(cm));
+	if (!s->open || m->epoch != s->epoch) {
+		snprintf(err, errlen, "COMMIT %llu without its BEGIN", (unsigned long long)m->epoch);
+		return -EPROTO;
+	}
+	if (cm.pages != s->idx.len / 8 || cm.page_msgs != s->page_msgs || !s->have_state ||
+	    !s->have_outputs) {
+		snprintf(err, errlen,
+			 "checkpoint %llu incomplete: %zu of %u pages, %u of %u page messages, state %s, "
+			 "outputs %s", (unsigned long long)s->epoch, s->idx.len / 8, cm.pages,
+			 s->page_msgs, cm.page_msgs, s->have_state ? "yes" : "missing",
+			 s->have_outputs ? "yes" : "missing");
+		return -EBADMSG;
+	}
+	ret = vm__check_state(ft->cfg.vm, s->state.data, s->state.len, verr);
+	if (ret) {
+		snprintf(err, errlen, "checkpoint %llu: state refused: %s", (unsigned long long)s->epoch, verr);
+		return -EBADMSG;
+	}
+	ret = et_list__check(s->outputs.data, s->outputs.len, s->epoch, err, errlen);
+	if (ret)
+		return ret;
+
+	/* Verified: apply. */
+	write_pages(ft, &s->idx, &s->data);
+	if (ft->cfg.drive_mode == VM_DRIVE_REPLICATED && ft->cfg.disk) {
+		ret = et_list__apply_disk(ft->cfg.et, s->outputs.data, s->outputs.len, s->epoch);
+		if (ret) {
+			snprintf(err, errlen, "checkpoint %llu: writing its disk blocks: %s",
+				 (unsigned long long)s->epoch, strerror(-ret));
+			return ret;
+		}
+	}
+	pthread_mutex_lock(&ft->lock);
+	struct sbuf t = ft->committed_state;
+	ft->committed_state = s->state;
+	s->state = t;
+	t = ft->committed_outputs;
+	ft->committed_outputs = s->outputs;
+	s->outputs = t;
+	ft->committed_epoch = s->epoch;
+	ft->epochs++;
+	ft->acked_capture_ns = s->capture_ns;
+	ft_samples__add(&ft->ckpt_pages, cm.pages);
+	pthread_mutex_unlock(&ft->lock);
+	stage__reset(s);
+	return 0;
+}
+
+/* One primary's stream, until it ends. Returns why: 0 cancelled, <0 lost/refused. */
+static int serve(struct ft *ft)
+{
+	struct xport_msg m;
+	struct stage s = { 0 };
+	struct ft_hello mine, peer;
+	char err[512] = "";
+	uint64_t last_hb = ft__now_ns();
+	int ret;
+
+	xport_msg__init(&m);
+	ret = xport__recv(ft->x, &m, 10000, err, sizeof(err));
+	if (!ret && m.type != FT_MSG_HELLO) {
+		snprintf(err, sizeof(err), "expected HELLO, got message type %u", m.type);
+		ret = -EPROTO;
+	}
+	if (!ret)
+		ret = ft_hello__decode(m.payload.data, m.payload.len, &peer, err, sizeof(err));
+	ft_hello__describe(ft, &mine);
+	if (!ret)
+		ret = ft_hello__check(&mine, &peer, err, sizeof(err));
+	if (ret) {
+		ft__error(ft, "refused primary %s: %s", ft->peer, err);
+		send_error(ft, err);
+		goto out;
+	}
+	ret = send_buf_ok(ft);
+	if (ret)
+		goto out;
+
+	/* A fresh stream: forget any earlier primary's state. */
+	pthread_mutex_lock(&ft->lock);
+	ft->committed_epoch = 0;
+	sbuf__reset(&ft->committed_state);
+	sbuf__reset(&ft->committed_outputs);
+	ft->last_error[0] = '\0';
+	pthread_mutex_unlock(&ft->lock);
+	vm__zero_ram(ft->cfg.vm);
+	if (ft->cfg.disk && ft->cfg.drive_mode == VM_DRIVE_REPLICATED && ft->cfg.disk->ops->discard)
+		ft->cfg.disk->ops->discard(ft->cfg.disk->be, 0, ft->cfg.disk->size);
+	ft__set_state(ft, FT_RECEIVING);
+
+	for (;;) {
+		ret = xport__recv(ft->x, &m, (int)ft->cfg.heartbeat_ms, err, sizeof(err));
+		uint64_t now = ft__now_ns();
+		if (ret == -ETIMEDOUT) {
+			if (atomic_load(&ft->stop))
+				goto out;
+			if (now - xport__last_rx_ns(ft->x) >
+			    (uint64_t)ft->cfg.heartbeat_timeout_ms * 1000000u) {
+				snprintf(err, sizeof(err), "primary %s silent for %u ms (heartbeat timeout)",
+					 ft->peer, ft->cfg.heartbeat_timeout_ms);
+				ret = -ETIMEDOUT;
+				goto lost;
+			}
+		} else if (ret) {
+			if (ret == -EPIPE)
+				snprintf(err, sizeof(err), "primary %s closed the link", ft->peer);
+			goto lost;
+		}
+		if (now - last_hb >= (uint64_t)ft->cfg.heartbeat_ms * 1000000u) {
+			xport__send_buf(ft->x, FT_MSG_HEARTBEAT, 0, 0, NULL, 0);
+			last_hb = now;
+		}
+		if (ret == -ETIMEDOUT)
+			continue;
+
+		switch (m.type) {
+		case FT_MSG_HEARTBEAT:
+			break;
+		case FT_MSG_SYNC_RAM: {
+			struct sbuf idx, data;
+			sbuf__init(&idx);
+			sbuf__init(&data);
+			if (ft->committed_epoch || s.open) {
+				snprintf(err, sizeof(err), "SYNC_RAM after the first checkpoint");
+				ret = -EPROTO;
+			} else {
+				ret = decode_pages(ft, &m, &idx, &data, err, sizeof(err));
+			}
+			if (!ret)
+				write_pages(ft, &idx, &data);
+			sbuf__free(&idx);
+			sbuf__free(&data);
+			if (ret)
+				goto refuse;
+			break;
+		}
+		case FT_MSG_SYNC_DISK: {
+			struct disk *d = ft->cfg.disk;
+			uint64_t off;
+			if (!d || ft->cfg.drive_mode != VM_DRIVE_REPLICATED || ft->committed_epoch ||
+			    m.payload.len < 8 || m.payload.len > 8 + FT_DISK_BLOCK) {
+				snprintf(err, sizeof(err), "unexpected or malformed SYNC_DISK");
+				ret = -EPROTO;
+				goto refuse;
+			}
+			memcpy(&off, m.payload.data, 8);
+			size_t len = m.payload.len - 8;
+			if (off > d->size || len > d->size - off) {
+				snprintf(err, sizeof(err), "SYNC_DISK beyond the disk");
+				ret = -EBADMSG;
+				goto refuse;
+			}
+			struct iovec v = { m.payload.data + 8, len };
+			ret = d->ops->write(d->be, off, &v, 1);
+			if (ret) {
+				snprintf(err, sizeof(err), "writing the disk: %s", strerror(-ret));
+				goto refuse;
+			}
+			break;
+		}
+		case FT_MSG_BEGIN:
+			if (s.open || m.epoch != ft->committed_epoch + 1 || m.payload.len != 8) {
+				snprintf(err, sizeof(err), "BEGIN %llu out of sequence (last committed %llu)",
+					 (unsigned long long)m.epoch, (unsigned long long)ft->committed_epoch);
+				ret = -EPROTO;
+				goto refuse;
+			}
+			stage__reset(&s);
+			s.open = true;
+			s.epoch = m.epoch;
+			memcpy(&s.capture_ns, m.payload.data, 8);
+			break;
+		case FT_MSG_PAGES:
+		case FT_MSG_STATE:
+		case FT_MSG_OUTPUTS:
+			if (!s.open || m.epoch != s.epoch) {
+				snprintf(err, sizeof(err), "%s %llu outside its checkpoint",
+					 ft_msg_names[m.type], (unsigned long long)m.epoch);
+				ret = -EPROTO;
+				goto refuse;
+			}
+			if (m.type == FT_MSG_PAGES) {
+				ret = decode_pages(ft, &m, &s.idx, &s.data, err, sizeof(err));
+				s.page_msgs++;
+			} else {
+				struct sbuf *dst = m.type == FT_MSG_STATE ? &s.state : &s.outputs;
+				sbuf__reset(dst);
+				ret = sbuf__append(dst, m.payload.data, m.payload.len);
+				*(m.type == FT_MSG_STATE ? &s.have_state : &s.have_outputs) = true;
+			}
+			if (ret)
+				goto refuse;
+			break;
+		case FT_MSG_COMMIT:
+			ret = commit(ft, &s, &m, err, sizeof(err));
+			if (ret)
+				goto refuse;
+			ret = xport__send_buf(ft->x, FT_MSG_ACK, 0, ft->committed_epoch, NULL, 0);
+			if (ret) {
+				snprintf(err, sizeof(err), "sending ACK: %s", strerror(-ret));
+				goto lost;
+			}
+			break;
+		case FT_MSG_CANCEL:
+			ft__error(ft, "primary %s cancelled protection; no failover target any more",
+				  ft->peer);
+			pthread_mutex_lock(&ft->lock);
+			ft->committed_epoch = 0;
+			pthread_mutex_unlock(&ft->lock);
+			ret = 0;
+			goto out;
+		case FT_MSG_ERROR:
+			snprintf(err, sizeof(err), "primary reported: %.*s", (int)m.payload.len,
+				 (const char *)m.payload.data);
+			ret = -EPROTO;
+			goto lost;
+		default:
+			snprintf(err, sizeof(err), "unexpected message type %u", m.type);
+			ret = -EPROTO;
+			goto refuse;
+		}
+	}
+
+refuse:
+	/* Bad input: say so, drop the link, keep the last committed state. */
+	send_error(ft, err);
+lost:
+	if (s.open) {
+		pthread_mutex_lock(&ft->lock);
+		ft->discarded_epochs++;
+		ft->last_discarded = s.epoch;
+		pthread_mutex_unlock(&ft->lock);
+		ft__error(ft, "%s; discarded incomplete checkpoint %llu, keeping committed checkpoint %llu",
+			  err, (unsigned long long)s.epoch, (unsigned long long)ft->committed_epoch);
+	} else {
+		ft__error(ft, "%s; keeping committed checkpoint %llu", err,
+			  (unsigned long long)ft->committed_epoch);
+	}
+	if (ret == 0)
+		ret = -EIO;
+out:
+	xport_msg__free(&m);
+	stage__free(&s);
+	return ret;
+}
+
+int ft_secondary__run(struct ft *ft)
+{
+	char err[256];
+
+	ft__set_state(ft, FT_WAITING);
+	while (!atomic_load(&ft->stop)) {
+		struct xport *x = NULL;
+		int ret = xport__accept(ft->listener, 200, &x, err, sizeof(err));
+		if (ret == -ETIMEDOUT)
+			continue;
+		if (ret) {
+			ft__error(ft, "accept: %s", err);
+			usleep(100000);
+			continue;
+		}
+		xport__set_type_names(x, ft_msg_names, FT_MSG_MAX);
+		xport__set_max_payload(x, 64u << 20);
+		pthread_mutex_lock(&ft->lock);
+		ft->x = x;
+		snprintf(ft->peer, sizeof(ft->peer), "%s", xport__peer(x));
+		pthread_mutex_unlock(&ft->lock);
+		fprintf(stderr, "ftvm: ft: primary %s connected\n", ft->peer);
+
+		ret = serve(ft);
+
+		pthread_mutex_lock(&ft->lock);
+		ft->x = NULL;
+		bool have = ft->committed_epoch > 0;
+		pthread_mutex_unlock(&ft->lock);
+		xport__close(x);
+		if (atomic_load(&ft->stop))
+			break;
+		if (ret == 0 || !have) {
+			ft__set_state(ft, FT_WAITING);
+			continue;
+		}
+		if (ft->cfg.failover_on_peer_loss) {
+			char ferr[256];
+			if (ft__do_failover(ft, "peer lost", ferr))
+				ft__error(ft, "automatic failover failed: %s", ferr);
+			break;
+		}
+		ft__set_state(ft, FT_PEER_LOST);
+		/* Keep listening: `cont` fails over; a new primary starts afresh. */
+	}
+	return 0;
+}

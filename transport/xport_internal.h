@@ -1,0 +1,92 @@
+/*
+ * Inside transport/: what the generic layer (transport.c) and the backends
+ * (tcp.c, rdma.c) share.  Not for use outside this folder.
+ *
+ * A backend allocates its own connection struct with `struct xport` as its
+ * first member, calls xport__base_init(), and frees the whole thing in its
+ * ops->close.  Listeners likewise embed struct xport_listener.
+ */
+#ifndef FTVM_TRANSPORT_XPORT_INTERNAL_H
+#define FTVM_TRANSPORT_XPORT_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+
+#include "transport.h"
+
+#define XPORT_PEER_LEN 80
+
+/* Partly received message: survives an -ETIMEDOUT between recv calls. */
+struct xport_rx {
+	uint8_t hdr[XPORT_HEADER_SIZE];
+	size_t hdr_got;
+	bool hdr_ok;		/* hdr verified, fields below valid */
+	uint16_t type;
+	uint32_t flags;
+	uint64_t epoch;
+	uint32_t len;		/* payload_len */
+	uint32_t want_crc;
+	uint32_t crc;		/* running crc32c of payload.data[0..len) */
+	struct sbuf payload;	/* payload.len = bytes received so far */
+};
+
+struct xport {
+	const struct xport_ops *ops;
+	char peer[XPORT_PEER_LEN];
+
+	/* Serialises whole messages on the wire; held across ops->writev. */
+	pthread_mutex_t send_lock;
+	int send_err;		/* sticky; protected by send_lock */
+
+	/* Receive side: used by the one receiving thread only. */
+	struct xport_rx rx;
+	int rx_err;		/* sticky error, 0 while usable */
+	char rx_errmsg[256];	/* its message, repeated on later calls */
+	uint32_t max_payload;
+	const char *const *type_names;
+	unsigned ntype_names;
+
+	/* Read from any thread (heartbeat, `info migrate`). */
+	_Atomic uint64_t last_rx_ns;
+	_Atomic uint64_t bytes_sent;
+	_Atomic uint64_t bytes_received;
+	atomic_bool shut;
+	_Atomic int fault;	/* enum xport_fault, one-shot (tests) */
+};
+
+struct xport_listener {
+	const struct xport_ops *ops;
+	char addr[XPORT_PEER_LEN + 8];	/* "tcp:[::]:4444" */
+	int port;
+};
+
+/* Fills the generic part; peer may be NULL.  0 or -errno. */
+int xport__base_init(struct xport *x, const struct xport_ops *ops,
+		     const char *peer);
+/* Backends: account n bytes just stored into the caller's buffer. */
+void xport__note_rx(struct xport *x, size_t n);
+uint64_t xport__now_ns(void);
+
+/*
+ * Split "HOST:PORT" / "[V6]:PORT" / ":PORT".  host gets "" for an empty or
+ * "0" host (any address).  0, or -EINVAL with a message.
+ */
+int xport__split_hostport(const char *addr, char *host, size_t hostlen,
+			  char *port, size_t portlen, char *err,
+			  size_t errlen);
+/* "10.1.0.2:4444", "[::1]:4444"; IPv4-mapped IPv6 shown as IPv4. */
+void xport__format_sockaddr(const struct sockaddr *sa, char *buf,
+			    size_t len);
+/* Milliseconds left until deadline_ns (0 when passed), or -1 for none. */
+int xport__ms_left(uint64_t deadline_ns);
+/* deadline for a timeout in ms; 0 = none (timeout_ms < 0) */
+uint64_t xport__deadline(int timeout_ms);
+
+extern const struct xport_ops xport_tcp_ops;
+#ifdef FTVM_HAVE_RDMA
+extern const struct xport_ops xport_rdma_ops;
+#endif
+
+#endif /* FTVM_TRANSPORT_XPORT_INTERNAL_H */
