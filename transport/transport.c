@@ -103,6 +103,7 @@ int xport__base_init(struct xport *x, const struct xport_ops *ops,
 	atomic_init(&x->bytes_sent, 0);
 	atomic_init(&x->bytes_received, 0);
 	atomic_init(&x->shut, false);
+	atomic_init(&x->fault, XPORT_FAULT_NONE);
 	return 0;
 }
 
@@ -410,6 +411,52 @@ void xport__encode_header(uint8_t out[XPORT_HEADER_SIZE], uint16_t type,
 	put_le32(out + 28, crc32c(0, out, 28));
 }
 
+void xport__inject_fault(struct xport *x, enum xport_fault f)
+{
+	atomic_store(&x->fault, (int)f);
+}
+
+/*
+ * The damage xport__inject_fault() asked for, done to a real message on the
+ * real wire so the receiver's checks are what is exercised.  Called with the
+ * send lock held, instead of the plain writev.
+ */
+static int send_faulty(struct xport *x, int fault, uint8_t *hdr,
+		       struct iovec *v, int cnt, uint64_t total)
+{
+	uint64_t keep = total / 2;	/* payload bytes that get through */
+	int rc;
+
+	if (fault == XPORT_FAULT_CORRUPT_NEXT) {
+		/* Wrong payload crc, header crc recomputed: only the payload
+		 * check can catch it. */
+		uint32_t bad = (uint32_t)hdr[20] | (uint32_t)hdr[21] << 8 |
+			       (uint32_t)hdr[22] << 16 |
+			       (uint32_t)hdr[23] << 24;
+
+		bad ^= 0xA5A5A5A5u;
+		for (int i = 0; i < 4; i++)
+			hdr[20 + i] = (uint8_t)(bad >> (8 * i));
+		bad = crc32c(0, hdr, 28);
+		for (int i = 0; i < 4; i++)
+			hdr[28 + i] = (uint8_t)(bad >> (8 * i));
+		return x->ops->writev(x, v, cnt);
+	}
+	/* TRUNCATE_NEXT: header and half the payload, then shut down. */
+	for (int i = 1; i < cnt; i++) {
+		if (v[i].iov_len >= keep) {
+			v[i].iov_len = keep;
+			cnt = i + 1;
+			break;
+		}
+		keep -= v[i].iov_len;
+	}
+	rc = x->ops->writev(x, v, cnt);
+	atomic_store(&x->shut, true);
+	x->ops->shutdown(x);
+	return rc < 0 ? rc : -EPIPE;
+}
+
 int xport__send(struct xport *x, uint16_t type, uint32_t flags,
 		uint64_t epoch, const struct iovec *iov, int iovcnt)
 {
@@ -417,7 +464,7 @@ int xport__send(struct xport *x, uint16_t type, uint32_t flags,
 	uint8_t hdr[XPORT_HEADER_SIZE];
 	uint64_t total = 0;
 	uint32_t crc = 0;
-	int rc;
+	int rc, fault = XPORT_FAULT_NONE;
 
 	if (iovcnt < 0 || (iovcnt > 0 && !iov) || iovcnt >= INT32_MAX)
 		return -EINVAL;
@@ -429,9 +476,6 @@ int xport__send(struct xport *x, uint16_t type, uint32_t flags,
 	 * the wire, not on the CPU work. */
 	for (int i = 0; i < iovcnt; i++)
 		crc = crc32c(crc, iov[i].iov_base, iov[i].iov_len);
-	int fault = total ? atomic_exchange(&x->fault, XPORT_FAULT_NONE) : XPORT_FAULT_NONE;
-	if (fault == XPORT_FAULT_CORRUPT_NEXT)
-		crc ^= 1;	/* as if one payload bit flipped in flight */
 	xport__encode_header(hdr, type, flags, epoch, (uint32_t)total, crc);
 
 	if (iovcnt > SEND_STACK_IOV) {
@@ -444,25 +488,19 @@ int xport__send(struct xport *x, uint16_t type, uint32_t flags,
 	if (iovcnt)
 		memcpy(v + 1, iov, sizeof(*v) * (size_t)iovcnt);
 
-
+	pthread_mutex_lock(&x->send_lock);
+	/* Faults apply to the next message that has a payload to damage. */
+	if (total && atomic_load_explicit(&x->fault, memory_order_relaxed))
+		fault = atomic_exchange(&x->fault, XPORT_FAULT_NONE);
 	if (x->send_err) {
 		rc = x->send_err;
 	} else if (atomic_load(&x->shut)) {
 		rc = -ESHUTDOWN;
-	} else if (fault == XPORT_FAULT_TRUNCATE_NEXT) {
-		/* The header and the first half of the payload, then nothing. */
-		uint64_t keep = total / 2;
-		int n = 1;
-		for (; n <= iovcnt && keep; n++) {
-			if (v[n].iov_len > keep)
-				v[n].iov_len = keep;
-			keep -= v[n].iov_len;
-		}
-		rc = x->ops->writev(x, v, n);
-		x->ops->shutdown(x);
-		rc = x->send_err = -ESHUTDOWN;
 	} else {
-		rc = x->ops->writev(x, v, iovcnt + 1);
+		if (fault != XPORT_FAULT_NONE)
+			rc = send_faulty(x, fault, hdr, v, iovcnt + 1, total);
+		else
+			rc = x->ops->writev(x, v, iovcnt + 1);
 		if (rc < 0)
 			x->send_err = rc; /* maybe cut mid-message: no retry */
 		else
@@ -694,9 +732,4 @@ int xport__recv(struct xport *x, struct xport_msg *m, int timeout_ms,
 	r->hdr_got = 0;
 	r->hdr_ok = false;
 	return 0;
-}
-
-void xport__inject_fault(struct xport *x, enum xport_fault f)
-{
-	atomic_store(&x->fault, (int)f);
 }

@@ -189,6 +189,7 @@ int xport__set_max_payload(struct xport *x, uint32_t max);
  *   CORRUPT_NEXT   the next message's payload checksum is wrong
  *   TRUNCATE_NEXT  the next message stops halfway; the connection is then
  *                  shut down (the peer sees a stream truncated mid-message)
+ *                  and that send returns -EPIPE, as a real cut would
  * Applies to the next message with a payload; one-shot.
  */
 enum xport_fault { XPORT_FAULT_NONE, XPORT_FAULT_CORRUPT_NEXT, XPORT_FAULT_TRUNCATE_NEXT };

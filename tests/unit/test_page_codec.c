@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <lz4.h>
+
 #include "transport/transport.h"
 
 static int failures;
@@ -428,6 +430,37 @@ static void test_crafted(void)
 	CHECK(rc == -EBADMSG && strstr(err, "past the expected"), "\"%s\"",
 	      err);
 	CHECK(out[0] == 0xA5, "wrote before refusing");
+
+	/* An LZ4 block that decodes to fewer bytes than its header says,
+	 * even when the caller expects that many. */
+	{
+		uint8_t text[5000], dec[5001], blk[9 + 6000];
+		int n;
+
+		fill_text(text, sizeof(text), 9);
+		n = LZ4_compress_default((const char *)text, (char *)blk + 9,
+					 5000, 6000);
+		REQUIRE(n > 0 && n < 5000, "lz4");
+		put32(blk, 5001);
+		put32(blk + 4, (uint32_t)n);
+		blk[8] = PAGE_CODEC_LZ4;
+		rc = page_codec__decode(blk, 9 + (size_t)n, dec, 5001, err,
+					sizeof(err));
+		CHECK(rc == -EBADMSG && strstr(err, "wrong length"), "\"%s\"",
+		      err);
+		/* And an LZ4 block that did not shrink: never produced by the
+		 * encoder (it stores raw), so refused. */
+		fill_random(text, 100, 10);
+		n = LZ4_compress_default((const char *)text, (char *)blk + 9,
+					 100, 6000);
+		REQUIRE(n >= 100, "random data shrank");
+		put32(blk, 100);
+		put32(blk + 4, (uint32_t)n);
+		rc = page_codec__decode(blk, 9 + (size_t)n, dec, 100, err,
+					sizeof(err));
+		CHECK(rc == -EBADMSG && strstr(err, "stored bytes for 100 raw"),
+		      "\"%s\"", err);
+	}
 
 	/* Empty input is the encoding of nothing. */
 	CHECK(page_codec__decode(in, 0, out, 0, err, sizeof(err)) == 0,

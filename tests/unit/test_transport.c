@@ -11,6 +11,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -188,8 +189,10 @@ static void *send_sizes(void *arg)
 	return NULL;
 }
 
-static void recv_sizes(struct xport *rx, uint64_t tag0, const char *what)
+/* Returns false after a failure (the caller then unblocks its sender). */
+static bool recv_sizes(struct xport *rx, uint64_t tag0, const char *what)
 {
+	bool ok = true;
 	struct xport_msg m;
 	char err[256] = "";
 
@@ -198,8 +201,10 @@ static void recv_sizes(struct xport *rx, uint64_t tag0, const char *what)
 		int rc = xport__recv(rx, &m, 10000, err, sizeof(err));
 
 		CHECK_RC(rc, 0, err);
-		if (rc)
+		if (rc) {
+			ok = false;
 			break;
+		}
 		CHECK(m.type == T_PAGES && m.flags == k && m.epoch == tag0 + k,
 		      "%s: header fields type %u flags %u epoch %lu", what,
 		      m.type, m.flags, (unsigned long)m.epoch);
@@ -213,6 +218,7 @@ static void recv_sizes(struct xport *rx, uint64_t tag0, const char *what)
 			      first_bad(m.payload.data, sizes[k], tag0 + k));
 	}
 	xport_msg__free(&m);
+	return ok;
 }
 
 static void roundtrip(struct xport *tx, struct xport *rx, int pieces,
@@ -226,7 +232,8 @@ static void roundtrip(struct xport *tx, struct xport *rx, int pieces,
 	uint64_t want = 0;
 
 	pthread_create(&t, NULL, send_sizes, &s);
-	recv_sizes(rx, s.tag0, what);
+	if (!recv_sizes(rx, s.tag0, what))
+		xport__shutdown(tx);	/* a broken stream must not hang us */
 	pthread_join(t, NULL);
 	CHECK(s.rc == 0, "%s: send: %s", what, strerror(-s.rc));
 	for (size_t k = 0; k < NSIZES; k++)
@@ -342,11 +349,11 @@ static void test_concurrent_senders(void)
 		int rc = xport__recv(b, &m, 10000, err, sizeof(err));
 
 		CHECK_RC(rc, 0, err);
-		if (rc)
+		CHECK(rc || m.type == 1 || m.type == 2, "type %u", m.type);
+		if (rc || (m.type != 1 && m.type != 2)) {
+			xport__shutdown(a);	/* unblock the senders */
 			break;
-		CHECK(m.type == 1 || m.type == 2, "type %u", m.type);
-		if (m.type != 1 && m.type != 2)
-			break;
+		}
 		CHECK(m.flags == next[m.type], "sender %u: seq %u, want %u",
 		      m.type, m.flags, next[m.type]);
 		CHECK(m.epoch == ((uint64_t)m.type << 32 | m.flags),
@@ -441,8 +448,10 @@ static void test_signals_short_writes(void)
 		usleep(20000);	/* let the sender block on a full buffer */
 		rc = xport__recv(b, &m, 10000, err, sizeof(err));
 		CHECK_RC(rc, 0, err);
-		if (rc)
+		if (rc) {
+			xport__shutdown(a);
 			break;
+		}
 		CHECK(m.payload.len == 8u << 20 &&
 			      first_bad(m.payload.data, m.payload.len,
 					s.tag0 + (uint64_t)k) == m.payload.len,
@@ -930,8 +939,10 @@ static void test_tcp_loopback(void)
 			int rc = xport__recv(s, &m, 10000, err, sizeof(err));
 
 			CHECK_RC(rc, 0, err);
-			if (rc || (m.type != 1 && m.type != 2))
+			if (rc || (m.type != 1 && m.type != 2)) {
+				xport__shutdown(c);
 				break;
+			}
 			CHECK(m.flags == next[m.type] &&
 				      first_bad(m.payload.data, m.payload.len,
 						m.epoch) == m.payload.len,
@@ -1023,6 +1034,53 @@ static void test_tcp_errors(void)
 	xport__listener_close(l);
 }
 
+/* xport__inject_fault(): damage that really crosses the wire. */
+static void test_inject_fault(void)
+{
+	static uint8_t buf[10000];
+	struct iovec v[3] = { { buf, 3000 }, { buf + 3000, 4000 },
+			      { buf + 7000, 3000 } };
+	struct xport *a, *b;
+	struct xport_msg m;
+	char err[256] = "";
+	int rc;
+
+	fill(buf, sizeof(buf), 12);
+	xport_msg__init(&m);
+
+	xpair(&a, &b);
+	xport__inject_fault(a, XPORT_FAULT_CORRUPT_NEXT);
+	/* No payload: not the target. */
+	CHECK(xport__send(a, T_BEGIN, 0, 30, NULL, 0) == 0, "send");
+	CHECK(xport__send(a, T_PAGES, 0, 30, v, 3) == 0, "send corrupt");
+	CHECK(xport__send(a, T_PAGES, 0, 31, v, 3) == 0, "send after");
+	rc = xport__recv(b, &m, 1000, err, sizeof(err));
+	CHECK_RC(rc, 0, err);
+	rc = xport__recv(b, &m, 1000, err, sizeof(err));
+	CHECK_RC(rc, -EBADMSG, err);
+	CHECK(!strcmp(err, "message 'PAGES' epoch 30: payload checksum "
+			   "mismatch"), "\"%s\"", err);
+	xport__close(a);
+	xport__close(b);
+
+	xpair(&a, &b);
+	xport__inject_fault(a, XPORT_FAULT_TRUNCATE_NEXT);
+	CHECK(xport__send(a, T_COMMIT, 0, 40, NULL, 0) == 0, "send");
+	rc = xport__send(a, T_PAGES, 0, 41, v, 3);
+	CHECK(rc == -EPIPE, "truncated send returned %d", rc);
+	CHECK(xport__send(a, T_PAGES, 0, 42, v, 3) < 0, "send after cut");
+	rc = xport__recv(b, &m, 1000, err, sizeof(err));
+	CHECK_RC(rc, 0, err);
+	rc = xport__recv(b, &m, 1000, err, sizeof(err));
+	CHECK_RC(rc, -EBADMSG, err);
+	CHECK(!strcmp(err, "stream truncated: message 'PAGES' epoch 41: "
+			   "header says 10000 payload bytes, connection "
+			   "closed after 5000"), "\"%s\"", err);
+	xport__close(a);
+	xport__close(b);
+	xport_msg__free(&m);
+}
+
 int main(void)
 {
 	struct {
@@ -1042,6 +1100,7 @@ int main(void)
 		{ "shutdown_wakes_reader", test_shutdown_wakes_reader },
 		{ "tcp_loopback", test_tcp_loopback },
 		{ "tcp_errors", test_tcp_errors },
+		{ "inject_fault", test_inject_fault },
 	};
 
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
