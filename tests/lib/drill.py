@@ -1,0 +1,323 @@
+"""drill - a two-host ftvm cluster on one machine, for failover drills.
+
+Topology (every name is a network namespace made by this module):
+
+    client ns  ── vethC ─┐
+                         ├── br0 in the "lan" ns (the LAN)
+    host A ns  ── vethA ─┤            host A: brA = { tapA, vethA }
+    host B ns  ── vethB ─┘            host B: brB = { tapB, vethB }
+    host A ns  ── repA ═══ repB ── host B ns    (replication link, 10.99.0.0/24)
+
+The guest (10.0.0.10) is reached by the client (10.0.0.1) over the LAN;
+its NIC is the tap of whichever host runs it. After a failover the new
+host announces the guest's MAC (RARP), the LAN bridge learns the new port.
+"""
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+
+from ftvmtest import (FTVM, FTVM_KV, FTVMCTL, GUEST, GUEST_IP, KV_PORT, Failure, check, sh)  # noqa: F401
+
+CLIENT_IP = "10.0.0.1"
+REP_IP = {"A": "10.99.0.1", "B": "10.99.0.2"}
+REP_PORT = 4444
+GUEST_MAC = "52:54:00:12:34:56"
+
+
+class Topology:
+    def __init__(self, tag="drill"):
+        base = "ftd%d%d" % (os.getpid() % 10000, random.randint(0, 99))
+        self.ns = {k: "%s-%s" % (base, k) for k in ("lan", "A", "B", "C")}
+        self.made = []
+        try:
+            self._build()
+        except Exception:
+            self.destroy()
+            raise
+
+    def ip(self, ns, *args):
+        return sh("ip", "-n", self.ns[ns], *args)
+
+    def cmd(self, ns, *args):
+        return ["ip", "netns", "exec", self.ns[ns]] + list(args)
+
+    def _build(self):
+        for k, n in self.ns.items():
+            sh("ip", "netns", "add", n)
+            self.made.append(n)
+            self.ip(k, "link", "set", "lo", "up")
+        self.ip("lan", "link", "add", "br0", "type", "bridge")
+        self.ip("lan", "link", "set", "br0", "type", "bridge", "ageing_time", "30000")
+        self.ip("lan", "link", "set", "br0", "up")
+        for h in ("A", "B", "C"):
+            # veth pair: one end in the host, one on the LAN bridge
+            sh("ip", "link", "add", "lan" + h, "netns", self.ns["lan"], "type", "veth",
+               "peer", "name", "veth" + h, "netns", self.ns[h])
+            self.ip("lan", "link", "set", "lan" + h, "master", "br0")
+            self.ip("lan", "link", "set", "lan" + h, "up")
+            self.ip(h, "link", "set", "veth" + h, "up")
+        self.ip("C", "addr", "add", CLIENT_IP + "/24", "dev", "vethC")
+        for h in ("A", "B"):
+            self.ip(h, "link", "add", "br" + h, "type", "bridge")
+            self.ip(h, "link", "set", "br" + h, "type", "bridge", "ageing_time", "30000")
+            self.ip(h, "tuntap", "add", "tap" + h, "mode", "tap")
+            self.ip(h, "link", "set", "tap" + h, "master", "br" + h)
+            self.ip(h, "link", "set", "veth" + h, "master", "br" + h)
+            for dev in ("tap" + h, "br" + h):
+                self.ip(h, "link", "set", dev, "up")
+        sh("ip", "link", "add", "repA", "netns", self.ns["A"], "type", "veth",
+           "peer", "name", "repB", "netns", self.ns["B"])
+        for h in ("A", "B"):
+            self.ip(h, "addr", "add", REP_IP[h] + "/24", "dev", "rep" + h)
+            self.ip(h, "link", "set", "rep" + h, "up")
+
+    def cut_replication(self, h):
+        self.ip(h, "link", "set", "rep" + h, "down")
+
+    def destroy(self):
+        for n in self.made:
+            subprocess.run(["ip", "netns", "pids", n], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            subprocess.run(["ip", "netns", "del", n], stderr=subprocess.DEVNULL)
+        self.made = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.destroy()
+
+
+def other(h):
+    return "B" if h == "A" else "A"
+
+
+class Node:
+    """One ftvm process on host h of the topology."""
+
+    def __init__(self, topo, h, work, tag, image, mode, secondary, memory="256M", smp=1,
+                 policy="event", extra=()):
+        self.topo, self.h, self.work = topo, h, work
+        self.name = "%s-%s" % (tag, h)
+        self.sock = os.path.join(work, self.name + ".mon")
+        self.serial = os.path.join(work, self.name + ".serial")
+        self.stderr_path = os.path.join(work, self.name + ".stderr")
+        args = [FTVM, "--name", self.name, "--memory", memory, "--smp", str(smp),
+                "--kernel", GUEST, "--append", "workload=kv ip=%s/24 port=%d" % (GUEST_IP, KV_PORT),
+                "--drive", "file=%s,mode=%s" % (image, mode),
+                "--netdev", "tap,ifname=tap%s,mac=%s" % (h, GUEST_MAC),
+                "--serial", "file:" + self.serial, "--monitor", "unix:" + self.sock,
+                "--ft-policy", policy]
+        if secondary:
+            args += ["--incoming", "tcp:%s:%d" % (REP_IP[h], REP_PORT), "--failover-on-peer-loss"]
+        args += list(extra)
+        self.err = open(self.stderr_path, "a")
+        self.proc = subprocess.Popen(topo.cmd(h, *args), stdout=subprocess.DEVNULL, stderr=self.err)
+        self.wait_monitor()
+
+    def wait_monitor(self, timeout=10):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if os.path.exists(self.sock):
+                try:
+                    return self.ctl("info", "status")
+                except Failure:
+                    pass
+            if self.proc.poll() is not None:
+                raise Failure("%s exited (%d): %s" % (self.name, self.proc.returncode, self.errors()))
+            time.sleep(0.01)
+        raise Failure("%s: monitor did not answer" % self.name)
+
+    def ctl(self, *words, check_rc=True):
+        r = subprocess.run([FTVMCTL,
+                            self.sock, "--json"] + list(words),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+        if r.returncode == 2 or (check_rc and r.returncode != 0):
+            raise Failure("%s: ftvmctl %s: %d %s%s" % (self.name, " ".join(words), r.returncode, r.stdout, r.stderr))
+        j = json.loads(r.stdout)
+        return j.get("return", j)
+
+    def migrate_info(self):
+        return self.ctl("info", "migrate")
+
+    def wait_state(self, states, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st = self.migrate_info()
+            if st["state"] in states:
+                return st
+            if self.proc.poll() is not None:
+                raise Failure("%s exited (%d): %s" % (self.name, self.proc.returncode, self.errors()))
+            time.sleep(0.01)
+        raise Failure("%s: state %s, wanted %s (errors: %s)" % (self.name, st["state"], states, self.errors()[-2000:]))
+
+    def protect_to(self, h2):
+        self.ctl("migrate", "-d", "-k", "tcp:%s:%d" % (REP_IP[h2], REP_PORT))
+        return self.wait_state(("protected",), 60)
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(10)
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def errors(self):
+        with open(self.stderr_path) as f:
+            return f.read()
+
+    def close(self):
+        self.kill()
+        self.err.close()
+
+
+class Client:
+    """The kv client in the client namespace: a background load and probes."""
+
+    def __init__(self, topo, work):
+        self.topo, self.work = topo, work
+        self.acks = os.path.join(work, "acks.log")
+        self.load = None
+
+    def run(self, *args, timeout=120):
+        return subprocess.run(self.topo.cmd("C", FTVM_KV, "--server", "%s:%d" % (GUEST_IP, KV_PORT), *args),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout)
+
+    def start_load(self, seconds, keys=200, rate=0, seed=1):
+        args = ["--deadline-ms", "20000", "--json", "load", "--duration-ms", str(int(seconds * 1000)),
+                "--keys", str(keys), "--seed", str(seed), "--ack-log", self.acks]
+        if rate:
+            args += ["--rate", str(rate)]
+        self.load_out = open(os.path.join(self.work, "load.json"), "w")
+        self.load_err = open(os.path.join(self.work, "load.stderr"), "w")
+        self.load = subprocess.Popen(self.topo.cmd("C", FTVM_KV, "--server", "%s:%d" % (GUEST_IP, KV_PORT), *args),
+                                     stdout=self.load_out, stderr=self.load_err)
+
+    def stop_load(self, timeout=60):
+        if self.load.poll() is None:
+            self.load.send_signal(signal.SIGINT)
+        self.load.wait(timeout)
+        self.load_out.close()
+        self.load_err.close()
+        with open(os.path.join(self.work, "load.json")) as f:
+            lines = [l for l in f.read().splitlines() if l.strip()]
+        if not lines:
+            with open(os.path.join(self.work, "load.stderr")) as f:
+                raise Failure("load printed nothing: " + f.read()[-2000:])
+        return self.load.returncode, json.loads(lines[-1])
+
+    def probe_until_answer(self, t_kill, timeout=20.0):
+        """Seconds from t_kill until the guest answers again (a TIME request)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r = self.run("--timeout-ms", "10", "--max-timeout-ms", "10", "--deadline-ms", "50", "time", timeout=10)
+            if r.returncode == 0:
+                return time.monotonic() - t_kill
+        raise Failure("no answer from the guest %.0f s after the kill" % timeout)
+
+    def verify(self):
+        r = self.run("--json", "verify", "--ack-log", self.acks, timeout=300)
+        lines = [l for l in r.stdout.splitlines() if l.strip()]
+        if not lines:
+            raise Failure("verify printed nothing: " + r.stderr)
+        return json.loads(lines[-1])
+
+
+def wait_ready(node, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(node.serial, errors="replace") as f:
+                if "ftvm-guest: ready" in f.read():
+                    return
+        except FileNotFoundError:
+            pass
+        if not node.alive():
+            raise Failure("%s exited: %s" % (node.name, node.errors()))
+        time.sleep(0.01)
+    raise Failure("%s: guest not ready" % node.name)
+
+
+def pct(values, p):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))] if v else 0
+
+
+def make_image(path, mb=64):
+    with open(path, "wb") as f:
+        f.truncate(mb << 20)
+    return path
+
+
+def run_drill(work, mode, kills, policy="event", seed=None, log=print, min_gap=0.3, max_gap=1.2):
+    """Kills the primary `kills` times at random moments under kv load; after
+    each failover a new secondary is started on the dead primary's host and
+    protection is restored. Returns a report dict; raises Failure on any loss."""
+    rnd = random.Random(seed)
+    rep = {"mode": mode, "policy": policy, "kills": 0, "failover_s": []}
+    with Topology() as topo:
+        if mode == "shared":
+            shared = make_image(os.path.join(work, "shared.img"))
+            image = {"A": shared, "B": shared}
+        else:
+            image = {h: make_image(os.path.join(work, "%s.img" % h)) for h in ("A", "B")}
+        nodes = []
+        client = Client(topo, work)
+        try:
+            primary = Node(topo, "A", work, "g0", image["A"], mode, False, policy=policy)
+            nodes.append(primary)
+            wait_ready(primary)
+            secondary = Node(topo, "B", work, "g0", image["B"], mode, True, policy=policy)
+            nodes.append(secondary)
+            primary.protect_to("B")
+            client.start_load(seconds=3600, keys=200, seed=rnd.randint(1, 1 << 30))
+            for i in range(kills):
+                time.sleep(rnd.uniform(min_gap, max_gap))
+                st = primary.migrate_info()
+                t_kill = time.monotonic()
+                primary.kill()
+                took = client.probe_until_answer(t_kill)
+                fo = secondary.wait_state(("failed-over",), 10)
+                rep["failover_s"].append(took)
+                rep["kills"] += 1
+                log("kill %2d: primary on %s killed at epoch %d; secondary resumed checkpoint %d; "
+                    "first answer after %.0f ms" % (i + 1, primary.h, st.get("epoch", 0),
+                                                    fo["committed_epoch"], took * 1000))
+                dead = primary
+                primary = secondary
+                secondary = Node(topo, dead.h, work, "g%d" % (i + 1), image[dead.h], mode, True, policy=policy)
+                nodes.append(secondary)
+                primary.protect_to(secondary.h)
+            time.sleep(0.3)
+            rc, s = client.stop_load()
+            rep["load"] = s
+            log("client: %d ops, %d PUTs acknowledged, %d stale reads, %d wrong answers, %d gave up"
+                % (s["ops"], s["puts_acked"], s["stale_reads"], s["wrong_answers"], s["gave_up"]))
+            check(s["stale_reads"] == 0 and s["wrong_answers"] == 0, "stale or wrong reads: %s" % s)
+            check(s["gave_up"] == 0, "requests gave up: %s" % s)
+            v = client.verify()
+            rep["verify"] = v
+            log("verify on the running primary: %d keys, %d lost" % (v["checked"], v["lost"]))
+            check(v["lost"] == 0 and v["wrong"] == 0, "acknowledged writes lost: %s" % v)
+            info = primary.migrate_info()
+            rep["final_primary"] = info
+            # The surviving disk: boot it alone, the guest replays its log.
+            survivor = image[primary.h]
+            for n in nodes:
+                n.close()
+            alone = Node(topo, primary.h, work, "survivor", survivor, mode, False, policy=policy)
+            nodes.append(alone)
+            wait_ready(alone)
+            v2 = client.verify()
+            rep["verify_disk"] = v2
+            log("surviving image booted alone: %d keys, %d lost" % (v2["checked"], v2["lost"]))
+            check(v2["lost"] == 0 and v2["wrong"] == 0, "the surviving image lost acknowledged writes: %s" % v2)
+        finally:
+            if client.load and client.load.poll() is None:
+                client.load.kill()
+            for n in nodes:
+                n.close()
+    return rep
