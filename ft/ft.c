@@ -127,6 +127,8 @@ int ft__protect(struct ft *ft, const char *uri, char *err)
 	ft->last_error[0] = '\0';
 	ft->sync_percent = 0;
 	ft->epochs = 0;
+	ft->epoch = ft->acked_epoch = 0;	/* a new secondary starts at checkpoint 1 */
+	ft->acked_capture_ns = 0;
 	ft->trigger = false;
 	memset(&ft->pause_us, 0, sizeof(ft->pause_us));
 	memset(&ft->ckpt_bytes, 0, sizeof(ft->ckpt_bytes));

@@ -86,6 +86,7 @@ enum ft_state {
 	FT_WAITING,		/* secondary: waiting for a primary */
 	FT_RECEIVING,		/* secondary: syncing or in FT mode */
 	FT_PEER_LOST,		/* secondary: primary gone, waiting for `cont` */
+	FT_REFUSED,		/* secondary: refused the primary's stream; kept its state */
 	FT_FAILED_OVER,		/* was secondary, now runs the guest */
 	FT_FAILED,		/* secondary could not fail over */
 };

@@ -330,28 +330,32 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first)
 	struct ft_commit cm = { .capture_ns = t0 };
 	ret = send_buf(ft, FT_MSG_BEGIN, 0, epoch, &cm.capture_ns, 8);
 	maybe_die(ft, FT_INJECT_DIE_AFTER_BEGIN);
-	for (size_t off = 0; !ret && off < c->nr; off += FT_PAGES_PER_MSG) {
-		size_t n = c->nr - off < FT_PAGES_PER_MSG ? c->nr - off : FT_PAGES_PER_MSG;
+	/* A test asking to die "in the middle of the pages" gets two PAGES
+	 * messages and dies between them. */
+	size_t per = FT_PAGES_PER_MSG;
+	if (ft->inject == FT_INJECT_DIE_MID_PAGES && c->nr > 1)
+		per = (c->nr + 1) / 2;
+	for (size_t off = 0; !ret && off < c->nr; off += per) {
+		size_t n = c->nr - off < per ? c->nr - off : per;
 		const uint8_t **ptrs = malloc(n * sizeof(*ptrs));
 		if (!ptrs)
 			return -ENOMEM;
 		for (size_t i = 0; i < n; i++)
 			ptrs[i] = c->data + (off + i) * FT_PAGE;
 		if (ft->inject == FT_INJECT_CORRUPT_PAGES || ft->inject == FT_INJECT_TRUNCATE_PAGES) {
-			enum xport_fault f = ft->inject == FT_INJECT_CORRUPT_PAGES ? XPORT_FAULT_CORRUPT_NEXT
-										   : XPORT_FAULT_TRUNCATE_NEXT;
-			fprintf(stderr, "ftvm: ft: injected fault on PAGES of checkpoint %llu\n",
-				(unsigned long long)epoch);
-			xport__inject_fault(ft->x, f);
+			bool corrupt = ft->inject == FT_INJECT_CORRUPT_PAGES;
+			fprintf(stderr, "ftvm: ft: injected %s PAGES of checkpoint %llu\n",
+				corrupt ? "corruption of" : "truncation of", (unsigned long long)epoch);
+			xport__inject_fault(ft->x, corrupt ? XPORT_FAULT_CORRUPT_NEXT : XPORT_FAULT_TRUNCATE_NEXT);
 			ft->inject = FT_INJECT_NONE;
 		}
 		ret = send_pages(ft, FT_MSG_PAGES, epoch, c->pages + off, ptrs, n, &c->wire);
 		free(ptrs);
 		cm.page_msgs++;
-		if (off == 0 && c->nr > 1)
+		if (off == 0)
 			maybe_die(ft, FT_INJECT_DIE_MID_PAGES);
 	}
-	if (c->nr <= 1)
+	if (!c->nr)
 		maybe_die(ft, FT_INJECT_DIE_MID_PAGES);
 	cm.pages = (uint32_t)c->nr;
 	if (!ret)

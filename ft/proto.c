@@ -114,6 +114,7 @@ const char *ft_state__name(enum ft_state s)
 	case FT_WAITING: return "waiting";
 	case FT_RECEIVING: return "receiving";
 	case FT_PEER_LOST: return "peer-lost";
+	case FT_REFUSED: return "refused";
 	case FT_FAILED_OVER: return "failed-over";
 	case FT_FAILED: return "failed";
 	}

@@ -174,7 +174,11 @@ static int commit(struct ft *ft, struct stage *s, const struct xport_msg *m, cha
 	return 0;
 }
 
-/* One primary's stream, until it ends. Returns why: 0 cancelled, <0 lost/refused. */
+#define SERVE_CANCELLED 0
+#define SERVE_LOST 1		/* the primary or the link is gone */
+#define SERVE_REFUSED 2		/* the primary is there but sent what we cannot trust */
+
+/* One primary's stream, until it ends; says why. */
 static int serve(struct ft *ft)
 {
 	struct xport_msg m;
@@ -182,7 +186,7 @@ static int serve(struct ft *ft)
 	struct ft_hello mine, peer;
 	char err[512] = "";
 	uint64_t last_hb = ft__now_ns();
-	int ret;
+	int ret, why = SERVE_LOST;
 
 	xport_msg__init(&m);
 	ret = xport__recv(ft->x, &m, 10000, err, sizeof(err));
@@ -198,6 +202,7 @@ static int serve(struct ft *ft)
 	if (ret) {
 		ft__error(ft, "refused primary %s: %s", ft->peer, err);
 		send_error(ft, err);
+		why = SERVE_REFUSED;
 		goto out;
 	}
 	ret = send_buf_ok(ft);
@@ -232,6 +237,10 @@ static int serve(struct ft *ft)
 		} else if (ret) {
 			if (ret == -EPIPE)
 				snprintf(err, sizeof(err), "primary %s closed the link", ft->peer);
+			/* A stream cut mid-message is a lost peer; a message that
+			 * arrived whole but wrong is refused. */
+			if ((ret == -EBADMSG || ret == -EPROTO) && !strstr(err, "truncated"))
+				goto refuse;
 			goto lost;
 		}
 		if (now - last_hb >= (uint64_t)ft->cfg.heartbeat_ms * 1000000u) {
@@ -335,7 +344,7 @@ static int serve(struct ft *ft)
 			pthread_mutex_lock(&ft->lock);
 			ft->committed_epoch = 0;
 			pthread_mutex_unlock(&ft->lock);
-			ret = 0;
+			why = SERVE_CANCELLED;
 			goto out;
 		case FT_MSG_ERROR:
 			snprintf(err, sizeof(err), "primary reported: %.*s", (int)m.payload.len,
@@ -352,6 +361,7 @@ static int serve(struct ft *ft)
 refuse:
 	/* Bad input: say so, drop the link, keep the last committed state. */
 	send_error(ft, err);
+	why = SERVE_REFUSED;
 lost:
 	if (s.open) {
 		pthread_mutex_lock(&ft->lock);
@@ -364,12 +374,10 @@ lost:
 		ft__error(ft, "%s; keeping committed checkpoint %llu", err,
 			  (unsigned long long)ft->committed_epoch);
 	}
-	if (ret == 0)
-		ret = -EIO;
 out:
 	xport_msg__free(&m);
 	stage__free(&s);
-	return ret;
+	return why;
 }
 
 int ft_secondary__run(struct ft *ft)
@@ -395,7 +403,7 @@ int ft_secondary__run(struct ft *ft)
 		pthread_mutex_unlock(&ft->lock);
 		fprintf(stderr, "ftvm: ft: primary %s connected\n", ft->peer);
 
-		ret = serve(ft);
+		int why = serve(ft);
 
 		pthread_mutex_lock(&ft->lock);
 		ft->x = NULL;
@@ -404,7 +412,12 @@ int ft_secondary__run(struct ft *ft)
 		xport__close(x);
 		if (atomic_load(&ft->stop))
 			break;
-		if (ret == 0 || !have) {
+		if (why == SERVE_REFUSED) {
+			/* The primary is alive: failing over would make two. */
+			ft__set_state(ft, have ? FT_REFUSED : FT_WAITING);
+			continue;
+		}
+		if (why == SERVE_CANCELLED || !have) {
 			ft__set_state(ft, FT_WAITING);
 			continue;
 		}

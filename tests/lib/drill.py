@@ -98,7 +98,7 @@ class Node:
     """One ftvm process on host h of the topology."""
 
     def __init__(self, topo, h, work, tag, image, mode, secondary, memory="256M", smp=1,
-                 policy="event", extra=()):
+                 policy="event", extra=(), net=True):
         self.topo, self.h, self.work = topo, h, work
         self.name = "%s-%s" % (tag, h)
         self.sock = os.path.join(work, self.name + ".mon")
@@ -107,9 +107,10 @@ class Node:
         args = [FTVM, "--name", self.name, "--memory", memory, "--smp", str(smp),
                 "--kernel", GUEST, "--append", "workload=kv ip=%s/24 port=%d" % (GUEST_IP, KV_PORT),
                 "--drive", "file=%s,mode=%s" % (image, mode),
-                "--netdev", "tap,ifname=tap%s,mac=%s" % (h, GUEST_MAC),
                 "--serial", "file:" + self.serial, "--monitor", "unix:" + self.sock,
                 "--ft-policy", policy]
+        if net:
+            args += ["--netdev", "tap,ifname=tap%s,mac=%s" % (h, GUEST_MAC)]
         if secondary:
             args += ["--incoming", "tcp:%s:%d" % (REP_IP[h], REP_PORT), "--failover-on-peer-loss"]
         args += list(extra)
