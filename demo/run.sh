@@ -1,6 +1,7 @@
 #!/bin/sh
-# The main demo: builds ftvm (installing what it needs), boots the kv guest
-# on a tap device in a network namespace, and drives it with the kv client.
+# The main demo: builds ftvm (installing what it needs) and runs the
+# kill-the-primary failover drill (demo/failover_drill.py --help).
+# demo/kv_demo.py is the smaller tour of one unprotected guest.
 set -eu
 cd "$(dirname "$0")/.."
 ./scripts/build.sh >/tmp/ftvm-demo-build.log 2>&1 || {
@@ -8,4 +9,4 @@ cd "$(dirname "$0")/.."
     tail -20 /tmp/ftvm-demo-build.log >&2
     exit 1
 }
-exec python3 demo/kv_demo.py "$@"
+exec python3 demo/failover_drill.py "$@"

@@ -98,14 +98,14 @@ class Node:
     """One ftvm process on host h of the topology."""
 
     def __init__(self, topo, h, work, tag, image, mode, secondary, memory="256M", smp=1,
-                 policy="event", extra=(), net=True):
+                 policy="event", extra=(), net=True, append=None):
         self.topo, self.h, self.work = topo, h, work
         self.name = "%s-%s" % (tag, h)
         self.sock = os.path.join(work, self.name + ".mon")
         self.serial = os.path.join(work, self.name + ".serial")
         self.stderr_path = os.path.join(work, self.name + ".stderr")
         args = [FTVM, "--name", self.name, "--memory", memory, "--smp", str(smp),
-                "--kernel", GUEST, "--append", "workload=kv ip=%s/24 port=%d" % (GUEST_IP, KV_PORT),
+                "--kernel", GUEST, "--append", append or "workload=kv ip=%s/24 port=%d" % (GUEST_IP, KV_PORT),
                 "--drive", "file=%s,mode=%s" % (image, mode),
                 "--serial", "file:" + self.serial, "--monitor", "unix:" + self.sock,
                 "--ft-policy", policy]

@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Protection figures, measured in one run on this machine over the
+replication link of the drill topology (veth between two namespaces):
+
+for the kv and dirty workloads, unprotected vs event vs epoch (3 intervals)
+vs hybrid:
+  pause per checkpoint (p50/p99/max), added kv latency (p50/p99 over the
+  unprotected run), kv throughput as a ratio of unprotected, pages and
+  bytes per checkpoint with and without LZ4, dirty pages/s the guest keeps;
+and failover time (SIGKILL of the primary -> first answer from the
+secondary, --failover-on-peer-loss).
+
+docs/benchmarks.md explains how to read them.
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "lib"))
+from ftvmtest import GUEST_IP, KV_PORT, require_kvm  # noqa: E402
+from drill import Client, Node, Topology, make_image, pct, wait_ready  # noqa: E402
+
+POLICIES = ["unprotected", "event", "epoch:10", "epoch:20", "epoch:50", "hybrid:500:20"]
+
+
+
+def start_pair(topo, work, tag, policy, workload):
+    img = make_image(os.path.join(work, tag + ".img"))
+    a = Node(topo, "A", work, tag, img, "shared", False,
+             policy=policy if policy != "unprotected" else "event",
+             append=workload)
+    wait_ready(a)
+    b = None
+    if policy != "unprotected":
+        b = Node(topo, "B", work, tag, img, "shared", True, append=workload)
+        a.protect_to("B")
+    return a, b
+
+
+def kv_run(client, ops):
+    r = client.run("--json", "load", "--ops", str(ops), "--keys", "500", "--read-ratio", "0.5",
+                   "--key-prefix", "b%d" % int(time.monotonic() * 1000), timeout=600)
+    return json.loads([l for l in r.stdout.splitlines() if l.strip()][-1])
+
+
+def stat(client):
+    r = client.run("--json", "stat")
+    return json.loads([l for l in r.stdout.splitlines() if l.strip()][-1])
+
+
+def ckpt_figures(a):
+    if a is None:
+        return {}
+    i = a.migrate_info()
+    ep = max(i["epochs"], 1)
+    return {"epochs": i["epochs"], "pause_us": i["pause_us"], "pages_per_ckpt": i["pages_per_checkpoint"],
+            "raw_kib_per_ckpt": i["page_bytes_raw"] / ep / 1024, "lz4_kib_per_ckpt": i["page_bytes_sent"] / ep / 1024,
+            "output_latency_us": i["output_latency_us"], "compression_ratio": i["compression_ratio"]}
+
+
+def fmt_pause(f):
+    if not f:
+        return "%-22s" % "-"
+    p = f["pause_us"]
+    return "%5d/%5d/%6d us" % (p["p50"], p["p99"], p["max"])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ops", type=int, default=4000)
+    ap.add_argument("--dirty-rate", type=int, default=50000, help="dirty workload pages/s (default 50000)")
+    ap.add_argument("--dirty-seconds", type=float, default=3.0)
+    ap.add_argument("--kills", type=int, default=5)
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    require_kvm()
+    work = tempfile.mkdtemp(prefix="ftvm-bench-ft-")
+    out = {"kv": {}, "dirty": {}}
+    kv_append = "workload=kv ip=%s/24 port=%d" % (GUEST_IP, KV_PORT)
+    with Topology() as topo:
+        client = Client(topo, work)
+        print("kv workload, one closed-loop client, 50% PUT (write + flush before OK), %d ops" % a.ops)
+        print("%-14s %9s %7s %14s %14s %22s %9s %10s %10s" % (
+            "policy", "ops/s", "ratio", "lat p50/p99", "added p50/p99", "pause p50/p99/max",
+            "pages/ck", "KiB/ck", "LZ4 KiB/ck"))
+        base = None
+        for pol in POLICIES:
+            n1, n2 = start_pair(topo, work, "kv-" + pol.replace(":", "_"), pol, kv_append)
+            try:
+                kv_run(client, 300)
+                s = kv_run(client, a.ops)
+                f = ckpt_figures(n1 if pol != "unprotected" else None)
+            finally:
+                for n in (n1, n2):
+                    if n:
+                        n.close()
+            if base is None:
+                base = s
+            row = {"load": s, "ckpt": f}
+            out["kv"][pol] = row
+            print("%-14s %9.0f %6.2fx %6d/%6d us %6d/%6d us %22s %9s %10s %10s" % (
+                pol, s["throughput_ops_s"], s["throughput_ops_s"] / base["throughput_ops_s"],
+                s["latency_p50_us"], s["latency_p99_us"],
+                s["latency_p50_us"] - base["latency_p50_us"], s["latency_p99_us"] - base["latency_p99_us"],
+                fmt_pause(f), f.get("pages_per_ckpt", {}).get("p50", "-"),
+                "%.0f" % f["raw_kib_per_ckpt"] if f else "-", "%.0f" % f["lz4_kib_per_ckpt"] if f else "-"),
+                flush=True)
+
+        dirty_append = "workload=dirty pages=16384 rate=%d ip=%s/24 port=%d" % (a.dirty_rate, GUEST_IP, KV_PORT)
+        print("\ndirty workload: 16384-page working set written at %d pages/s (guest's own pace)" % a.dirty_rate)
+        print("%-14s %12s %22s %9s %10s %10s" % ("policy", "pages/s", "pause p50/p99/max", "pages/ck",
+                                                 "KiB/ck", "LZ4 KiB/ck"))
+        for pol in POLICIES:
+            n1, n2 = start_pair(topo, work, "dirty-" + pol.replace(":", "_"), pol, dirty_append)
+            try:
+                time.sleep(0.5)
+                s0 = stat(client)
+                time.sleep(a.dirty_seconds)
+                s1 = stat(client)
+                f = ckpt_figures(n1 if pol != "unprotected" else None)
+            finally:
+                for n in (n1, n2):
+                    if n:
+                        n.close()
+            rate = (int(s1["dirtied"]) - int(s0["dirtied"])) * 1e9 / (int(s1["ns"]) - int(s0["ns"]))
+            out["dirty"][pol] = {"pages_per_s": rate, "ckpt": f}
+            print("%-14s %12.0f %22s %9s %10s %10s" % (
+                pol, rate, fmt_pause(f), f.get("pages_per_ckpt", {}).get("p50", "-"),
+                "%.0f" % f["raw_kib_per_ckpt"] if f else "-", "%.0f" % f["lz4_kib_per_ckpt"] if f else "-"),
+                flush=True)
+
+        print("\nfailover: SIGKILL of the primary -> first answer from the secondary (--failover-on-peer-loss), "
+              "event policy, kv load running")
+        times = []
+        for i in range(a.kills):
+            n1, n2 = start_pair(topo, work, "fo%d" % i, "event", kv_append)
+            try:
+                client.acks = os.path.join(work, "fo%d.acks" % i)
+                client.start_load(seconds=3600, keys=100)
+                time.sleep(0.7)
+                t = time.monotonic()
+                n1.kill()
+                times.append(client.probe_until_answer(t))
+                client.stop_load()
+            finally:
+                for n in (n1, n2):
+                    n.close()
+        out["failover_ms"] = [t * 1000 for t in times]
+        print("failover over %d kills: p50 %.0f ms, max %.0f ms" % (len(times), pct(times, 50) * 1000,
+                                                                  max(times) * 1000))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(out, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
