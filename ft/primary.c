@@ -264,6 +264,7 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first)
 	ret = vm__pause_internal(vm);
 	if (ret)
 		return ret;
+	uint64_t tp = ft__now_ns();
 	/* The first checkpoint also takes the pages the last sync round left. */
 	if (!first)
 		memset(c->bitmap, 0, words * 8);
@@ -291,8 +292,10 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first)
 	}
 	sbuf__reset(&c->state);
 	sbuf__reset(&c->outputs);
+	uint64_t tc = ft__now_ns();
 	if (!ret)
 		ret = vm__save_state(vm, &c->state, err);
+	uint64_t ts = ft__now_ns();
 	if (!ret && first && c->disk_bitmap) {
 		ret = eventtap__collect_disk_dirty(et, c->disk_bitmap);
 		eventtap__track_disk(et, false, 0);
@@ -317,8 +320,14 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first)
 	 * while the guest cannot write, so they match this checkpoint. */
 	if (!ret && first && c->disk_bitmap)
 		ret = sync_disk_blocks(ft, c->disk_bitmap, &disk_blocks);
+	uint64_t tr = ft__now_ns();
 	vm__resume_internal(vm);
 	uint64_t t1 = ft__now_ns();
+	if (getenv("FTVM_DEBUG_PAUSE") && epoch % 50 == 0)
+		fprintf(stderr, "pause %llu: stop %llu collect+copy %llu state %llu tail %llu resume %llu us\n",
+			(unsigned long long)c->nr, (unsigned long long)(tp - t0) / 1000,
+			(unsigned long long)(tc - tp) / 1000, (unsigned long long)(ts - tc) / 1000,
+			(unsigned long long)(tr - ts) / 1000, (unsigned long long)(t1 - tr) / 1000);
 	if (ret) {
 		if (err[0])
 			ft__error(ft, "capture of checkpoint %llu failed: %s", (unsigned long long)epoch, err);

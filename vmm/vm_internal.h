@@ -103,6 +103,9 @@ struct vcpu {
 	pthread_t thread;
 	bool thread_started;
 	uint64_t events_seen;	/* vm->events value at this vCPU's last idle return */
+	/* MSRs saved with this vCPU's state: looked up once (cpu_state.c). */
+	uint32_t msr_list[32];
+	int nr_msr_list;	/* -1 until looked up */
 };
 
 int vcpu__create(struct vm *vm, unsigned idx, char *err);

@@ -116,7 +116,11 @@ int cpu_state__save(struct vcpu *c, struct sbuf *out, char *err)
 			struct kvm_msrs hdr;
 			struct kvm_msr_entry e[CPU_MAX_MSRS];
 		} m = { 0 };
-		s->nr_msrs = cpu__msr_list(c, s->msr_index);
+		/* Every checkpoint saves state: look the list up once. */
+		if (c->nr_msr_list < 0)
+			c->nr_msr_list = (int)cpu__msr_list(c, c->msr_list);
+		s->nr_msrs = (uint32_t)c->nr_msr_list;
+		memcpy(s->msr_index, c->msr_list, sizeof(uint32_t) * s->nr_msrs);
 		m.hdr.nmsrs = s->nr_msrs;
 		for (unsigned i = 0; i < s->nr_msrs; i++)
 			m.e[i].index = s->msr_index[i];

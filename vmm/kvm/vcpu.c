@@ -30,6 +30,7 @@ int vcpu__create(struct vm *vm, unsigned idx, char *err)
 
 	c->vm = vm;
 	c->idx = idx;
+	c->nr_msr_list = -1;
 	c->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, idx);
 	if (c->fd < 0) {
 		snprintf(err, VMM_ERR_LEN, "KVM_CREATE_VCPU %u: %s", idx, strerror(errno));

@@ -313,12 +313,13 @@ void vm__resume_internal(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->run_lock);
 	if (vm->pause_depth > 0 && --vm->pause_depth == 0) {
+		/*
+		 * No waiting for the vCPUs to leave: one that has not woken
+		 * yet when the next pause comes simply stays parked, and it
+		 * is rightly counted as parked, since it ran no guest code.
+		 */
 		atomic_store(&vm->pause_req, false);
 		pthread_cond_broadcast(&vm->run_cond);
-		/* Wait until every vCPU has left its parking spot so a quick
-		 * resume-pause sequence counts parked vCPUs correctly. */
-		while (vm->parked > 0)
-			pthread_cond_wait(&vm->run_cond, &vm->run_lock);
 	}
 	pthread_mutex_unlock(&vm->run_lock);
 	io_thread__kick(vm);
