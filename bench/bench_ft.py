@@ -40,13 +40,13 @@ def start_pair(topo, work, tag, policy, workload):
     return a, b
 
 
-def kv_run(client, ops, clients=1):
-    """`clients` concurrent closed-loop clients, ops each; throughput is
-    their sum, latency percentiles are the worst client's."""
+def kv_run(client, seconds, clients=1):
+    """`clients` concurrent closed-loop clients for `seconds`; throughput
+    is their sum, latency percentiles are the worst client's."""
     import subprocess
     tag = int(time.monotonic() * 1000)
     procs = [subprocess.Popen(client.topo.cmd("C", client_bin(), "--server", "%s:%d" % (GUEST_IP, KV_PORT),
-                                              "--json", "load", "--ops", str(ops), "--keys", "500",
+                                              "--json", "load", "--duration-ms", str(int(seconds * 1000)), "--keys", "500",
                                               "--read-ratio", "0.5", "--key-prefix", "b%d-%d" % (tag, i)),
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
              for i in range(clients)]
@@ -87,7 +87,7 @@ def fmt_pause(f):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ops", type=int, default=4000)
+    ap.add_argument("--seconds", type=float, default=3.0, help="kv run length per policy")
     ap.add_argument("--clients", type=int, default=8, help="concurrent kv clients for the throughput table")
     ap.add_argument("--dirty-rate", type=int, default=50000, help="dirty workload pages/s (default 50000)")
     ap.add_argument("--dirty-seconds", type=float, default=3.0)
@@ -101,8 +101,8 @@ def main():
     with Topology() as topo:
         client = Client(topo, work)
         for nclients in (1, a.clients):
-            print("kv workload, %d closed-loop client(s), 50%% PUT (write + flush before OK), %d ops each"
-                  % (nclients, a.ops if nclients == 1 else a.ops // 4))
+            print("kv workload, %d closed-loop client(s), 50%% PUT (write + flush before OK), %.0f s each"
+                  % (nclients, a.seconds))
             print("%-14s %9s %7s %14s %14s %22s %9s %10s %10s" % (
                 "policy", "ops/s", "ratio", "lat p50/p99", "added p50/p99", "pause p50/p99/max",
                 "pages/ck", "KiB/ck", "LZ4 KiB/ck"))
@@ -110,8 +110,8 @@ def main():
             for pol in POLICIES:
                 n1, n2 = start_pair(topo, work, "kv%d-%s" % (nclients, pol.replace(":", "_")), pol, kv_append)
                 try:
-                    kv_run(client, 300)
-                    s = kv_run(client, a.ops if nclients == 1 else a.ops // 4, nclients)
+                    kv_run(client, 0.3)
+                    s = kv_run(client, a.seconds, nclients)
                     f = ckpt_figures(n1 if pol != "unprotected" else None)
                 finally:
                     for n in (n1, n2):

@@ -11,18 +11,7 @@
 
 #include "vmm/state/state.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                     \
-	do {                                                                 \
-		if (!(cond)) {                                               \
-			fprintf(stderr, "%s:%d: CHECK(%s) failed: ",         \
-				__FILE__, __LINE__, #cond);                  \
-			fprintf(stderr, __VA_ARGS__);                        \
-			fputc('\n', stderr);                                 \
-			failures++;                                          \
-		}                                                            \
-	} while (0)
+#include "tests/unit/check.h"
 
 static const enum crc32c_impl impls[] = { CRC32C_IMPL_SW, CRC32C_IMPL_SSE42,
 					  CRC32C_IMPL_SSE42_3WAY };

@@ -17,16 +17,7 @@
 
 #include "eventtap/eventtap.h"
 
-static int failures;
-#define CHECK(cond, ...)                                                     \
-	do {                                                                 \
-		if (!(cond)) {                                               \
-			failures++;                                          \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-			fprintf(stderr, __VA_ARGS__);                        \
-			fputc('\n', stderr);                                 \
-		}                                                            \
-	} while (0)
+#include "tests/unit/check.h"
 
 /* ---- a wire: frames written to a pipe, one per write ---------------------- */
 struct wire {

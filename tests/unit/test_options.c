@@ -7,17 +7,7 @@
 
 #include "vmm/cli/options.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                   \
-	do {                                                               \
-		if (!(cond)) {                                             \
-			failures++;                                        \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-			fprintf(stderr, __VA_ARGS__);                      \
-			fputc('\n', stderr);                               \
-		}                                                          \
-	} while (0)
+#include "tests/unit/check.h"
 
 static int parse(struct ftvm_options *o, char *err, int argc, const char **argv)
 {

@@ -22,22 +22,7 @@
 
 #include "transport/transport.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                     \
-	do {                                                                 \
-		if (!(cond)) {                                               \
-			fprintf(stderr, "%s:%d: CHECK(%s) failed: ",         \
-				__FILE__, __LINE__, #cond);                  \
-			fprintf(stderr, __VA_ARGS__);                        \
-			fputc('\n', stderr);                                 \
-			failures++;                                          \
-		}                                                            \
-	} while (0)
-
-#define CHECK_RC(rc, want, err)                                              \
-	CHECK((rc) == (want), "rc %d (%s), want %d (%s); err \"%s\"", (rc),  \
-	      strerror(-(rc)), (want), strerror(-(want)), (err))
+#include "tests/unit/check.h"
 
 /* Fatal: the rest of a test cannot run without it. */
 #define REQUIRE(cond, ...)                                                   \

@@ -23,18 +23,7 @@
 
 #define SKIP 77
 
-static int failures;
-
-#define CHECK(cond, ...)                                                     \
-	do {                                                                 \
-		if (!(cond)) {                                               \
-			fprintf(stderr, "%s:%d: CHECK(%s) failed: ",         \
-				__FILE__, __LINE__, #cond);                  \
-			fprintf(stderr, __VA_ARGS__);                        \
-			fputc('\n', stderr);                                 \
-			failures++;                                          \
-		}                                                            \
-	} while (0)
+#include "tests/unit/check.h"
 
 static const char no_device[] =
 	"no RDMA device on this host (ibv_get_device_list found none)";

@@ -11,26 +11,7 @@
 
 #include "vmm/state/state.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                     \
-	do {                                                                 \
-		if (!(cond)) {                                               \
-			fprintf(stderr, "%s:%d: CHECK(%s) failed: ",         \
-				__FILE__, __LINE__, #cond);                  \
-			fprintf(stderr, __VA_ARGS__);                        \
-			fputc('\n', stderr);                                 \
-			failures++;                                          \
-		}                                                            \
-	} while (0)
-
-#define CHECK_RC(rc, want, err)                                              \
-	CHECK((rc) == (want), "rc %d (%s), want %d (%s); err \"%s\"", (rc),  \
-	      strerror(-(rc)), (want), strerror(-(want)), (err))
-
-#define CHECK_ERR_HAS(err, needle)                                           \
-	CHECK(strstr((err), (needle)) != NULL,                               \
-	      "error \"%s\" should mention \"%s\"", (err), (needle))
+#include "tests/unit/check.h"
 
 /* ------------------------------------------------- a virtio-ish device */
 
