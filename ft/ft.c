@@ -9,6 +9,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "clock/clock.h"
 #include "ft/ft_internal.h"
 
 int ft__create(const struct ft_config *cfg, struct ft **out, char *err)
@@ -225,6 +226,20 @@ int ft__do_failover(struct ft *ft, const char *why, char *err)
 		ft__set_state(ft, FT_FAILED);
 		return ret;
 	}
+	/* Guest time: forward by the wall time since the capture, never back. */
+	struct vm_clock rec;
+	struct clock_result cr = { .method = "" };
+	ret = vm__state_clock(ft->committed_state.data, ft->committed_state.len, &rec, verr);
+	if (!ret)
+		ret = clock__resume(ft->cfg.vm, &rec, CLOCK_CATCH_UP, &cr, verr);
+	if (ret)
+		ft__error(ft, "failover: guest clock: %s", verr);	/* run anyway: availability first */
+	pthread_mutex_lock(&ft->lock);
+	snprintf(ft->clock_method, sizeof(ft->clock_method), "%s", cr.method);
+	ft->clock_elapsed_ns = cr.elapsed_ns;
+	ft->clock_step_ns = cr.step_ns;
+	ft->clock_skew_ns = cr.vcpu_skew_ns;
+	pthread_mutex_unlock(&ft->lock);
 	uint32_t frames = 0, writes = 0;
 	ret = et_list__reissue(ft->cfg.et, ft->committed_outputs.data, ft->committed_outputs.len,
 			       ft->cfg.drive_mode == VM_DRIVE_SHARED, &frames, &writes);

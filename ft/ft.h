@@ -37,6 +37,7 @@ struct ft_config {
 	uint32_t heartbeat_timeout_ms;	/* peer lost after this long without a byte */
 	bool compress;			/* LZ4 on pages */
 	bool failover_on_peer_loss;	/* secondary: fail over without being told */
+	uint32_t advertise_tsc_khz;	/* test-only: claim this TSC rate in HELLO (0: the real one) */
 };
 
 struct ft;

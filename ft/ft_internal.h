@@ -143,6 +143,8 @@ struct ft {
 	struct sbuf committed_outputs;	/* OUTPUTS of the last committed checkpoint */
 	uint64_t failover_ms;		/* peer loss/cont -> guest running */
 	uint32_t reissued_frames, reissued_writes;
+	char clock_method[16];		/* how guest time was set at failover */
+	int64_t clock_elapsed_ns, clock_step_ns, clock_skew_ns;
 };
 
 int ft_primary__run(struct ft *ft);	/* the primary thread's body */

@@ -209,6 +209,10 @@ static void cmd_info_migrate(struct mon_reply *r, int argc, char **argv, void *o
 		mon_reply__u64(r, "failover_ms", ft->failover_ms);
 		mon_reply__u64(r, "reissued_frames", ft->reissued_frames);
 		mon_reply__u64(r, "reissued_writes", ft->reissued_writes);
+		mon_reply__str(r, "clock_method", ft->clock_method);
+		mon_reply__i64(r, "clock_elapsed_us", ft->clock_elapsed_ns / 1000);
+		mon_reply__i64(r, "clock_step_us", ft->clock_step_ns / 1000);
+		mon_reply__i64(r, "clock_vcpu_skew_us", ft->clock_skew_ns / 1000);
 	}
 	mon_reply__u64(r, "held_outputs", es.held_items);
 	mon_reply__u64(r, "held_bytes", es.held_bytes);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock/clock.h"
 #include "ft/ft_internal.h"
 
 const char *const ft_msg_names[FT_MSG_MAX] = {
@@ -54,7 +55,7 @@ void ft_hello__describe(struct ft *ft, struct ft_hello *h)
 	h->ft_version = FT_PROTO_VERSION;
 	h->mem_size = vm__mem_size(vm);
 	h->nr_vcpus = vm__nr_vcpus(vm);
-	h->tsc_khz = vm__tsc_khz(vm);
+	h->tsc_khz = ft->cfg.advertise_tsc_khz ? ft->cfg.advertise_tsc_khz : vm__tsc_khz(vm);
 	h->has_blk = ft->cfg.disk != NULL;
 	h->has_net = eventtap__net(ft->cfg.et) != NULL;
 	h->drive_mode = (uint8_t)ft->cfg.drive_mode;
@@ -94,12 +95,8 @@ int ft_hello__check(const struct ft_hello *me, const struct ft_hello *p, char *e
 	else if (p->has_blk && p->drive_mode != me->drive_mode)
 		snprintf(err, errlen, "storage mode differs: primary %s, secondary %s",
 			 mode_name(p->drive_mode), mode_name(me->drive_mode));
-	else if (p->tsc_khz != me->tsc_khz)
-		snprintf(err, errlen,
-			 "TSC rate differs: primary %u kHz, secondary %u kHz (this KVM cannot scale it)",
-			 p->tsc_khz, me->tsc_khz);
 	else
-		return 0;
+		return clock__check_rate(me->tsc_khz, p->tsc_khz, err, errlen);
 	return -EPROTO;
 }
 

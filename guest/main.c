@@ -27,7 +27,13 @@ static void __attribute__((noreturn)) ap_main(unsigned cpu)
 	struct cpu_slot *s = &cpu_slots[cpu];
 
 	for (;;) {
-		s->tsc = rdtsc();
+		/* vCPU 0 published its TSC before we read ours: ours must not be
+		 * smaller, or the two TSCs are not in step. */
+		uint64_t bsp = cpu_slots[0].tsc;
+		uint64_t now = rdtsc();
+		if (now < bsp)
+			s->order_errors++;
+		s->tsc = now;
 		s->iterations++;
 		guest_idle(AP_IDLE_US);
 	}

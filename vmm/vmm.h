@@ -149,6 +149,29 @@ void vm__devices_lock(struct vm *vm);
 void vm__devices_unlock(struct vm *vm);
 uint32_t vm__tsc_khz(struct vm *vm);
 
+/* ---- guest time: what the clock module builds its policy on ----------- */
+
+struct vm_clock {
+	uint64_t realtime_ns;		/* host CLOCK_REALTIME when read */
+	uint64_t kvmclock_ns;		/* KVM_GET_CLOCK */
+	uint32_t tsc_khz;
+	uint32_t nr_vcpus;
+	uint64_t tsc[VMM_MAX_VCPUS];	/* each vCPU's guest TSC (MSR_IA32_TSC) */
+};
+
+/* Reads the clock record (VM paused for a consistent one). */
+int vm__clock_read(struct vm *vm, struct vm_clock *c);
+/* The record a state blob (vm__save_state) or a snapshot file carries. */
+int vm__state_clock(const void *blob, size_t len, struct vm_clock *c, char *err);
+int vm__snapshot_clock(const char *path, struct vm_clock *c, char *err);
+int vm__set_kvmclock(struct vm *vm, uint64_t ns);
+int vm__get_tsc(struct vm *vm, unsigned idx, uint64_t *tsc);
+/* KVM_VCPU_TSC_OFFSET (guest TSC = host TSC + offset), where KVM has it. */
+int vm__get_tsc_offset(struct vm *vm, unsigned idx, int64_t *offset);
+int vm__set_tsc_offset(struct vm *vm, unsigned idx, int64_t offset);
+/* A host-initiated write of MSR_IA32_TSC. */
+int vm__set_tsc_msr(struct vm *vm, unsigned idx, uint64_t tsc);
+
 /* ---- guest memory and dirty tracking ---------------------------------- */
 
 /* Host pointer for [gpa, gpa+len) if it lies inside guest RAM, else NULL. */

@@ -10,7 +10,10 @@
 struct cpu_slot {
 	volatile uint64_t tsc;        /* last rdtsc the vCPU published */
 	volatile uint64_t iterations; /* how many times it did */
-	uint8_t pad[48];
+	/* times this vCPU read a TSC below one another vCPU had already
+	 * published: their TSCs are not synchronised */
+	volatile uint64_t order_errors;
+	uint8_t pad[40];
 } __attribute__((aligned(64)));
 
 extern struct cpu_slot cpu_slots[MAX_CPUS];

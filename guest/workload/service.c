@@ -1,3 +1,4 @@
+#include "boot/percpu.h"
 #include "workload/service.h"
 
 #include <stdbool.h>
@@ -125,12 +126,24 @@ size_t svc_answer(const char *req, size_t len, char *ans, size_t anslen)
 	struct svc_stats st = { 0, 0, 0, 0 };
 	if (ops->stats)
 		ops->stats(&st);
+	/*
+	 * Cross-vCPU TSC order (--smp 2): vCPU 1 published its TSC before we
+	 * read ours, so ours must not be smaller; vCPU 1 checks the same the
+	 * other way round against the value published here.
+	 */
+	uint64_t ap_tsc = cpu_slots[1].tsc, ap_iter = cpu_slots[1].iterations;
+	uint64_t now = rdtsc();
+	if (ap_iter && now < ap_tsc)
+		cpu_slots[0].order_errors++;
+	cpu_slots[0].tsc = now;
 	return (size_t)snprintf(ans, anslen,
 				"STAT %.*s entries=%llu puts=%llu gets=%llu dirtied=%llu "
-				"tsc=%llu ns=%llu",
+				"tsc=%llu ns=%llu ap_tsc=%llu ap_iterations=%llu tsc_order_errors=%llu",
 				idl, id, (unsigned long long)st.entries,
 				(unsigned long long)st.puts, (unsigned long long)st.gets,
-				(unsigned long long)st.dirtied, (unsigned long long)tsc, ns);
+				(unsigned long long)st.dirtied, (unsigned long long)tsc, ns,
+				(unsigned long long)ap_tsc, (unsigned long long)ap_iter,
+				(unsigned long long)(cpu_slots[0].order_errors + cpu_slots[1].order_errors));
 }
 
 static void on_datagram(const struct udp_peer *from, const uint8_t *data, size_t len)

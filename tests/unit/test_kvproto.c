@@ -105,7 +105,9 @@ static void test_parse_good(void)
 	CHECK(a.kind == KVPROTO_ANS_TIME && a.tsc == UINT64_MAX && a.ns == 0);
 	CHECK(parse("TIME t 007 12", &a) == 0 && a.tsc == 7 && a.ns == 12);
 
-	CHECK(parse("STAT s entries=1 puts=2 gets=3 dirtied=4 tsc=5 ns=6\n", &a) == 0);
+	CHECK(parse("STAT s entries=1 puts=2 gets=3 dirtied=4 tsc=5 ns=6 ap_tsc=7 ap_iterations=8 "
+		    "tsc_order_errors=9\n", &a) == 0);
+	CHECK(a.stat.ap_tsc == 7 && a.stat.ap_iterations == 8 && a.stat.tsc_order_errors == 9);
 	CHECK(a.kind == KVPROTO_ANS_STAT && a.stat.entries == 1 &&
 	      a.stat.puts == 2 && a.stat.gets == 3 && a.stat.dirtied == 4 &&
 	      a.stat.tsc == 5 && a.stat.ns == 6);

@@ -415,8 +415,10 @@ static int cmd_single(const struct kvcli_args *a, struct kvclient *c)
 			return kvcli__failure(a, c, KVPROTO_STAT, NULL, err, reason);
 		if (!a->json) {
 			printf("entries=%" PRIu64 " puts=%" PRIu64 " gets=%" PRIu64
-			       " dirtied=%" PRIu64 " tsc=%" PRIu64 " ns=%" PRIu64 "\n",
-			       st.entries, st.puts, st.gets, st.dirtied, st.tsc, st.ns);
+			       " dirtied=%" PRIu64 " tsc=%" PRIu64 " ns=%" PRIu64 " ap_tsc=%" PRIu64
+			       " ap_iterations=%" PRIu64 " tsc_order_errors=%" PRIu64 "\n",
+			       st.entries, st.puts, st.gets, st.dirtied, st.tsc, st.ns, st.ap_tsc,
+			       st.ap_iterations, st.tsc_order_errors);
 			return EXIT_OK;
 		}
 		report__begin(&r, true);
@@ -426,6 +428,9 @@ static int cmd_single(const struct kvcli_args *a, struct kvclient *c)
 		report__u64(&r, "dirtied", st.dirtied);
 		report__u64(&r, "tsc", st.tsc);
 		report__u64(&r, "ns", st.ns);
+		report__u64(&r, "ap_tsc", st.ap_tsc);
+		report__u64(&r, "ap_iterations", st.ap_iterations);
+		report__u64(&r, "tsc_order_errors", st.tsc_order_errors);
 		report__end(&r);
 		return EXIT_OK;
 	}

@@ -117,7 +117,7 @@ struct kvproto_span {
 	size_t len;
 };
 
-#define KVPROTO_MAX_FIELDS 8 /* STAT <reqid> + six name=value fields */
+#define KVPROTO_MAX_FIELDS 11 /* STAT <reqid> + nine name=value fields */
 
 /* Split on single spaces. An empty field (leading, trailing or doubled
  * space) is a protocol error rather than something to skip: the protocol
@@ -268,14 +268,17 @@ int kvproto__parse_answer(const char *buf, size_t len,
 		/* Fixed order, as documented: a reordered or extended STAT
 		 * means the guest and this client disagree on the protocol,
 		 * which a test should notice rather than paper over. */
-		if (nf != 8)
+		if (nf != 11)
 			return -EPROTO;
 		if (kvproto__parse_named(&f[2], "entries", &st->entries) < 0 ||
 		    kvproto__parse_named(&f[3], "puts", &st->puts) < 0 ||
 		    kvproto__parse_named(&f[4], "gets", &st->gets) < 0 ||
 		    kvproto__parse_named(&f[5], "dirtied", &st->dirtied) < 0 ||
 		    kvproto__parse_named(&f[6], "tsc", &st->tsc) < 0 ||
-		    kvproto__parse_named(&f[7], "ns", &st->ns) < 0)
+		    kvproto__parse_named(&f[7], "ns", &st->ns) < 0 ||
+		    kvproto__parse_named(&f[8], "ap_tsc", &st->ap_tsc) < 0 ||
+		    kvproto__parse_named(&f[9], "ap_iterations", &st->ap_iterations) < 0 ||
+		    kvproto__parse_named(&f[10], "tsc_order_errors", &st->tsc_order_errors) < 0)
 			return -EPROTO;
 		return 0;
 	}

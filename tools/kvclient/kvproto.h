@@ -41,6 +41,7 @@ enum kvproto_kind {
 
 struct kvproto_stat {
 	uint64_t entries, puts, gets, dirtied, tsc, ns;
+	uint64_t ap_tsc, ap_iterations, tsc_order_errors;	/* cross-vCPU TSC check */
 };
 
 struct kvproto_answer {

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock/clock.h"
 #include "eventtap/eventtap.h"
 #include "ft/ft.h"
 #include "vmm/cli/options.h"
@@ -110,6 +111,16 @@ int main(int argc, char **argv)
 		ret = vm__create_from_snapshot(&cfg, o.restore, &vm, err);
 	else
 		ret = vm__create(&cfg, &vm, err);
+	if (ret == 0 && o.restore && o.restore_clock && !strcmp(o.restore_clock, "catch-up")) {
+		struct vm_clock rec;
+		struct clock_result cr;
+		ret = vm__snapshot_clock(o.restore, &rec, err);
+		if (!ret)
+			ret = clock__resume(vm, &rec, CLOCK_CATCH_UP, &cr, err);
+		if (!ret)
+			fprintf(stderr, "ftvm: guest time caught up by %.3f s (%s)\n",
+				(double)cr.elapsed_ns / 1e9, cr.method);
+	}
 	if (ret < 0) {
 		if (o.restore) {
 			char msg[VMM_ERR_LEN + 64];
@@ -128,6 +139,7 @@ int main(int argc, char **argv)
 		.heartbeat_timeout_ms = o.heartbeat_timeout_ms,
 		.compress = !o.no_compress,
 		.failover_on_peer_loss = o.failover_on_peer_loss,
+		.advertise_tsc_khz = o.x_tsc_khz,
 	};
 	memcpy(fcfg.mac, o.mac, 6);
 	if (ft__create(&fcfg, &ft, err) < 0)

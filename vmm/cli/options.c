@@ -38,6 +38,11 @@ void options__usage(FILE *f)
 	      "  --heartbeat-timeout-ms N\n"
 	      "                         peer lost after N ms of silence (500)\n"
 	      "  --no-compress          do not LZ4-compress pages\n"
+	      "  --restore-clock continue|catch-up\n"
+	      "                         guest time after --restore: resume where the\n"
+	      "                         snapshot left it (default) or add the wall time\n"
+	      "                         that passed since the save\n"
+	      "  --x-tsc-khz N          test only: TSC rate to announce to a peer\n"
 	      "  --help, --version\n", f);
 }
 
@@ -243,6 +248,7 @@ int options__parse(struct ftvm_options *o, int argc, char **argv, char *err, siz
 			"--memory", "--smp", "--kernel", "--append", "--drive", "--netdev",
 			"--serial", "--monitor", "--name", "--restore", "--incoming",
 			"--ft-policy", "--heartbeat-ms", "--heartbeat-timeout-ms",
+			"--restore-clock", "--x-tsc-khz",
 		};
 		bool ok = false;
 		for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
@@ -306,6 +312,19 @@ int options__parse(struct ftvm_options *o, int argc, char **argv, char *err, siz
 			o->name = val;
 		} else if (strcmp(flag, "--restore") == 0) {
 			o->restore = val;
+		} else if (strcmp(flag, "--restore-clock") == 0) {
+			if (strcmp(val, "continue") != 0 && strcmp(val, "catch-up") != 0) {
+				snprintf(err, errlen, "--restore-clock %s: expected continue or catch-up", val);
+				return -EINVAL;
+			}
+			o->restore_clock = val;
+		} else if (strcmp(flag, "--x-tsc-khz") == 0) {
+			unsigned long n;
+			if (parse_uint(val, 100000000, &n) < 0 || !n) {
+				snprintf(err, errlen, "--x-tsc-khz %s: expected kHz", val);
+				return -EINVAL;
+			}
+			o->x_tsc_khz = (uint32_t)n;
 		} else if (strcmp(flag, "--ft-policy") == 0) {
 			o->ft_policy = val;	/* checked by the event tap's parser */
 		} else if (strcmp(flag, "--heartbeat-ms") == 0 ||

@@ -27,6 +27,8 @@ struct ftvm_options {
 	bool failover_on_peer_loss;
 	uint32_t heartbeat_ms, heartbeat_timeout_ms;
 	bool no_compress;
+	const char *restore_clock;	/* continue | catch-up */
+	uint32_t x_tsc_khz;		/* test-only: TSC rate to advertise to a peer */
 	bool help, version;
 	/* storage for option values split out of --drive / --netdev */
 	char drive_buf[4096], netdev_buf[256];

@@ -53,6 +53,18 @@ static const struct vmstate_desc platform_vmsd =
 	VMSTATE_DESC("platform", struct platform_state, 1, 1, platform_fields);
 
 #define SECTION_PLATFORM (SNAP_SECTION_USER + 0)
+#define SECTION_CLOCK (SNAP_SECTION_USER + 1)
+
+/* The clock record: guest time and the host time it was read at. */
+static const struct vmstate_field clock_fields[] = {
+	VMSTATE_FIELD(struct vm_clock, realtime_ns),
+	VMSTATE_FIELD(struct vm_clock, kvmclock_ns),
+	VMSTATE_FIELD(struct vm_clock, tsc_khz),
+	VMSTATE_FIELD(struct vm_clock, nr_vcpus),
+	VMSTATE_FIELD(struct vm_clock, tsc),
+};
+static const struct vmstate_desc clock_vmsd =
+	VMSTATE_DESC("clock", struct vm_clock, 1, 1, clock_fields);
 
 static void machine__describe(struct vm *vm, struct machine_desc *d)
 {
@@ -255,6 +267,16 @@ static int state__write(struct vm *vm, struct snap_writer *w, char *err)
 		ret = platform__save(vm, &sb, err);
 	if (!ret)
 		ret = section__put(w, SECTION_PLATFORM, "platform", &sb);
+	if (!ret) {
+		struct vm_clock ck;
+		ret = vm__clock_read(vm, &ck);
+		if (ret)
+			snprintf(err, VMM_ERR_LEN, "reading the guest clock: %s", strerror(-ret));
+		else
+			ret = vmstate__save(&clock_vmsd, &ck, &sb);
+		if (!ret)
+			ret = section__put(w, SECTION_CLOCK, "clock", &sb);
+	}
 	if (!ret)
 		ret = serial__save(vm->serial, &sb);
 	if (!ret)
@@ -421,6 +443,44 @@ int vm_snapshot__load_state(struct vm *vm, const void *blob, size_t len, bool ch
 	ret = state__apply(vm, &r, true, err);
 	if (!ret && !check_only)
 		ret = state__apply(vm, &r, false, err);
+	snapr__close(&r);
+	return ret;
+}
+
+static int clock__from_reader(const struct snap_reader *r, struct vm_clock *c, char *err)
+{
+	const void *data;
+	size_t len;
+	int ret = need(r, SECTION_CLOCK, "clock", &data, &len, err);
+	if (!ret)
+		ret = vmstate__load(&clock_vmsd, c, data, len, err, VMM_ERR_LEN);
+	if (!ret && (c->nr_vcpus == 0 || c->nr_vcpus > VMM_MAX_VCPUS)) {
+		snprintf(err, VMM_ERR_LEN, "clock record names %u vCPUs", c->nr_vcpus);
+		ret = -EBADMSG;
+	}
+	return ret;
+}
+
+int vm__state_clock(const void *blob, size_t len, struct vm_clock *c, char *err)
+{
+	struct snap_reader r;
+	memset(c, 0, sizeof(*c));
+	int ret = snapr__open_buffer(&r, blob, len, err, VMM_ERR_LEN);
+	if (ret)
+		return ret;
+	ret = clock__from_reader(&r, c, err);
+	snapr__close(&r);
+	return ret;
+}
+
+int vm__snapshot_clock(const char *path, struct vm_clock *c, char *err)
+{
+	struct snap_reader r;
+	memset(c, 0, sizeof(*c));
+	int ret = snapr__open_file(&r, path, err, VMM_ERR_LEN);
+	if (ret)
+		return ret;
+	ret = clock__from_reader(&r, c, err);
 	snapr__close(&r);
 	return ret;
 }
