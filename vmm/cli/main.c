@@ -111,15 +111,22 @@ int main(int argc, char **argv)
 		ret = vm__create_from_snapshot(&cfg, o.restore, &vm, err);
 	else
 		ret = vm__create(&cfg, &vm, err);
-	if (ret == 0 && o.restore && o.restore_clock && !strcmp(o.restore_clock, "catch-up")) {
+	if (ret == 0 && o.restore) {
+		/* Guest time after a restore: the snapshot's, or plus the wall
+		 * time since the save (--restore-clock). */
+		enum clock_policy cp = CLOCK_CONTINUE;
 		struct vm_clock rec;
 		struct clock_result cr;
+		if (o.restore_clock)
+			clock_policy__parse(o.restore_clock, &cp);
 		ret = vm__snapshot_clock(o.restore, &rec, err);
 		if (!ret)
-			ret = clock__resume(vm, &rec, CLOCK_CATCH_UP, &cr, err);
+			ret = clock__resume(vm, &rec, cp, &cr, err);
 		if (!ret)
-			fprintf(stderr, "ftvm: guest time caught up by %.3f s (%s)\n",
-				(double)cr.elapsed_ns / 1e9, cr.method);
+			fprintf(stderr, "ftvm: guest clock: %s, %.3f s since the save, guest TSC "
+				"moved %.3f s (%s)\n", clock_policy__name(cp),
+				(double)(cp == CLOCK_CATCH_UP ? cr.elapsed_ns : 0) / 1e9,
+				(double)cr.step_ns / 1e9, cr.method);
 	}
 	if (ret < 0) {
 		if (o.restore) {
