@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "clock/clock.h"
@@ -275,4 +276,33 @@ int ft__failover(struct ft *ft, char *err)
 	}
 	ft__stop_thread(ft);
 	return ft__do_failover(ft, "cont", err);
+}
+
+int ft__handover(struct ft *ft, uint64_t *us, char *err)
+{
+	struct timespec deadline;
+
+	pthread_mutex_lock(&ft->lock);
+	if (!ft->primary_role || ft->state != FT_PROTECTED) {
+		pthread_mutex_unlock(&ft->lock);
+		snprintf(err, VMM_ERR_LEN, "handover needs a protected primary (state %s)",
+			 ft_state__name(ft->state));
+		return -EINVAL;
+	}
+	ft->handover_done = false;
+	atomic_store(&ft->handover_req, true);
+	pthread_mutex_unlock(&ft->lock);
+	wake(ft);
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += 5;
+	pthread_mutex_lock(&ft->lock);
+	while (!ft->handover_done)
+		if (pthread_cond_timedwait(&ft->cond, &ft->lock, &deadline) == ETIMEDOUT)
+			break;
+	int ret = ft->handover_done ? ft->handover_result : -ETIMEDOUT;
+	*us = ft->handover_us;
+	pthread_mutex_unlock(&ft->lock);
+	if (ret)
+		snprintf(err, VMM_ERR_LEN, "handover failed: %s (%s)", strerror(-ret), ft->last_error);
+	return ret;
 }

@@ -53,6 +53,12 @@ int ft__cancel(struct ft *ft, char *err);
 int ft__listen(struct ft *ft, const char *uri, char *err);
 /* Secondary: fail over now (the monitor's `cont`). */
 int ft__failover(struct ft *ft, char *err);
+/*
+ * Primary: proactive failover (machine check): stop the guest, last
+ * checkpoint, the secondary takes over. On success the guest must not run
+ * here again; the caller ends the VMM. *us: how long it took.
+ */
+int ft__handover(struct ft *ft, uint64_t *us, char *err);
 /* True on a secondary that has not failed over (its `cont` means failover). */
 bool ft__is_secondary(struct ft *ft);
 

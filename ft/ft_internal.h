@@ -29,6 +29,8 @@ enum ft_msg {
 	FT_MSG_ACK = 11,	/* secondary -> primary: epoch committed */
 	FT_MSG_HEARTBEAT = 12,	/* either way */
 	FT_MSG_CANCEL = 13,	/* primary -> secondary: protection stopped on purpose */
+	FT_MSG_HANDOVER = 14,	/* primary -> secondary: take over now from checkpoint <epoch> */
+	FT_MSG_HANDOVER_OK = 15, /* secondary -> primary: taking over */
 	FT_MSG_MAX
 };
 
@@ -89,6 +91,7 @@ enum ft_state {
 	FT_REFUSED,		/* secondary: refused the primary's stream; kept its state */
 	FT_FAILED_OVER,		/* was secondary, now runs the guest */
 	FT_FAILED,		/* secondary could not fail over */
+	FT_HANDED_OVER,		/* primary: the secondary runs the guest now */
 };
 const char *ft_state__name(enum ft_state s);
 
@@ -133,6 +136,10 @@ struct ft {
 	struct ft_samples pause_us, ckpt_bytes, ckpt_pages, ckpt_ship_us;
 	uint64_t bytes_raw, bytes_wire;	/* pages before/after compression */
 	enum ft_inject inject;
+	atomic_bool handover_req;	/* proactive failover requested */
+	int handover_result;		/* 0 done, <0 failed; valid once handover_done */
+	bool handover_done;
+	uint64_t handover_us;
 	uint64_t sync_ms;
 
 	/* secondary */

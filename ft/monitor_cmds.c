@@ -222,6 +222,27 @@ static void cmd_info_migrate(struct mon_reply *r, int argc, char **argv, void *o
 	free(ls);
 }
 
+static void cmd_handover(struct mon_reply *r, int argc, char **argv, void *opaque)
+{
+	struct ft *ft = opaque;
+	char err[VMM_ERR_LEN] = "";
+	uint64_t us = 0;
+	(void)argv;
+
+	if (argc) {
+		mon_reply__error(r, MON_ERR_INVALID_PARAMETER, "migrate_handover takes no arguments");
+		return;
+	}
+	if (ft__handover(ft, &us, err) < 0) {
+		mon_reply__error(r, MON_ERR_INVALID_STATE, "%s", err);
+		return;
+	}
+	mon_reply__str(r, "state", "handed-over");
+	mon_reply__u64(r, "handover_us", us);
+	/* The guest runs on the secondary now: this VMM ends. */
+	vm__request_quit(ft->cfg.vm, 0);
+}
+
 static void cmd_cont(struct mon_reply *r, int argc, char **argv, void *opaque)
 {
 	struct ft *ft = opaque;
@@ -253,6 +274,9 @@ int ft__register_monitor(struct ft *ft, struct monitor *m)
 	monitor__add_command(m, "migrate_set_parameter", "NAME VALUE",
 			     "compress on|off, heartbeat-ms, heartbeat-timeout-ms, x-inject (tests)",
 			     cmd_set_parameter, ft);
+	monitor__add_command(m, "migrate_handover", NULL,
+			     "proactive failover: last checkpoint, the secondary takes over, exit",
+			     cmd_handover, ft);
 	monitor__add_command(m, "info migrate", NULL, "protection state and figures",
 			     cmd_info_migrate, ft);
 	monitor__add_command(m, "cont", NULL, "resume; on a secondary: fail over now", cmd_cont, ft);

@@ -420,6 +420,8 @@ static int64_t next_due_ms(struct ft *ft, uint64_t last_ckpt_ns)
 	uint64_t first = ft->first_trigger_ns;
 	pthread_mutex_unlock(&ft->lock);
 
+	if (atomic_load(&ft->handover_req))
+		return 0;
 	switch (p->policy) {
 	case ET_POLICY_EVENT:
 		return trig ? 0 : INT64_MAX;
@@ -503,6 +505,46 @@ static int wait_for_trigger(struct ft *ft, int wake_fd, uint64_t last_ckpt_ns)
 			last_hb = now;
 		}
 	}
+}
+
+/*
+ * Proactive failover (a machine check on this host): stop the guest, take a
+ * last checkpoint, and tell the secondary to take over from it. Nothing
+ * runs here afterwards, so nothing can be lost or contradicted.
+ */
+static int handover(struct ft *ft, struct capture *c)
+{
+	struct xport_msg m;
+	uint64_t t0 = ft__now_ns();
+	int ret;
+
+	ret = vm__pause(ft->cfg.vm);
+	if (!ret)
+		ret = checkpoint(ft, c, false);
+	if (!ret)
+		ret = send_buf(ft, FT_MSG_HANDOVER, 0, ft->epoch, NULL, 0);
+	xport_msg__init(&m);
+	if (!ret)
+		ret = recv_msg(ft, &m, 2000);
+	if (!ret && (m.type != FT_MSG_HANDOVER_OK || m.epoch != ft->epoch)) {
+		ft__error(ft, "secondary did not accept the handover");
+		ret = -EPROTO;
+	}
+	xport_msg__free(&m);
+	pthread_mutex_lock(&ft->lock);
+	ft->handover_us = (ft__now_ns() - t0) / 1000;
+	ft->handover_result = ret;
+	ft->handover_done = true;
+	atomic_store(&ft->handover_req, false);
+	pthread_cond_broadcast(&ft->cond);
+	pthread_mutex_unlock(&ft->lock);
+	if (ret) {
+		vm__resume(ft->cfg.vm);	/* the secondary did not take over: keep serving */
+		return ret;
+	}
+	fprintf(stderr, "ftvm: ft: handed over to %s at checkpoint %llu in %llu us\n", ft->peer,
+		(unsigned long long)ft->epoch, (unsigned long long)ft->handover_us);
+	return 0;
 }
 
 static int hello(struct ft *ft, struct capture *c)
@@ -650,6 +692,15 @@ int ft_primary__run(struct ft *ft)
 		ret = wait_for_trigger(ft, ft->wake_fd, last);
 		if (ret)
 			break;
+		if (atomic_load(&ft->handover_req)) {
+			ret = handover(ft, &c);
+			if (!ret) {
+				capture__free(&c);
+				ft__set_state(ft, FT_HANDED_OVER);
+				return 0;
+			}
+			break;
+		}
 		last = ft__now_ns();
 		ret = checkpoint(ft, &c, false);
 		if (ret)

@@ -18,6 +18,7 @@ const char *const ft_msg_names[FT_MSG_MAX] = {
 	[FT_MSG_BEGIN] = "BEGIN", [FT_MSG_PAGES] = "PAGES", [FT_MSG_STATE] = "STATE",
 	[FT_MSG_OUTPUTS] = "OUTPUTS", [FT_MSG_COMMIT] = "COMMIT", [FT_MSG_ACK] = "ACK",
 	[FT_MSG_HEARTBEAT] = "HEARTBEAT", [FT_MSG_CANCEL] = "CANCEL",
+	[FT_MSG_HANDOVER] = "HANDOVER", [FT_MSG_HANDOVER_OK] = "HANDOVER_OK",
 };
 
 static const struct vmstate_field hello_fields[] = {
@@ -114,6 +115,7 @@ const char *ft_state__name(enum ft_state s)
 	case FT_REFUSED: return "refused";
 	case FT_FAILED_OVER: return "failed-over";
 	case FT_FAILED: return "failed";
+	case FT_HANDED_OVER: return "handed-over";
 	}
 	return "unknown";
 }

@@ -177,6 +177,7 @@ static int commit(struct ft *ft, struct stage *s, const struct xport_msg *m, cha
 #define SERVE_CANCELLED 0
 #define SERVE_LOST 1		/* the primary or the link is gone */
 #define SERVE_REFUSED 2		/* the primary is there but sent what we cannot trust */
+#define SERVE_HANDOVER 3	/* the primary asked us to take over now */
 
 /* One primary's stream, until it ends; says why. */
 static int serve(struct ft *ft)
@@ -338,6 +339,17 @@ static int serve(struct ft *ft)
 				goto lost;
 			}
 			break;
+		case FT_MSG_HANDOVER:
+			if (s.open || m.epoch != ft->committed_epoch || !ft->committed_epoch) {
+				snprintf(err, sizeof(err), "HANDOVER at %llu, last committed %llu",
+					 (unsigned long long)m.epoch,
+					 (unsigned long long)ft->committed_epoch);
+				ret = -EPROTO;
+				goto refuse;
+			}
+			xport__send_buf(ft->x, FT_MSG_HANDOVER_OK, 0, m.epoch, NULL, 0);
+			why = SERVE_HANDOVER;
+			goto out;
 		case FT_MSG_CANCEL:
 			ft__error(ft, "primary %s cancelled protection; no failover target any more",
 				  ft->peer);
@@ -412,6 +424,12 @@ int ft_secondary__run(struct ft *ft)
 		xport__close(x);
 		if (atomic_load(&ft->stop))
 			break;
+		if (why == SERVE_HANDOVER) {
+			char ferr[256];
+			if (ft__do_failover(ft, "handover", ferr))
+				ft__error(ft, "handover: failover failed: %s", ferr);
+			break;
+		}
 		if (why == SERVE_REFUSED) {
 			/* The primary is alive: failing over would make two. */
 			ft__set_state(ft, have ? FT_REFUSED : FT_WAITING);
