@@ -103,7 +103,8 @@ static void script_answer(struct server *s)
 	else if (!strcmp(r.op, "TIME"))
 		srv_send(s->fd, &r, "TIME %s 100 200", r.reqid);
 	else if (!strcmp(r.op, "STAT"))
-		srv_send(s->fd, &r, "STAT %s entries=1 puts=2 gets=3 dirtied=4 tsc=5 ns=6",
+		srv_send(s->fd, &r, "STAT %s entries=1 puts=2 gets=3 dirtied=4 tsc=5 ns=6 ap_tsc=7 "
+			 "ap_iterations=8 tsc_order_errors=0",
 			 r.reqid);
 	else
 		srv_send(s->fd, &r, "ERR - bad_command");
