@@ -707,6 +707,20 @@ int ft_primary__run(struct ft *ft)
 			break;
 	}
 out:
+	/* A send that failed because the secondary refused us: its ERROR
+	 * message may be waiting; it says more than "broken pipe". */
+	if (ret && ret != -ECANCELED && ft->x) {
+		struct xport_msg m;
+		char e2[256];
+		xport_msg__init(&m);
+		while (xport__recv(ft->x, &m, 50, e2, sizeof(e2)) == 0)
+			if (m.type == FT_MSG_ERROR) {
+				ft__error(ft, "secondary %s refused: %.*s", ft->peer, (int)m.payload.len,
+					  (const char *)m.payload.data);
+				break;
+			}
+		xport_msg__free(&m);
+	}
 	/* Alone again: everything held goes out, new output passes through. */
 	eventtap__set_trigger(ft->cfg.et, NULL, NULL);
 	eventtap__release_all(ft->cfg.et);
