@@ -1,0 +1,29 @@
+#!/bin/sh
+# Installs the resource agent as ocf:ftvm:ftvm:
+#   $DESTDIR$OCF_ROOT/resource.d/ftvm/ftvm   (mode 0755)
+# OCF_ROOT defaults to /usr/lib/ocf. Run on every cluster node (or package
+# it). ftvm and ftvmctl must be in PATH on the nodes, or named in each VM's
+# configuration file (ftvm=, ftvmctl=). See docs/operations.md.
+#
+#   sudo ra/install.sh            install
+#   sudo ra/install.sh --check    install, then check the meta-data against
+#                                 the OCF DTD (needs xmllint)
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=${OCF_ROOT:-/usr/lib/ocf}
+dest="${DESTDIR:-}$root/resource.d/ftvm"
+
+install -d -m 0755 "$dest"
+install -m 0755 "$here/ftvm" "$dest/ftvm"
+echo "installed $dest/ftvm (ocf:ftvm:ftvm)"
+
+if [ "${1:-}" = --check ]; then
+	dtd_dir=/usr/share/resource-agents
+	[ -r "$dtd_dir/ra-api-1.dtd" ] || {
+		echo "install: no $dtd_dir/ra-api-1.dtd (Debian package resource-agents)" >&2
+		exit 1
+	}
+	OCF_ROOT=$root "$dest/ftvm" meta-data | (cd "$dtd_dir" && xmllint --noout --valid -)
+	echo "meta-data valid against ra-api-1.dtd"
+fi

@@ -1,0 +1,239 @@
+#!/bin/sh
+# ra/ftvm's decisions, action by action, on two nodes with no cluster: the
+# agent is called as Pacemaker would call it, with the notification
+# variables Pacemaker passes to start/stop/promote/demote/notify of a
+# promotable clone with notify=true (docs/operations.md). Real ftvm, real
+# guest, a shared disk image, a kv client writing through the guest.
+#
+#  1. start on both nodes: two waiting secondaries;
+#  2. promote node1 with no Promoted anywhere: boots the guest;
+#  3. promote node2 while node1 is Promoted: refused, "not in sync";
+#  4. post-start notify on node1: protection towards node2; node2 in sync;
+#  5. node1's VMM killed: monitor says not running; promote node2 with
+#     node1's instance being stopped: failover, the kv data is there;
+#  6. start node1 again, post-start notify on node2: re-protection;
+#  7. switchover: demote node2 (stops the guest), promote node1 (failover
+#     from its checkpoint), post-promote notify: node2 protected again;
+#  8. a stale secondary (it refused a corrupt stream; the primary went on
+#     unprotected) is never promoted; the primary's next monitor protects
+#     it again;
+#  9. a hung VMM (SIGSTOP): monitor fails with a reason; stop still ends it.
+#
+# Exit 0 passed, 1 failed, 77 skipped (not root, no /dev/kvm, no
+# resource-agents).
+HERE=$(dirname "$0")
+. "$HERE/lib.sh"
+
+require
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+make_work
+node_add 1
+node_add 2
+truncate -s 64M "$WORK/shared.img"
+write_config "$WORK/vm.conf" vm1 shared "$WORK/shared.img"
+KV=$BUILD/tools/ftvm-kv
+
+# ra N ACTION [VAR=VALUE...]: runs the agent on node N; RC and OUT (its
+# output) are set. A monitor is the recurring one (interval 10 s) unless
+# OCF_RESKEY_CRM_meta_interval=0 (a probe) is given.
+ra() {
+	_node=$1
+	_action=$2
+	shift 2
+	_interval=0
+	[ "$_action" = monitor ] && _interval=10000
+	OUT=$(on "$_node" env OCF_ROOT="$OCF_ROOT" OCF_RESOURCE_INSTANCE=ftvm \
+		OCF_RESKEY_config="$WORK/vm.conf" \
+		OCF_RESKEY_node_addrs="node1=10.99.0.1 node2=10.99.0.2" \
+		OCF_RESKEY_state_dir="$WORK/run$_node" \
+		OCF_RESKEY_sync_timeout=30 OCF_RESKEY_vmm_timeout=2 \
+		OCF_RESKEY_CRM_meta_on_node="node$_node" \
+		OCF_RESKEY_CRM_meta_timeout=30000 \
+		OCF_RESKEY_CRM_meta_interval=$_interval \
+		"$@" sh "$AGENT" "$_action" 2>&1)
+	RC=$?
+	printf '%s\n' "$OUT" >>"$WORK/agent.log"
+}
+
+expect() {
+	# expect RC WHAT
+	if [ "$RC" != "$1" ]; then
+		echo "--- agent output ---"
+		printf '%s\n' "$OUT"
+		fail "$2: rc $RC, expected $1"
+	fi
+	echo "ok: $2 (rc $RC)"
+}
+
+migrate_info() {
+	on "$1" "$FTVMCTL" "$WORK/run$1/vm1.sock" --json info migrate
+}
+
+state_of() {
+	migrate_info "$1" | sed -n 's/.*"state":"\([^"]*\)".*/\1/p'
+}
+
+committed_of() {
+	migrate_info "$1" | sed -n 's/.*"committed_epoch":\([0-9]*\).*/\1/p'
+}
+
+# Runs the agent with the notification variables (both naming schemes, as
+# Pacemaker 2.1 sets them; " " is an empty list): ra_n N ACTION PROMOTED
+# UNPROMOTED START STOP PROMOTE DEMOTE [VAR=VALUE...]
+ra_n() {
+	_n=$1 _a=$2
+	shift 2
+	_p=$1 _u=$2 _st=$3 _sp=$4 _pr=$5 _de=$6
+	shift 6
+	ra "$_n" "$_a" \
+		"OCF_RESKEY_CRM_meta_notify_promoted_uname=${_p:- }" \
+		"OCF_RESKEY_CRM_meta_notify_master_uname=${_p:- }" \
+		"OCF_RESKEY_CRM_meta_notify_unpromoted_uname=${_u:- }" \
+		"OCF_RESKEY_CRM_meta_notify_slave_uname=${_u:- }" \
+		"OCF_RESKEY_CRM_meta_notify_start_uname=${_st:- }" \
+		"OCF_RESKEY_CRM_meta_notify_stop_uname=${_sp:- }" \
+		"OCF_RESKEY_CRM_meta_notify_promote_uname=${_pr:- }" \
+		"OCF_RESKEY_CRM_meta_notify_demote_uname=${_de:- }" "$@"
+}
+
+kv() {
+	# kv NODE put|get ...: through the guest on that node's tap
+	on "$1" "$KV" --server 10.0.0.10:7777 --deadline-ms 5000 "$2" "$3" ${4:+"$4"}
+}
+
+echo "== 1. two secondaries"
+ra 1 start
+expect 0 "start node1"
+ra 2 start
+expect 0 "start node2"
+ra 1 monitor
+expect 0 "monitor node1 (waiting secondary)"
+ra 1 monitor OCF_RESKEY_CRM_meta_interval=0
+expect 0 "probe node1 (waiting secondary)"
+[ "$(state_of 2)" = waiting ] || fail "node2 is $(state_of 2), not waiting"
+
+echo "== 2. fresh cluster: promote boots the guest"
+ra_n 1 promote "" "node1 node2" "" "" node1 ""
+expect 0 "promote node1 with no Promoted anywhere"
+ra 1 monitor
+expect 8 "monitor node1 (primary)"
+kv 1 put colour blue >/dev/null || fail "kv put through node1's guest"
+
+echo "== 3. a secondary with no checkpoint is not promoted while a primary runs"
+ra_n 2 promote node1 node2 "" "" node2 ""
+expect 1 "promote node2 while node1 is Promoted"
+printf '%s\n' "$OUT" | grep -q "ocf-exit-reason:.*not in sync" || fail "no exit reason: $OUT"
+echo "   reason: $(printf '%s\n' "$OUT" | sed -n 's/.*ocf-exit-reason://p')"
+ra 2 monitor
+expect 0 "monitor node2 (still a secondary)"
+
+echo "== 4. post-start notify on the primary protects towards node2"
+ra_n 1 notify node1 node2 node2 "" "" "" \
+	OCF_RESKEY_CRM_meta_notify_type=post OCF_RESKEY_CRM_meta_notify_operation=start
+expect 0 "notify post-start on node1"
+[ "$(state_of 1)" = protected ] || fail "node1 is $(state_of 1) after notify, not protected"
+[ "$(cat "$WORK/run1/vm1.peers")" = "node2 " ] || fail "peers file: '$(cat "$WORK/run1/vm1.peers")'"
+kv 1 put colour green >/dev/null || fail "kv put while protected"
+kv 1 put shape circle >/dev/null || fail "kv put while protected"
+ra 2 monitor
+expect 0 "monitor node2 (in sync)"
+[ "$(state_of 2)" = receiving ] && [ "$(committed_of 2)" -gt 0 ] ||
+	fail "node2 not in sync: $(migrate_info 2)"
+ra 1 monitor
+expect 8 "monitor node1 (protected primary)"
+
+echo "== 5. the primary's VMM dies; promote node2 = failover"
+p1=$(cat "$WORK/run1/vm1.pid")
+kill -s KILL "$p1"
+sleep 1
+ra 1 monitor
+expect 7 "monitor node1 after SIGKILL"
+[ "$(state_of 2)" = peer-lost ] || fail "node2 is $(state_of 2), not peer-lost"
+ra_n 2 promote node1 node2 "" node1 node2 ""
+expect 0 "promote node2 (failover)"
+ra 2 monitor
+expect 8 "monitor node2 (failed-over primary)"
+v=$(kv 2 get colour) || fail "kv get after failover"
+[ "$v" = green ] || fail "after failover colour=$v, expected green"
+echo "   colour=$v after failover"
+
+echo "== 6. node1 comes back; post-start notify on node2 re-protects"
+ra 1 stop
+expect 0 "stop node1 (clean its files)"
+ra 1 start
+expect 0 "start node1"
+ra_n 2 notify node2 node1 node1 "" "" "" \
+	OCF_RESKEY_CRM_meta_notify_type=post OCF_RESKEY_CRM_meta_notify_operation=start
+expect 0 "notify post-start on node2"
+[ "$(state_of 2)" = protected ] || fail "node2 is $(state_of 2), not protected"
+kv 2 put colour red >/dev/null || fail "kv put on node2"
+ra 1 monitor
+expect 0 "monitor node1 (in sync)"
+[ "$(committed_of 1)" -gt 0 ] || fail "node1 has no checkpoint: $(migrate_info 1)"
+
+echo "== 7. switchover: demote node2, promote node1"
+ra_n 2 demote node2 node1 "" "" node1 node2
+expect 0 "demote node2"
+[ "$(state_of 2)" = waiting ] || fail "node2 is $(state_of 2) after demote, not waiting"
+ra_n 1 promote node2 node1 "" "" node1 node2
+expect 0 "promote node1 (from its checkpoint)"
+v=$(kv 1 get colour) || fail "kv get after switchover"
+[ "$v" = red ] || fail "after switchover colour=$v, expected red"
+echo "   colour=$v after switchover"
+ra_n 1 notify node2 node1 "" "" node1 node2 \
+	OCF_RESKEY_CRM_meta_notify_type=post OCF_RESKEY_CRM_meta_notify_operation=promote
+expect 0 "notify post-promote on node1"
+[ "$(state_of 1)" = protected ] || fail "node1 is $(state_of 1), not protected by node2"
+
+echo "== 8. a stale secondary is never promoted"
+on 1 "$FTVMCTL" "$WORK/run1/vm1.sock" migrate_set_parameter x-inject corrupt-pages >/dev/null
+kv 1 put colour yellow >/dev/null || fail "kv put while the stream is corrupted"
+i=0
+while [ "$(state_of 2)" != refused ] && [ $i -lt 50 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+[ "$(state_of 2)" = refused ] || fail "node2 did not refuse the corrupt stream: $(migrate_info 2)"
+echo "   node2 refused the stream, keeps checkpoint $(committed_of 2); node1 is $(state_of 1)"
+ra 2 monitor
+expect 0 "monitor node2 (refused: running, not in sync)"
+ra_n 2 promote node1 node2 "" "" node2 node1
+expect 1 "promote the stale node2"
+printf '%s\n' "$OUT" | grep -q "ocf-exit-reason:.*not in sync" || fail "no exit reason: $OUT"
+echo "   reason: $(printf '%s\n' "$OUT" | sed -n 's/.*ocf-exit-reason://p')"
+v=$(kv 1 get colour) || fail "kv get on node1"
+[ "$v" = yellow ] || fail "node1 serves colour=$v, expected yellow"
+# The unprotected primary's monitor retries protection towards the peers
+# its notifications named.
+ra 1 monitor
+expect 8 "monitor node1 (unprotected primary: retries protection)"
+i=0
+while [ "$(state_of 1)" != protected ] && [ $i -lt 100 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+[ "$(state_of 1)" = protected ] || fail "node1 not protected again: $(migrate_info 1)"
+ra 2 monitor
+expect 0 "monitor node2 (in sync again)"
+[ "$(state_of 2)" = receiving ] && [ "$(committed_of 2)" -gt 0 ] ||
+	fail "node2 not in sync again: $(migrate_info 2)"
+
+echo "== 9. a hung VMM"
+p2=$(cat "$WORK/run2/vm1.pid")
+kill -s STOP "$p2"
+ra 2 monitor
+expect 1 "monitor node2 (hung)"
+printf '%s\n' "$OUT" | grep -q "ocf-exit-reason:.*does not answer" || fail "no exit reason: $OUT"
+echo "   reason: $(printf '%s\n' "$OUT" | sed -n 's/.*ocf-exit-reason://p')"
+ra 2 stop OCF_RESKEY_CRM_meta_timeout=15000
+expect 0 "stop node2 (hung: quit, TERM, KILL)"
+ra 2 monitor
+expect 7 "monitor node2 after stop"
+ra 1 stop
+expect 0 "stop node1"
+for n in 1 2; do
+	left=$(ip netns pids "$(ns_name $n)")
+	[ -z "$left" ] || fail "processes left on node$n: $left"
+done
+echo "PASS: ra/ftvm actions"
