@@ -30,7 +30,7 @@ static void __attribute__((noreturn)) ap_main(unsigned cpu)
 		/* vCPU 0 published its TSC before we read ours: ours must not be
 		 * smaller, or the two TSCs are not in step. */
 		uint64_t bsp = cpu_slots[0].tsc;
-		uint64_t now = rdtsc();
+		uint64_t now = rdtsc_ordered();
 		if (now < bsp)
 			s->order_errors++;
 		s->tsc = now;

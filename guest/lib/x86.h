@@ -29,6 +29,18 @@ static inline uint64_t rdtsc(void)
 	return ((uint64_t)hi << 32) | lo;
 }
 
+/*
+ * rdtsc is not ordered with earlier loads: the CPU may read the TSC before
+ * a preceding load completes. LFENCE first makes "read the other vCPU's
+ * published TSC, then our own" mean what it says (Linux: rdtsc_ordered).
+ */
+static inline uint64_t rdtsc_ordered(void)
+{
+	uint32_t lo, hi;
+	__asm__ volatile("lfence; rdtsc" : "=a"(lo), "=d"(hi) :: "memory");
+	return ((uint64_t)hi << 32) | lo;
+}
+
 static inline void cpuid(uint32_t leaf, uint32_t sub, uint32_t *a, uint32_t *b,
 			 uint32_t *c, uint32_t *d)
 {

@@ -132,7 +132,7 @@ size_t svc_answer(const char *req, size_t len, char *ans, size_t anslen)
 	 * other way round against the value published here.
 	 */
 	uint64_t ap_tsc = cpu_slots[1].tsc, ap_iter = cpu_slots[1].iterations;
-	uint64_t now = rdtsc();
+	uint64_t now = rdtsc_ordered();
 	if (ap_iter && now < ap_tsc)
 		cpu_slots[0].order_errors++;
 	cpu_slots[0].tsc = now;
