@@ -240,7 +240,7 @@ static int serve(struct ft *ft)
 				snprintf(err, sizeof(err), "primary %s closed the link", ft->peer);
 			/* A stream cut mid-message is a lost peer; a message that
 			 * arrived whole but wrong is refused. */
-			if ((ret == -EBADMSG || ret == -EPROTO) && !strstr(err, "truncated"))
+			if ((ret == -EBADMSG || ret == -EPROTO) && !xport__peer_closed(ft->x))
 				goto refuse;
 			goto lost;
 		}

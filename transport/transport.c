@@ -601,6 +601,8 @@ static int rx_header(struct xport *x, int timeout_ms, char *err,
 		}
 		if (rc == -EPIPE && atomic_load(&x->shut))
 			return rx_link_error(x, rc, err, errlen);
+		if (rc == -EPIPE && !atomic_load(&x->shut))
+			atomic_store(&x->peer_closed, true);
 		if (rc == -EPIPE && r->hdr_got == 0)
 			return rx_fail(x, -EPIPE, err, errlen,
 				       "%s closed the connection", x->peer);
@@ -680,6 +682,7 @@ static int rx_payload(struct xport *x, int timeout_ms, char *err,
 			return rc;
 		}
 		if (rc == -EPIPE && !atomic_load(&x->shut)) {
+			atomic_store(&x->peer_closed, true);
 			describe(x, what, sizeof(what));
 			return rx_fail(x, -EBADMSG, err, errlen,
 				       "stream truncated: %s: header says %u "
@@ -732,4 +735,9 @@ int xport__recv(struct xport *x, struct xport_msg *m, int timeout_ms,
 	r->hdr_got = 0;
 	r->hdr_ok = false;
 	return 0;
+}
+
+bool xport__peer_closed(struct xport *x)
+{
+	return atomic_load(&x->peer_closed);
 }

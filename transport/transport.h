@@ -21,6 +21,7 @@
 #ifndef FTVM_TRANSPORT_TRANSPORT_H
 #define FTVM_TRANSPORT_TRANSPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -172,6 +173,9 @@ uint64_t xport__bytes_received(struct xport *x);
 void xport__shutdown(struct xport *x);
 void xport__close(struct xport *x);	/* NULL is a no-op */
 const char *xport__peer(struct xport *x);	/* "10.1.0.2:4444" */
+/* True once a receive found the peer's end closed, also in the middle of a
+ * message (-EBADMSG "stream truncated"): a lost peer, not a corrupt one. */
+bool xport__peer_closed(struct xport *x);
 const char *xport__scheme(struct xport *x);	/* "tcp", "rdma" */
 /*
  * names[type] (may be NULL for gaps) names message types in errors.  The

@@ -54,6 +54,7 @@ struct xport {
 	_Atomic uint64_t bytes_received;
 	atomic_bool shut;
 	_Atomic int fault;	/* enum xport_fault, one-shot (tests) */
+	atomic_bool peer_closed; /* the peer closed the stream (maybe mid-message) */
 };
 
 struct xport_listener {
