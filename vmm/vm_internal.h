@@ -116,7 +116,8 @@ void *vcpu__thread(void *arg);
 void vcpu__eat_kicks(void);
 
 /* vCPU state capture (vmm/kvm/cpu_state.c); only on a parked vCPU. */
-int cpu_state__save(struct vcpu *c, struct sbuf *out, char *err);
+/* *tsc: the guest TSC read with the state (for the clock record). */
+int cpu_state__save(struct vcpu *c, struct sbuf *out, uint64_t *tsc, char *err);
 int cpu_state__load(struct vcpu *c, const void *data, size_t len, bool check_only, char *err);
 
 /* ---- the VM ------------------------------------------------------------------------------ */

@@ -95,7 +95,7 @@ static int cpu__xsave_get(struct vcpu *c, void *buf)
 	return ioctl(c->fd, req, buf) < 0 ? -errno : 0;
 }
 
-int cpu_state__save(struct vcpu *c, struct sbuf *out, char *err)
+int cpu_state__save(struct vcpu *c, struct sbuf *out, uint64_t *tsc, char *err)
 {
 	struct cpu_state *s = calloc(1, sizeof(*s));
 	const char *what = NULL;
@@ -129,8 +129,17 @@ int cpu_state__save(struct vcpu *c, struct sbuf *out, char *err)
 			what = "KVM_GET_MSRS";
 			errno = got < 0 ? errno : EIO;
 		} else {
-			for (unsigned i = 0; i < s->nr_msrs; i++)
+			bool have_tsc = false;
+			for (unsigned i = 0; i < s->nr_msrs; i++) {
 				s->msr_data[i] = m.e[i].data;
+				if (s->msr_index[i] == 0x10) {	/* MSR_IA32_TSC */
+					*tsc = m.e[i].data;
+					have_tsc = true;
+				}
+			}
+			/* A KVM that does not list the TSC MSR still reads it. */
+			if (!have_tsc && vm__get_tsc(c->vm, c->idx, tsc) < 0)
+				*tsc = 0;
 		}
 	}
 	if (what) {

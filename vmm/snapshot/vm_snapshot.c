@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <time.h>
 
 #include "vmm/state/state.h"
 #include "vmm/virtio/virtio.h"
@@ -174,7 +175,7 @@ static int ram__load(struct vm *vm, const uint8_t *data, size_t len, char *err)
 	return 0;
 }
 
-static int platform__save(struct vm *vm, struct sbuf *out, char *err)
+static int platform__save(struct vm *vm, struct sbuf *out, uint64_t *kvmclock, char *err)
 {
 	struct platform_state *p = calloc(1, sizeof(*p));
 	int ret = 0;
@@ -193,6 +194,7 @@ static int platform__save(struct vm *vm, struct sbuf *out, char *err)
 		ret = -errno;
 		snprintf(err, VMM_ERR_LEN, "KVM_GET_CLOCK: %s", strerror(errno));
 	} else {
+		*kvmclock = p->clock.clock;
 		ret = vmstate__save(&platform_vmsd, p, out);
 	}
 	free(p);
@@ -257,26 +259,29 @@ static int state__write(struct vm *vm, struct snap_writer *w, char *err)
 	ret = vmstate__save(&machine_vmsd, &md, &sb);
 	if (!ret)
 		ret = section__put(w, SNAP_SECTION_META, "machine", &sb);
+	/*
+	 * The clock record is assembled from what the vCPU and platform state
+	 * already read (TSC MSRs, KVM_GET_CLOCK): no second round of ioctls
+	 * while the guest is paused for a checkpoint.
+	 */
+	struct vm_clock ck = { .tsc_khz = vm->tsc_khz, .nr_vcpus = vm->nr_vcpus };
+	struct timespec rt;
+	clock_gettime(CLOCK_REALTIME, &rt);
+	ck.realtime_ns = (uint64_t)rt.tv_sec * 1000000000u + (uint64_t)rt.tv_nsec;
 	for (unsigned i = 0; !ret && i < vm->nr_vcpus; i++) {
-		ret = cpu_state__save(&vm->vcpus[i], &sb, err);
+		ret = cpu_state__save(&vm->vcpus[i], &sb, &ck.tsc[i], err);
 		snprintf(name, sizeof(name), "cpu%u", i);
 		if (!ret)
 			ret = section__put(w, SNAP_SECTION_CPU, name, &sb);
 	}
 	if (!ret)
-		ret = platform__save(vm, &sb, err);
+		ret = platform__save(vm, &sb, &ck.kvmclock_ns, err);
 	if (!ret)
 		ret = section__put(w, SECTION_PLATFORM, "platform", &sb);
-	if (!ret) {
-		struct vm_clock ck;
-		ret = vm__clock_read(vm, &ck);
-		if (ret)
-			snprintf(err, VMM_ERR_LEN, "reading the guest clock: %s", strerror(-ret));
-		else
-			ret = vmstate__save(&clock_vmsd, &ck, &sb);
-		if (!ret)
-			ret = section__put(w, SECTION_CLOCK, "clock", &sb);
-	}
+	if (!ret)
+		ret = vmstate__save(&clock_vmsd, &ck, &sb);
+	if (!ret)
+		ret = section__put(w, SECTION_CLOCK, "clock", &sb);
 	if (!ret)
 		ret = serial__save(vm->serial, &sb);
 	if (!ret)
