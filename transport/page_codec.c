@@ -21,22 +21,10 @@
 #include <lz4.h>
 
 #include "transport.h"
+#include "xport_internal.h"
 
 _Static_assert(PAGE_CODEC_BLOCK <= LZ4_MAX_INPUT_SIZE, "block too big");
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static void put_le32(uint8_t *p, uint32_t v)
 {
@@ -129,7 +117,7 @@ static int check_block(const uint8_t *in, size_t len, size_t pos,
 		       char *err, size_t errlen)
 {
 	if (len - pos < PAGE_CODEC_BLOCK_HDR) {
-		seterr(err, errlen,
+		xport__seterr(err, errlen,
 		       "page data truncated: %zu bytes left at offset %zu, a "
 		       "block header needs %u", len - pos, pos,
 		       PAGE_CODEC_BLOCK_HDR);
@@ -139,7 +127,7 @@ static int check_block(const uint8_t *in, size_t len, size_t pos,
 	*stored = get_le32(in + pos + 4);
 	*method = in[pos + 8];
 	if (*raw == 0 || *raw > PAGE_CODEC_BLOCK) {
-		seterr(err, errlen,
+		xport__seterr(err, errlen,
 		       "page data corrupt: block at offset %zu claims %u raw "
 		       "bytes (1..%u allowed)", pos, *raw, PAGE_CODEC_BLOCK);
 		return -EBADMSG;
@@ -159,13 +147,13 @@ static int check_block(const uint8_t *in, size_t len, size_t pos,
 			goto bad_size;
 		break;
 	default:
-		seterr(err, errlen,
+		xport__seterr(err, errlen,
 		       "page data corrupt: block at offset %zu has unknown "
 		       "method %u", pos, *method);
 		return -EBADMSG;
 	}
 	if (*stored > len - pos - PAGE_CODEC_BLOCK_HDR) {
-		seterr(err, errlen,
+		xport__seterr(err, errlen,
 		       "page data truncated: block at offset %zu stores %u "
 		       "bytes, %zu left", pos, *stored,
 		       len - pos - PAGE_CODEC_BLOCK_HDR);
@@ -174,7 +162,7 @@ static int check_block(const uint8_t *in, size_t len, size_t pos,
 	return 0;
 
 bad_size:
-	seterr(err, errlen,
+	xport__seterr(err, errlen,
 	       "page data corrupt: block at offset %zu: method %u with %u "
 	       "stored bytes for %u raw bytes", pos, *method, *stored, *raw);
 	return -EBADMSG;
@@ -215,7 +203,7 @@ int page_codec__decode(const void *in, size_t len, void *out, size_t out_len,
 		if (rc)
 			return rc;
 		if (raw > out_len - done) {
-			seterr(err, errlen,
+			xport__seterr(err, errlen,
 			       "page data corrupt: block at offset %zu would "
 			       "decode past the expected %zu bytes", pos,
 			       out_len);
@@ -236,7 +224,7 @@ int page_codec__decode(const void *in, size_t len, void *out, size_t out_len,
 						(char *)dst + done, (int)stored,
 						(int)raw);
 			if (n != (int)raw) {
-				seterr(err, errlen,
+				xport__seterr(err, errlen,
 				       "page data corrupt: LZ4 block at offset "
 				       "%zu %s", pos,
 				       n < 0 ? "does not decode" :
@@ -249,7 +237,7 @@ int page_codec__decode(const void *in, size_t len, void *out, size_t out_len,
 		pos += PAGE_CODEC_BLOCK_HDR + stored;
 	}
 	if (done != out_len) {
-		seterr(err, errlen,
+		xport__seterr(err, errlen,
 		       "page data truncated: decoded %zu bytes, expected %zu",
 		       done, out_len);
 		return -EBADMSG;

@@ -75,19 +75,6 @@ struct rdma_listener {
 	struct rdma_cm_id *lid;	/* synchronous id: its channel is its own */
 };
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static struct rdma_xport *rdma_of(struct xport *x)
 {
@@ -109,7 +96,7 @@ static int check_device(char *err, size_t errlen)
 	if (list)
 		ibv_free_device_list(list);
 	if (!list || n == 0) {
-		seterr(err, errlen,
+		xport__seterr(err, errlen,
 		       "no RDMA device on this host (ibv_get_device_list "
 		       "found none)");
 		return -ENODEV;
@@ -163,7 +150,7 @@ static int resolve(const char *addr, bool passive, struct rdma_addrinfo **res,
 	errno = 0;
 	if (rdma_getaddrinfo(host[0] ? host : NULL, port, &hints, res)) {
 		rc = errno ? -errno : -EHOSTUNREACH;
-		seterr(err, errlen, "cannot resolve rdma:%s: %s", addr,
+		xport__seterr(err, errlen, "cannot resolve rdma:%s: %s", addr,
 		       strerror(-rc));
 		return rc;
 	}
@@ -290,14 +277,14 @@ static int wait_established(struct rdma_xport *r, uint64_t deadline,
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n == 0) {
-			seterr(err, errlen, "%s: no answer in time", what);
+			xport__seterr(err, errlen, "%s: no answer in time", what);
 			return -ETIMEDOUT;
 		}
 		if (n < 0 || rdma_get_cm_event(r->cm_ch, &ev)) {
 			if (errno == EAGAIN)
 				continue;
 			n = neg_errno();
-			seterr(err, errlen, "%s: %s", what, strerror(-n));
+			xport__seterr(err, errlen, "%s: %s", what, strerror(-n));
 			return n;
 		}
 		type = ev->event;
@@ -307,16 +294,16 @@ static int wait_established(struct rdma_xport *r, uint64_t deadline,
 		case RDMA_CM_EVENT_ESTABLISHED:
 			return 0;
 		case RDMA_CM_EVENT_REJECTED:
-			seterr(err, errlen, "%s: %s", what,
+			xport__seterr(err, errlen, "%s: %s", what,
 			       strerror(ECONNREFUSED));
 			return -ECONNREFUSED;
 		case RDMA_CM_EVENT_UNREACHABLE:
 		case RDMA_CM_EVENT_CONNECT_ERROR:
-			seterr(err, errlen, "%s: %s (%s)", what,
+			xport__seterr(err, errlen, "%s: %s (%s)", what,
 			       strerror(EHOSTUNREACH), rdma_event_str(type));
 			return -EHOSTUNREACH;
 		default:
-			seterr(err, errlen, "%s: unexpected %s (status %d)",
+			xport__seterr(err, errlen, "%s: unexpected %s (status %d)",
 			       what, rdma_event_str(type), status);
 			return -ECONNABORTED;
 		}
@@ -354,7 +341,7 @@ static int rdma_listen_(const char *addr, struct xport_listener **out,
 	if (rdma_create_ep(&l->lid, res, NULL, &attr) ||
 	    rdma_listen(l->lid, 16)) {
 		rc = neg_errno();
-		seterr(err, errlen, "cannot listen on rdma:%s: %s", addr,
+		xport__seterr(err, errlen, "cannot listen on rdma:%s: %s", addr,
 		       strerror(-rc));
 		if (l->lid)
 			rdma_destroy_ep(l->lid);
@@ -394,19 +381,19 @@ static int rdma_accept_(struct xport_listener *xl, int timeout_ms,
 		rc = poll(&pfd, 1, xport__ms_left(deadline));
 	while (rc < 0 && errno == EINTR);
 	if (rc == 0) {
-		seterr(err, errlen, "no connection on %s within %d ms",
+		xport__seterr(err, errlen, "no connection on %s within %d ms",
 		       l->base.addr, timeout_ms);
 		return -ETIMEDOUT;
 	}
 	if (rc < 0 || rdma_get_request(l->lid, &id)) {
 		rc = neg_errno();
-		seterr(err, errlen, "accept on %s: %s", l->base.addr,
+		xport__seterr(err, errlen, "accept on %s: %s", l->base.addr,
 		       strerror(-rc));
 		return rc;
 	}
 	rc = setup_conn(id, &r);
 	if (rc) {
-		seterr(err, errlen, "accept on %s: setting up the connection: "
+		xport__seterr(err, errlen, "accept on %s: setting up the connection: "
 		       "%s", l->base.addr, strerror(-rc));
 		return rc;
 	}
@@ -415,7 +402,7 @@ static int rdma_accept_(struct xport_listener *xl, int timeout_ms,
 	conn_param(&param);
 	if (rdma_accept(r->id, &param)) {
 		rc = neg_errno();
-		seterr(err, errlen, "%s: %s", what, strerror(-rc));
+		xport__seterr(err, errlen, "%s: %s", what, strerror(-rc));
 		goto fail;
 	}
 	rc = wait_established(r, deadline, what, err, errlen);
@@ -453,19 +440,19 @@ static int rdma_connect_(const char *addr, int timeout_ms, struct xport **out,
 	rdma_freeaddrinfo(res);
 	if (rc) {
 		rc = neg_errno();
-		seterr(err, errlen, "%s: %s", what, strerror(-rc));
+		xport__seterr(err, errlen, "%s: %s", what, strerror(-rc));
 		return rc;
 	}
 	rc = setup_conn(id, &r);
 	if (rc) {
-		seterr(err, errlen, "%s: %s", what, strerror(-rc));
+		xport__seterr(err, errlen, "%s: %s", what, strerror(-rc));
 		return rc;
 	}
 	name_peer(r);
 	conn_param(&param);
 	if (rdma_connect(r->id, &param)) {
 		rc = neg_errno();
-		seterr(err, errlen, "%s: %s", what, strerror(-rc));
+		xport__seterr(err, errlen, "%s: %s", what, strerror(-rc));
 		goto fail;
 	}
 	rc = wait_established(r, deadline, what, err, errlen);

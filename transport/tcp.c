@@ -44,19 +44,6 @@ struct tcp_listener {
 	int fd;
 };
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static struct tcp_xport *tcp_of(struct xport *x)
 {
@@ -171,7 +158,7 @@ static int resolve(const char *host, const char *port, bool passive,
 
 	rc = getaddrinfo(host[0] ? host : NULL, port, &hints, res);
 	if (rc) {
-		seterr(err, errlen, "cannot resolve '%s': %s", addr,
+		xport__seterr(err, errlen, "cannot resolve '%s': %s", addr,
 		       rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
 		return rc == EAI_SYSTEM && errno ? -errno : -EHOSTUNREACH;
 	}
@@ -243,7 +230,7 @@ static int tcp_listen(const char *addr, struct xport_listener **out,
 		freeaddrinfo(res);
 	}
 	if (rc) {
-		seterr(err, errlen, "cannot listen on tcp:%s: %s", addr,
+		xport__seterr(err, errlen, "cannot listen on tcp:%s: %s", addr,
 		       strerror(-rc));
 		return rc;
 	}
@@ -282,12 +269,12 @@ static int tcp_accept(struct xport_listener *xl, int timeout_ms,
 			continue;
 		if (rc < 0) {
 			rc = -errno;
-			seterr(err, errlen, "accept on %s: %s", l->base.addr,
+			xport__seterr(err, errlen, "accept on %s: %s", l->base.addr,
 			       strerror(-rc));
 			return rc;
 		}
 		if (rc == 0) {
-			seterr(err, errlen, "no connection on %s within %d ms",
+			xport__seterr(err, errlen, "no connection on %s within %d ms",
 			       l->base.addr, timeout_ms);
 			return -ETIMEDOUT;
 		}
@@ -300,7 +287,7 @@ static int tcp_accept(struct xport_listener *xl, int timeout_ms,
 		    errno == EAGAIN || errno == EWOULDBLOCK)
 			continue;
 		rc = -errno;
-		seterr(err, errlen, "accept on %s: %s", l->base.addr,
+		xport__seterr(err, errlen, "accept on %s: %s", l->base.addr,
 		       strerror(-rc));
 		return rc;
 	}
@@ -397,11 +384,11 @@ static int tcp_connect(const char *addr, int timeout_ms, struct xport **out,
 		else
 			snprintf(shown, sizeof(shown), "%s (%s)", addr, tried);
 		if (rc == -ETIMEDOUT)
-			seterr(err, errlen,
+			xport__seterr(err, errlen,
 			       "cannot connect to %s: no answer within %d ms",
 			       shown, timeout_ms);
 		else
-			seterr(err, errlen, "cannot connect to %s: %s", shown,
+			xport__seterr(err, errlen, "cannot connect to %s: %s", shown,
 			       strerror(-rc));
 		return rc;
 	}

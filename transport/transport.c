@@ -33,10 +33,7 @@ static const struct xport_ops *const backends[] = {
 #endif
 };
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
+void xport__seterr(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -128,7 +125,7 @@ int xport__split_hostport(const char *addr, char *host, size_t hostlen,
 		const char *rb = strchr(addr, ']');
 
 		if (!rb || rb[1] != ':') {
-			seterr(err, errlen,
+			xport__seterr(err, errlen,
 			       "bad address '%s': expected [IPV6]:PORT", addr);
 			return -EINVAL;
 		}
@@ -138,20 +135,20 @@ int xport__split_hostport(const char *addr, char *host, size_t hostlen,
 	} else {
 		colon = strrchr(addr, ':');
 		if (!colon) {
-			seterr(err, errlen,
+			xport__seterr(err, errlen,
 			       "bad address '%s': expected HOST:PORT", addr);
 			return -EINVAL;
 		}
 		hl = (size_t)(colon - addr);
 		if (memchr(addr, ':', hl)) {
-			seterr(err, errlen,
+			xport__seterr(err, errlen,
 			       "bad address '%s': put an IPv6 address in "
 			       "brackets, e.g. [::1]:4444", addr);
 			return -EINVAL;
 		}
 	}
 	if (hl >= hostlen) {
-		seterr(err, errlen, "bad address '%s': host name too long",
+		xport__seterr(err, errlen, "bad address '%s': host name too long",
 		       addr);
 		return -EINVAL;
 	}
@@ -159,7 +156,7 @@ int xport__split_hostport(const char *addr, char *host, size_t hostlen,
 	pn = strtoul(colon + 1, &end, 10);
 	if (!colon[1] || *end || errno || pn > 65535 ||
 	    strlen(colon + 1) >= portlen) {
-		seterr(err, errlen, "bad address '%s': port must be 0..65535",
+		xport__seterr(err, errlen, "bad address '%s': port must be 0..65535",
 		       addr);
 		return -EINVAL;
 	}
@@ -210,7 +207,7 @@ static const struct xport_ops *find_backend(const char *uri, const char **rest,
 	size_t n;
 
 	if (!colon) {
-		seterr(err, errlen,
+		xport__seterr(err, errlen,
 		       "bad address '%s': expected tcp:HOST:PORT or "
 		       "rdma:HOST:PORT", uri);
 		return NULL;
@@ -224,11 +221,11 @@ static const struct xport_ops *find_backend(const char *uri, const char **rest,
 		}
 	}
 	if (n == 4 && !strncmp(uri, "rdma", 4))
-		seterr(err, errlen,
+		xport__seterr(err, errlen,
 		       "'%s': this ftvm was built without RDMA support "
 		       "(librdmacm/libibverbs not found at build time)", uri);
 	else
-		seterr(err, errlen,
+		xport__seterr(err, errlen,
 		       "bad address '%s': unknown transport '%.*s' (tcp, "
 		       "rdma)", uri, (int)n, uri);
 	return NULL;
@@ -549,7 +546,7 @@ static int rx_fail(struct xport *x, int rc, char *err, size_t errlen,
 	vsnprintf(x->rx_errmsg, sizeof(x->rx_errmsg), fmt, ap);
 	va_end(ap);
 	x->rx_err = rc;
-	seterr(err, errlen, "%s", x->rx_errmsg);
+	xport__seterr(err, errlen, "%s", x->rx_errmsg);
 	/* Drop the partial message now: a dead connection holds no memory. */
 	sbuf__free(&x->rx.payload);
 	return rc;
@@ -595,7 +592,7 @@ static int rx_header(struct xport *x, int timeout_ms, char *err,
 			     XPORT_HEADER_SIZE - r->hdr_got, timeout_ms, &got);
 		r->hdr_got += got;
 		if (rc == -ETIMEDOUT) {
-			seterr(err, errlen, "no message from %s within %d ms",
+			xport__seterr(err, errlen, "no message from %s within %d ms",
 			       x->peer, timeout_ms);
 			return rc;
 		}
@@ -675,7 +672,7 @@ static int rx_payload(struct xport *x, int timeout_ms, char *err,
 		p->len += got;
 		if (rc == -ETIMEDOUT) {
 			describe(x, what, sizeof(what));
-			seterr(err, errlen,
+			xport__seterr(err, errlen,
 			       "%s: no data from %s for %d ms (%zu of %u "
 			       "payload bytes so far)", what, x->peer,
 			       timeout_ms, p->len, r->len);
@@ -708,7 +705,7 @@ int xport__recv(struct xport *x, struct xport_msg *m, int timeout_ms,
 	int rc;
 
 	if (x->rx_err) {
-		seterr(err, errlen, "%s", x->rx_errmsg);
+		xport__seterr(err, errlen, "%s", x->rx_errmsg);
 		return x->rx_err;
 	}
 	if (atomic_load(&x->shut))

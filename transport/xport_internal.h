@@ -69,6 +69,9 @@ int xport__base_init(struct xport *x, const struct xport_ops *ops,
 /* Backends: account n bytes just stored into the caller's buffer. */
 void xport__note_rx(struct xport *x, size_t n);
 uint64_t xport__now_ns(void);
+/* Writes a message into err (which may be NULL). */
+void xport__seterr(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 /*
  * Split "HOST:PORT" / "[V6]:PORT" / ":PORT".  host gets "" for an empty or
