@@ -117,49 +117,57 @@ static int recv_msg(struct ft *ft, struct xport_msg *m, int timeout_ms)
 	}
 }
 
-/* Sends pages: u32 count, u64 index[count], then the data (LZ4-coded if on). */
+/*
+ * Sends pages: u32 count, u64 index[count], then the data (LZ4-coded if
+ * on). copy: the pages' contents, contiguous (a checkpoint's capture); NULL
+ * reads them from guest memory (the initial sync, while the guest runs).
+ */
 static int send_pages(struct ft *ft, uint16_t type, uint64_t epoch, const uint64_t *idx,
-		      const uint8_t *const *data, size_t n, struct sbuf *wire)
+		      const uint8_t *copy, size_t n, struct sbuf *wire)
 {
 	struct vm *vm = ft->cfg.vm;
-	uint32_t flags = ft->cfg.compress ? FT_FLAG_LZ4 : 0;
+	bool lz4 = ft->cfg.compress;
+	struct iovec *iov = NULL;
+	int niov = 0, ret;
 
 	sbuf__reset(wire);
 	uint32_t count = (uint32_t)n;
-	int ret = sbuf__append(wire, &count, 4);
+	ret = sbuf__append(wire, &count, 4);
 	if (!ret)
 		ret = sbuf__append(wire, idx, n * 8);
 	if (ret)
 		return ret;
 	size_t head = wire->len;
-	if (flags & FT_FLAG_LZ4) {
-		/* Encode page by page into one stream (runs of pages would be
-		 * better; the codec's 64 KiB blocks bound its cost either way). */
+	if (lz4 && copy) {
+		ret = page_codec__encode(copy, n * FT_PAGE, wire);
+	} else if (lz4) {
 		for (size_t i = 0; i < n && !ret; i++)
-			ret = page_codec__encode(data ? data[i] : vm__guest_ptr(vm, vm__page_gpa(vm, idx[i]), FT_PAGE),
+			ret = page_codec__encode(vm__guest_ptr(vm, vm__page_gpa(vm, idx[i]), FT_PAGE),
 						 FT_PAGE, wire);
-		if (ret)
-			return ret;
-		pthread_mutex_lock(&ft->lock);
-		ft->bytes_raw += n * FT_PAGE;
-		ft->bytes_wire += wire->len - head;
-		pthread_mutex_unlock(&ft->lock);
-		return send_buf(ft, type, flags, epoch, wire->data, wire->len);
+	} else {
+		/* Raw: gather straight from where the pages are. */
+		iov = malloc((n + 1) * sizeof(*iov));
+		if (!iov)
+			return -ENOMEM;
+		iov[niov++] = (struct iovec){ wire->data, wire->len };
+		if (copy)
+			iov[niov++] = (struct iovec){ (void *)(uintptr_t)copy, n * FT_PAGE };
+		else
+			for (size_t i = 0; i < n; i++)
+				iov[niov++] = (struct iovec){
+					vm__guest_ptr(vm, vm__page_gpa(vm, idx[i]), FT_PAGE), FT_PAGE };
 	}
-	struct iovec *iov = malloc((n + 1) * sizeof(*iov));
-	if (!iov)
-		return -ENOMEM;
-	iov[0] = (struct iovec){ wire->data, wire->len };
-	for (size_t i = 0; i < n; i++) {
-		void *p = data ? (void *)(uintptr_t)data[i]
-			       : vm__guest_ptr(vm, vm__page_gpa(vm, idx[i]), FT_PAGE);
-		iov[i + 1] = (struct iovec){ p, FT_PAGE };
+	if (ret) {
+		free(iov);
+		return ret;
 	}
 	pthread_mutex_lock(&ft->lock);
 	ft->bytes_raw += n * FT_PAGE;
-	ft->bytes_wire += n * FT_PAGE;
+	ft->bytes_wire += lz4 ? wire->len - head : n * FT_PAGE;
 	pthread_mutex_unlock(&ft->lock);
-	ret = xport__send(ft->x, type, 0, epoch, iov, (int)(n + 1));
+	if (lz4)
+		return send_buf(ft, type, FT_FLAG_LZ4, epoch, wire->data, wire->len);
+	ret = xport__send(ft->x, type, 0, epoch, iov, niov);
 	if (ret)
 		ft__error(ft, "sending %s to %s: %s", ft_msg_names[type], ft->peer, strerror(-ret));
 	free(iov);
@@ -346,11 +354,6 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first)
 		per = (c->nr + 1) / 2;
 	for (size_t off = 0; !ret && off < c->nr; off += per) {
 		size_t n = c->nr - off < per ? c->nr - off : per;
-		const uint8_t **ptrs = malloc(n * sizeof(*ptrs));
-		if (!ptrs)
-			return -ENOMEM;
-		for (size_t i = 0; i < n; i++)
-			ptrs[i] = c->data + (off + i) * FT_PAGE;
 		if (ft->inject == FT_INJECT_CORRUPT_PAGES || ft->inject == FT_INJECT_TRUNCATE_PAGES) {
 			bool corrupt = ft->inject == FT_INJECT_CORRUPT_PAGES;
 			fprintf(stderr, "ftvm: ft: injected %s PAGES of checkpoint %llu\n",
@@ -358,8 +361,8 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first)
 			xport__inject_fault(ft->x, corrupt ? XPORT_FAULT_CORRUPT_NEXT : XPORT_FAULT_TRUNCATE_NEXT);
 			ft->inject = FT_INJECT_NONE;
 		}
-		ret = send_pages(ft, FT_MSG_PAGES, epoch, c->pages + off, ptrs, n, &c->wire);
-		free(ptrs);
+		ret = send_pages(ft, FT_MSG_PAGES, epoch, c->pages + off, c->data + off * FT_PAGE, n,
+				 &c->wire);
 		cm.page_msgs++;
 		if (off == 0)
 			maybe_die(ft, FT_INJECT_DIE_MID_PAGES);
