@@ -14,9 +14,13 @@
  *    tracepoint, rasdaemon or an mcelog trigger; this kernel has none, so
  *    events arrive as lines on a FIFO (`--mce-fifo`), the same path an
  *    mcelog trigger script would use;
- *  - no failover is ever started without quorum.
+ *  - a fatal block I/O error reported for the local VMM (an `io-error ...`
+ *    line on the same FIFO): handled exactly as a machine check;
+ *  - no failover is ever started without quorum: the last votequorum
+ *    notification and a fresh votequorum_getinfo() must both say quorate.
  *
- * Runs on libqb's main loop; logs through qb_log.
+ * Runs on libqb's main loop; logs through qb_log to stderr and, with
+ * --log FILE, to that file.
  */
 #include <corosync/cpg.h>
 #include <corosync/votequorum.h>
@@ -45,7 +49,8 @@ struct ftvmd {
 	uint32_t my_nodeid;
 	const char *resource;	/* the promotable clone's resource id */
 	const char *sock;	/* the local VMM's monitor socket */
-	const char *fifo;	/* machine-check events */
+	const char *fifo;	/* machine-check / io-error events */
+	const char *logfile;
 	int fifo_fd;
 	char fifo_buf[512];
 	size_t fifo_len;
@@ -115,6 +120,25 @@ static bool has(const char *json, const char *needle)
 	return strstr(json, needle) != NULL;
 }
 
+/* Quorate now? The tracked state (notifications) and a fresh query must
+ * agree: a notification still queued in corosync's socket must not let an
+ * event be acted on in a partition that just lost quorum. */
+static bool quorate_now(struct ftvmd *d)
+{
+	struct votequorum_info info;
+
+	/* deliver what is queued first */
+	if (votequorum_dispatch(d->vq, CS_DISPATCH_ALL) != CS_OK)
+		return false;
+	if (!d->quorate)
+		return false;
+	if (votequorum_getinfo(d->vq, 0, &info) != CS_OK) {
+		qb_log(LOG_WARNING, "votequorum_getinfo failed: treating the partition as inquorate");
+		return false;
+	}
+	return (info.flags & VOTEQUORUM_INFO_QUORATE) != 0;
+}
+
 /* ---- peer loss -------------------------------------------------------------- */
 
 static void node_name(uint32_t nodeid, char *name, size_t len)
@@ -140,7 +164,7 @@ static void on_peer_lost(struct ftvmd *d, uint32_t nodeid)
 {
 	char ans[4096], name[128];
 
-	if (!d->quorate) {
+	if (!quorate_now(d)) {
 		qb_log(LOG_WARNING, "node %u left, but this partition has no quorum: no failover", nodeid);
 		return;
 	}
@@ -172,9 +196,10 @@ static void cpg_confchg(cpg_handle_t h, const struct cpg_name *group,
 	if (cpg_context_get(h, (void **)&d) != CS_OK)
 		return;
 	qb_log(LOG_INFO, "group: %zu members, %zu left, %zu joined", n_members, n_left, n_joined);
+	/* Only a node that left the membership counts: an ftvmd that exits
+	 * (PROCDOWN, e.g. restarted) or leaves says nothing about the VM there. */
 	for (size_t i = 0; i < n_left; i++)
-		if (left[i].nodeid != d->my_nodeid &&
-		    (left[i].reason == CPG_REASON_NODEDOWN || left[i].reason == CPG_REASON_PROCDOWN))
+		if (left[i].nodeid != d->my_nodeid && left[i].reason == CPG_REASON_NODEDOWN)
 			on_peer_lost(d, left[i].nodeid);
 }
 
@@ -202,8 +227,8 @@ static void on_mce(struct ftvmd *d, const char *what)
 {
 	char ans[4096], me[128];
 
-	qb_log(LOG_CRIT, "machine check on this node: %s", what);
-	if (!d->quorate) {
+	qb_log(LOG_CRIT, "fatal hardware event on this node: %s", what);
+	if (!quorate_now(d)) {
 		qb_log(LOG_WARNING, "no quorum: not moving the VM");
 		return;
 	}
@@ -238,7 +263,10 @@ static int fifo_ready(int fd, int revents, void *data)
 	char *nl;
 	while ((nl = strchr(d->fifo_buf, '\n'))) {
 		*nl = '\0';
-		if (!strncmp(d->fifo_buf, "mce", 3))
+		/* "mce ..." (machine check) and "io-error ..." (fatal block I/O
+		 * error of the local VMM) are handled alike */
+		if ((!strncmp(d->fifo_buf, "mce", 3) && (!d->fifo_buf[3] || d->fifo_buf[3] == ' ')) ||
+		    (!strncmp(d->fifo_buf, "io-error", 8) && (!d->fifo_buf[8] || d->fifo_buf[8] == ' ')))
 			on_mce(d, d->fifo_buf);
 		else if (d->fifo_buf[0])
 			qb_log(LOG_WARNING, "ignoring unknown event '%s'", d->fifo_buf);
@@ -283,10 +311,12 @@ static int32_t on_signal(int32_t sig, void *data)
 
 static void usage(FILE *f)
 {
-	fputs("usage: ftvmd --resource ID --socket PATH [--mce-fifo PATH]\n"
+	fputs("usage: ftvmd --resource ID --socket PATH [--mce-fifo PATH] [--log FILE]\n"
 	      "  --resource ID     the promotable clone's resource id (e.g. vm1)\n"
 	      "  --socket PATH     the local ftvm monitor socket\n"
-	      "  --mce-fifo PATH   machine-check events, one 'mce ...' line each\n", f);
+	      "  --mce-fifo PATH   fatal hardware events, one line each: 'mce ...' (machine\n"
+	      "                    check) or 'io-error ...' (fatal block I/O error)\n"
+	      "  --log FILE        log there too (default: stderr only)\n", f);
 }
 
 int main(int argc, char **argv)
@@ -296,6 +326,7 @@ int main(int argc, char **argv)
 		{ "resource", required_argument, NULL, 'r' },
 		{ "socket", required_argument, NULL, 's' },
 		{ "mce-fifo", required_argument, NULL, 'm' },
+		{ "log", required_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -306,6 +337,7 @@ int main(int argc, char **argv)
 		case 'r': d.resource = optarg; break;
 		case 's': d.sock = optarg; break;
 		case 'm': d.fifo = optarg; break;
+		case 'l': d.logfile = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -317,6 +349,19 @@ int main(int argc, char **argv)
 	qb_log_init("ftvmd", LOG_DAEMON, LOG_INFO);
 	qb_log_ctl(QB_LOG_STDERR, QB_LOG_CONF_ENABLED, QB_TRUE);
 	qb_log_filter_ctl(QB_LOG_STDERR, QB_LOG_FILTER_ADD, QB_LOG_FILTER_FILE, "*", LOG_INFO);
+	qb_log_format_set(QB_LOG_STDERR, "%t %N[%P] %p: %b");
+	if (d.logfile) {
+		int t = qb_log_file_open(d.logfile);
+		if (t < 0) {
+			qb_log(LOG_ERR, "cannot open log file %s: %s", d.logfile, strerror(-t));
+			return 1;
+		}
+		qb_log_ctl(t, QB_LOG_CONF_ENABLED, QB_TRUE);
+		qb_log_filter_ctl(t, QB_LOG_FILTER_ADD, QB_LOG_FILTER_FILE, "*", LOG_INFO);
+		qb_log_format_set(t, "%t %N[%P] %p: %b");
+	}
+	/* the main loop waits for the commands it runs (crm_resource) */
+	signal(SIGPIPE, SIG_IGN);
 	d.loop = qb_loop_create();
 
 	cpg_model_v1_data_t model = {

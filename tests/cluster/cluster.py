@@ -466,11 +466,21 @@ class Cluster:
     (logs, CIBs) after down() (also FTVM_CLUSTER_KEEP=1). dc_deadtime:
     written into the first CIB (pacemaker's default 20 s makes the first
     start 20 s slower). daemon_env: extra environment for pacemakerd, and
-    so for the resource agents it runs (e.g. {"PATH": "...:/usr/bin"})."""
+    so for the resource agents it runs (e.g. {"PATH": "...:/usr/bin"}).
+    consensus, token_coefficient: corosync totem values (ms; None = corosync's
+    defaults: 1.2 x the runtime token, 650); totem_extra: more totem
+    key: value pairs. on_node_start(cluster, node): called after every start
+    of a node (first start and restarts, corosync answering and pacemakerd
+    started), to start per-node daemons."""
 
     def __init__(self, nodes=3, token=3000, cluster_id=None, auto_restart=False, ocf_agents=None,
-                 persistent=False, log=print, keep_state=None, dc_deadtime="2s", daemon_env=None):
+                 persistent=False, log=print, keep_state=None, dc_deadtime="2s", daemon_env=None,
+                 consensus=None, token_coefficient=None, totem_extra=None, on_node_start=None):
         self.n = nodes
+        self.consensus = consensus
+        self.token_coefficient = token_coefficient
+        self.totem_extra = dict(totem_extra or {})
+        self.on_node_start = on_node_start
         self.daemon_env = dict(daemon_env or {})
         self.dc_deadtime = dc_deadtime
         self.token = token
@@ -533,7 +543,8 @@ class Cluster:
         must be there when the resources first start)."""
         if nodes is not None and nodes != self.n:
             self.__init__(nodes, self.token, self.id, self.auto_restart, self.ocf_agents, self.persistent,
-                          self._log, self.keep_state, self.dc_deadtime, self.daemon_env)
+                          self._log, self.keep_state, self.dc_deadtime, self.daemon_env, self.consensus,
+                          self.token_coefficient, self.totem_extra, self.on_node_start)
         if os.geteuid() != 0:
             raise ClusterError("needs root")
         t0 = time.monotonic()
@@ -632,15 +643,37 @@ class Cluster:
             self._save()
         return b
 
+    def runtime_totem(self, node=None):
+        """{key: ms} of the totem timeouts corosync actually runs with
+        (runtime.config.totem.token, consensus, token_retransmit, join...),
+        read with corosync-cmapctl in a live node."""
+        nd = self.node(node) if node is not None else self._via(None)[0]
+        r = nd.run(["corosync-cmapctl", "-b", "runtime.config.totem"], timeout=10, check=False)
+        out = {}
+        for line in r.stdout.splitlines():
+            k, _, v = line.partition(" = ")
+            k = k.split(" (")[0].rsplit(".", 1)[-1]
+            try:
+                out[k] = int(v.strip())
+            except ValueError:
+                pass
+        return out
+
     def corosync_conf(self):
         nodes = "".join("    node {\n        ring0_addr: %s\n        name: %s\n        nodeid: %d\n    }\n"
                         % (n.addr, n.name, n.index) for n in self.nodes)
+        extra = dict(self.totem_extra)
+        if self.consensus is not None:
+            extra["consensus"] = self.consensus
+        if self.token_coefficient is not None:
+            extra["token_coefficient"] = self.token_coefficient
+        extra = "".join("    %s: %s\n" % kv for kv in extra.items())
         return ("totem {\n    version: 2\n    cluster_name: ftvm%s\n    transport: knet\n"
-                "    token: %d\n    crypto_cipher: none\n    crypto_hash: none\n    ip_version: ipv4\n}\n"
+                "    token: %d\n%s    crypto_cipher: none\n    crypto_hash: none\n    ip_version: ipv4\n}\n"
                 "nodelist {\n%s}\n"
                 "quorum {\n    provider: corosync_votequorum\n}\n"
                 "logging {\n    to_logfile: yes\n    logfile: /var/log/pacemaker/corosync.log\n"
-                "    to_stderr: no\n    to_syslog: no\n    timestamp: on\n}\n") % (self.id, self.token, nodes)
+                "    to_stderr: no\n    to_syslog: no\n    timestamp: on\n}\n") % (self.id, self.token, extra, nodes)
 
     def _write_node_config(self, node):
         d = node.dir
@@ -723,6 +756,8 @@ class Cluster:
             node.popen(["pacemakerd"], env=dict(PCMK_ENV, **self.daemon_env), stdout=out, stderr=subprocess.STDOUT)
             out.close()
             self.log("%s started (holder %d, %.1f s)" % (node.name, node.pid, time.monotonic() - t0))
+            if self.on_node_start:
+                self.on_node_start(self, node)
 
     def _configure_fencing(self, timeout=60):
         hosts = " ".join(n.name for n in self.nodes)
