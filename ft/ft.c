@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,6 +24,10 @@ int ft__create(const struct ft_config *cfg, struct ft **out, char *err)
 		ft->cfg.heartbeat_ms = 100;
 	if (!ft->cfg.heartbeat_timeout_ms)
 		ft->cfg.heartbeat_timeout_ms = 500;
+	if (ft->cfg.event_hook)
+		snprintf(ft->event_hook, sizeof(ft->event_hook), "%s", ft->cfg.event_hook);
+	ft->cfg.event_hook = NULL;	/* the copy above is the one in use */
+	ft->hook_timeout_ms = ft->cfg.hook_timeout_ms ? ft->cfg.hook_timeout_ms : 10000;
 	pthread_mutex_init(&ft->lock, NULL);
 	pthread_cond_init(&ft->cond, NULL);
 	sbuf__init(&ft->committed_state);
@@ -69,6 +74,9 @@ void ft__destroy(struct ft *ft)
 {
 	if (!ft)
 		return;
+	pthread_mutex_lock(&ft->lock);
+	ft->quitting = true;
+	pthread_mutex_unlock(&ft->lock);
 	ft__stop_thread(ft);
 	xport__close(ft->x);
 	xport__listener_close(ft->listener);
@@ -99,6 +107,16 @@ static void *secondary_thread(void *arg)
 	return NULL;
 }
 
+/* A protection run's id: random, never 0 (0 = none). */
+static uint64_t new_session(void)
+{
+	uint64_t v = 0;
+	while (!v)
+		if (getrandom(&v, sizeof(v), 0) != sizeof(v))
+			v = ft__now_ns() ^ ((uint64_t)getpid() << 32);
+	return v;
+}
+
 int ft__protect(struct ft *ft, const char *uri, char *err)
 {
 	pthread_mutex_lock(&ft->lock);
@@ -109,6 +127,11 @@ int ft__protect(struct ft *ft, const char *uri, char *err)
 	if (!ft->primary_role) {
 		snprintf(err, VMM_ERR_LEN, "this is a secondary (--incoming): it cannot protect");
 		return -EINVAL;
+	}
+	if (busy && st == FT_REVOKING) {
+		snprintf(err, VMM_ERR_LEN, "the lost secondary %s is being revoked (event hook); output "
+			 "is held until that is done (migrate_cancel releases it now)", ft->peer);
+		return -EBUSY;
 	}
 	if (busy && (st == FT_SETUP || st == FT_SYNCING || st == FT_PROTECTED)) {
 		snprintf(err, VMM_ERR_LEN, "protection is already %s (migrate_cancel first)",
@@ -138,6 +161,7 @@ int ft__protect(struct ft *ft, const char *uri, char *err)
 	memset(&ft->ckpt_ship_us, 0, sizeof(ft->ckpt_ship_us));
 	ft->bytes_raw = ft->bytes_wire = 0;
 	ft->sync_ram_pages = ft->sync_disk_blocks = ft->sync_rounds = 0;
+	ft->session = new_session();
 	ft->state = FT_SETUP;
 	ft->thread_running = true;
 	pthread_mutex_unlock(&ft->lock);

@@ -38,16 +38,27 @@ struct ft_config {
 	bool compress;			/* LZ4 on pages */
 	bool failover_on_peer_loss;	/* secondary: fail over without being told */
 	uint32_t advertise_tsc_khz;	/* test-only: claim this TSC rate in HELLO (0: the real one) */
+	/*
+	 * Primary: a command (sh -c) run when the secondary is lost after it
+	 * committed a checkpoint. Held output stays held until it exits 0: it
+	 * must make sure the lost secondary is never promoted (the cluster
+	 * agent marks it stale). Retried every second while it fails; NULL:
+	 * release at once (standalone use). Environment: docs/operations.md.
+	 */
+	const char *event_hook;
+	uint32_t hook_timeout_ms;	/* one run of the hook at most this long (default 10000) */
 };
 
 struct ft;
 
 int ft__create(const struct ft_config *cfg, struct ft **out, char *err);
+/* Ends the ft; held output is not released (the VMM is ending). */
 void ft__destroy(struct ft *ft);
 
 /* Primary: start protecting towards uri ("tcp:HOST:PORT"); returns at once. */
 int ft__protect(struct ft *ft, const char *uri, char *err);
-/* Primary: stop protection cleanly (held output is released). */
+/* Primary: stop protection cleanly (held output is released; also ends a
+ * peer-lost hook wait: the operator says the old secondary cannot take over). */
 int ft__cancel(struct ft *ft, char *err);
 /* Secondary: wait for a primary on uri. */
 int ft__listen(struct ft *ft, const char *uri, char *err);

@@ -8,7 +8,7 @@
 #include "ft/ft.h"
 #include "transport/transport.h"
 
-#define FT_PROTO_VERSION 1
+#define FT_PROTO_VERSION 2	/* 2: HELLO carries the protection session id */
 #define FT_PAGE 4096u
 #define FT_PAGES_PER_MSG 4096u		/* 16 MiB of pages per PAGES message at most */
 #define FT_DISK_BLOCK (64u << 10)	/* replicated-disk sync granularity */
@@ -49,6 +49,7 @@ struct ft_hello {
 	uint64_t disk_size;
 	uint32_t page_size;
 	char name[64];
+	uint64_t session;	/* v2: the primary's id for this protection run */
 };
 
 int ft_hello__encode(const struct ft_hello *h, struct sbuf *out);
@@ -92,6 +93,8 @@ enum ft_state {
 	FT_FAILED_OVER,		/* was secondary, now runs the guest */
 	FT_FAILED,		/* secondary could not fail over */
 	FT_HANDED_OVER,		/* primary: the secondary runs the guest now */
+	FT_REVOKING,		/* primary: peer lost; output held until the event hook has
+				 * made sure the lost secondary can never take over */
 };
 const char *ft_state__name(enum ft_state s);
 
@@ -141,9 +144,15 @@ struct ft {
 	bool handover_done;
 	uint64_t handover_us;
 	uint64_t sync_ms;
+	uint64_t session;		/* this protection run (primary: drawn at migrate; secondary: from HELLO) */
+	char event_hook[512];		/* run on peer loss before held output is released ("": none) */
+	uint32_t hook_timeout_ms;
+	uint64_t revoke_ms;		/* last peer-lost hook: loss -> release */
+	bool quitting;			/* the VMM is ending: held output is never released */
 
 	/* secondary */
 	uint64_t committed_epoch;
+	uint64_t committed_ns;		/* local CLOCK_MONOTONIC when it was committed */
 	uint64_t discarded_epochs;
 	uint64_t last_discarded;
 	struct sbuf committed_state;	/* STATE of the last committed checkpoint */
@@ -163,5 +172,12 @@ uint64_t ft__now_ns(void);
 int ft__do_failover(struct ft *ft, const char *why, char *err);
 /* Sends a RARP for mac from the guest's NIC (gratuitous announcement). */
 int ft_announce__rarp(struct eventtap *et, const uint8_t mac[6]);
+/*
+ * Runs the event hook (`sh -c HOOK`) with FTVM_EVENT=event and the ft's
+ * identity in the environment, waits for it (timeout ft->hook_timeout_ms;
+ * gives up early with -ECANCELED once ft->stop is set). 0 when it exited 0;
+ * else a negative errno and why says what happened.
+ */
+int ft_hook__run(struct ft *ft, const char *event, const char *detail, char *why, size_t len);
 
 #endif

@@ -110,7 +110,8 @@ static void cmd_set_parameter(struct mon_reply *r, int argc, char **argv, void *
 	if (argc != 2) {
 		mon_reply__error(r, MON_ERR_INVALID_PARAMETER,
 				 "usage: migrate_set_parameter compress on|off | heartbeat-ms N | "
-				 "heartbeat-timeout-ms N | x-inject KIND");
+				 "heartbeat-timeout-ms N | event-hook PATH|none | event-hook-timeout-ms N | "
+				 "x-inject KIND");
 		return;
 	}
 	pthread_mutex_lock(&ft->lock);
@@ -120,6 +121,11 @@ static void cmd_set_parameter(struct mon_reply *r, int argc, char **argv, void *
 		ft->cfg.heartbeat_ms = v;
 	} else if (!strcmp(argv[0], "heartbeat-timeout-ms") && parse_ms(argv[1], 50, 600000, &v)) {
 		ft->cfg.heartbeat_timeout_ms = v;
+	} else if (!strcmp(argv[0], "event-hook-timeout-ms") && parse_ms(argv[1], 100, 600000, &v)) {
+		ft->hook_timeout_ms = v;
+	} else if (!strcmp(argv[0], "event-hook") && strlen(argv[1]) < sizeof(ft->event_hook)) {
+		snprintf(ft->event_hook, sizeof(ft->event_hook), "%s",
+			 strcmp(argv[1], "none") ? argv[1] : "");
 	} else if (!strcmp(argv[0], "x-inject")) {
 		size_t i;
 		for (i = 0; i < sizeof(injects) / sizeof(injects[0]); i++)
@@ -176,6 +182,10 @@ static void cmd_info_migrate(struct mon_reply *r, int argc, char **argv, void *o
 	mon_reply__str(r, "peer", ft->peer);
 	mon_reply__str(r, "storage", ft->cfg.drive_mode == VM_DRIVE_REPLICATED ? "replicated" : "shared");
 	mon_reply__str(r, "last_error", ft->last_error);
+	char session[20];
+	snprintf(session, sizeof(session), "%016llx", (unsigned long long)ft->session);
+	mon_reply__str(r, "session", ft->session ? session : "");
+	mon_reply__str(r, "event_hook", ft->event_hook);
 	if (ft->primary_role && ft->state != FT_FAILED_OVER) {
 		mon_reply__u64(r, "sync_percent", ft->sync_percent);
 		mon_reply__u64(r, "sync_ms", ft->sync_ms);
@@ -201,8 +211,12 @@ static void cmd_info_migrate(struct mon_reply *r, int argc, char **argv, void *o
 		uint64_t lag = ft->acked_capture_ns && ft->state == FT_PROTECTED
 				       ? (ft__now_ns() - ft->acked_capture_ns) / 1000000 : 0;
 		mon_reply__u64(r, "peer_lag_ms", lag);
+		mon_reply__u64(r, "revoke_ms", ft->revoke_ms);
 	} else {
 		mon_reply__u64(r, "committed_epoch", ft->committed_epoch);
+		/* how old the state a failover here would resume is (0: none) */
+		mon_reply__u64(r, "committed_age_ms",
+			       ft->committed_epoch ? (ft__now_ns() - ft->committed_ns) / 1000000 : 0);
 		mon_reply__u64(r, "epochs", ft->epochs);
 		mon_reply__u64(r, "discarded_epochs", ft->discarded_epochs);
 		mon_reply__u64(r, "last_discarded_epoch", ft->last_discarded);
@@ -272,7 +286,8 @@ int ft__register_monitor(struct ft *ft, struct monitor *m)
 	monitor__add_command(m, "migrate_set_policy", "event|epoch[:MS]|hybrid[:US[:MS]]",
 			     "when to checkpoint", cmd_set_policy, ft);
 	monitor__add_command(m, "migrate_set_parameter", "NAME VALUE",
-			     "compress on|off, heartbeat-ms, heartbeat-timeout-ms, x-inject (tests)",
+			     "compress on|off, heartbeat-ms, heartbeat-timeout-ms, event-hook, "
+			     "event-hook-timeout-ms, x-inject (tests)",
 			     cmd_set_parameter, ft);
 	monitor__add_command(m, "migrate_handover", NULL,
 			     "proactive failover: last checkpoint, the secondary takes over, exit",

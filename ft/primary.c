@@ -660,6 +660,60 @@ static void on_output_held(void *opaque)
 	}
 }
 
+/* Sleeps up to ms; true if protection was stopped meanwhile. */
+static bool sleep_unless_stopped(struct ft *ft, int ms)
+{
+	uint64_t end = ft__now_ns() + (uint64_t)ms * 1000000u, now;
+	while (!atomic_load(&ft->stop) && (now = ft__now_ns()) < end) {
+		struct pollfd p = { .fd = ft->wake_fd, .events = POLLIN };
+		uint64_t v;
+		if (poll(&p, 1, (int)((end - now) / 1000000u) + 1) > 0)
+			(void)!read(ft->wake_fd, &v, sizeof(v));
+	}
+	return atomic_load(&ft->stop);
+}
+
+/*
+ * The secondary is lost after it committed checkpoint acked_epoch: hold
+ * every output (held and new) until the event hook says the cluster can
+ * no longer promote it, retrying every second; or until migrate_cancel
+ * (the operator decides) or the VMM ends.
+ */
+static void revoke_peer(struct ft *ft)
+{
+	char cause[256], why[256];
+	uint64_t t0 = ft__now_ns();
+
+	pthread_mutex_lock(&ft->lock);
+	snprintf(cause, sizeof(cause), "%s", ft->last_error);
+	pthread_mutex_unlock(&ft->lock);
+	ft__set_state(ft, FT_REVOKING);
+	fprintf(stderr, "ftvm: ft: secondary %s lost at checkpoint %llu (%s); output held until "
+		"the event hook has revoked it\n", ft->peer, (unsigned long long)ft->acked_epoch, cause);
+	for (unsigned attempt = 1;; attempt++) {
+		int r = ft_hook__run(ft, "peer-lost", cause, why, sizeof(why));
+		if (!r) {
+			pthread_mutex_lock(&ft->lock);
+			ft->revoke_ms = (ft__now_ns() - t0) / 1000000;
+			pthread_mutex_unlock(&ft->lock);
+			fprintf(stderr, "ftvm: ft: secondary %s revoked by the event hook in %llu ms; "
+				"releasing output, running unprotected\n", ft->peer,
+				(unsigned long long)ft->revoke_ms);
+			ft__error(ft, "%s; revoked by the event hook", cause);
+			return;
+		}
+		if (r == -ECANCELED) {
+			fprintf(stderr, "ftvm: ft: revocation of %s abandoned (migrate_cancel or exit)\n",
+				ft->peer);
+			return;
+		}
+		ft__error(ft, "%s; output held: %s (attempt %u, retrying)", cause, why, attempt);
+		fprintf(stderr, "ftvm: ft: %s\n", ft->last_error);
+		if (sleep_unless_stopped(ft, 1000))
+			return;
+	}
+}
+
 int ft_primary__run(struct ft *ft)
 {
 	struct vm *vm = ft->cfg.vm;
@@ -724,9 +778,19 @@ out:
 			}
 		xport_msg__free(&m);
 	}
-	/* Alone again: everything held goes out, new output passes through. */
 	eventtap__set_trigger(ft->cfg.et, NULL, NULL);
-	eventtap__release_all(ft->cfg.et);
+	pthread_mutex_lock(&ft->lock);
+	bool quitting = ft->quitting;
+	pthread_mutex_unlock(&ft->lock);
+	/* A secondary that committed a checkpoint may still be promoted by
+	 * the cluster: first make sure it never is (output-commit rule). */
+	if (!quitting && ret && ret != -ECANCELED && ft->acked_epoch && ft->event_hook[0])
+		revoke_peer(ft);
+	/* Alone again: everything held goes out, new output passes through.
+	 * Not when the VMM is ending: that output belongs to state no
+	 * secondary has; the guest that produced it ends here. */
+	if (!quitting)
+		eventtap__release_all(ft->cfg.et);
 	eventtap__track_disk(ft->cfg.et, false, 0);
 	vm__dirty_log_enable(vm, false);
 	if (ret == -ECANCELED && ft->x) {

@@ -32,9 +32,10 @@ static const struct vmstate_field hello_fields[] = {
 	VMSTATE_FIELD(struct ft_hello, disk_size),
 	VMSTATE_FIELD(struct ft_hello, page_size),
 	VMSTATE_FIELD(struct ft_hello, name),
+	VMSTATE_FIELD_V(struct ft_hello, session, 2),
 };
 static const struct vmstate_desc hello_desc =
-	VMSTATE_DESC("hello", struct ft_hello, 1, 1, hello_fields);
+	VMSTATE_DESC("hello", struct ft_hello, 2, 1, hello_fields);
 
 int ft_hello__encode(const struct ft_hello *h, struct sbuf *out)
 {
@@ -63,6 +64,7 @@ void ft_hello__describe(struct ft *ft, struct ft_hello *h)
 	h->disk_size = ft->cfg.disk ? ft->cfg.disk->size : 0;
 	h->page_size = FT_PAGE;
 	snprintf(h->name, sizeof(h->name), "%s", vm__name(vm));
+	h->session = ft->session;
 }
 
 static const char *mode_name(uint8_t m)
@@ -116,6 +118,7 @@ const char *ft_state__name(enum ft_state s)
 	case FT_FAILED_OVER: return "failed-over";
 	case FT_FAILED: return "failed";
 	case FT_HANDED_OVER: return "handed-over";
+	case FT_REVOKING: return "revoking-peer";
 	}
 	return "unknown";
 }

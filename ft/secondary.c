@@ -166,6 +166,7 @@ static int commit(struct ft *ft, struct stage *s, const struct xport_msg *m, cha
 	ft->committed_outputs = s->outputs;
 	s->outputs = t;
 	ft->committed_epoch = s->epoch;
+	ft->committed_ns = ft__now_ns();
 	ft->epochs++;
 	ft->acked_capture_ns = s->capture_ns;
 	ft_samples__add(&ft->ckpt_pages, cm.pages);
@@ -216,6 +217,7 @@ static int serve(struct ft *ft)
 	sbuf__reset(&ft->committed_state);
 	sbuf__reset(&ft->committed_outputs);
 	ft->last_error[0] = '\0';
+	ft->session = peer.session;
 	pthread_mutex_unlock(&ft->lock);
 	vm__zero_ram(ft->cfg.vm);
 	if (ft->cfg.disk && ft->cfg.drive_mode == VM_DRIVE_REPLICATED && ft->cfg.disk->ops->discard)

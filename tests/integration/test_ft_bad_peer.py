@@ -88,7 +88,7 @@ def test(work):
     require_kvm()
     stream_fault(work, "corrupt-pages", ["checksum mismatch"])
     stream_fault(work, "truncate-pages", ["truncated"])
-    hello_refused(work, "version", [], {}, ["protocol version 2", "speaks 1"], inject="hello-version")
+    hello_refused(work, "version", [], {}, ["protocol version 3", "speaks 2"], inject="hello-version")
     hello_refused(work, "memory-size", [], {"memory": "512M"}, ["memory size differs", "256 MiB", "512 MiB"])
     hello_refused(work, "vcpu-count", [], {"smp": 2}, ["vCPU count differs"])
     hello_refused(work, "device-set", [], {"net": False}, ["device set differs", "virtio-net"])

@@ -210,6 +210,16 @@ class Client:
                 raise Failure("load printed nothing: " + f.read()[-2000:])
         return self.load.returncode, json.loads(lines[-1])
 
+    def finish(self):
+        """Stops the load and checks that nothing acknowledged was lost and no
+        answer was stale or wrong; returns (load stats, verify result)."""
+        time.sleep(0.3)
+        rc, s = self.stop_load()
+        check(s["stale_reads"] == 0 and s["wrong_answers"] == 0 and s["gave_up"] == 0, "client: %s" % s)
+        v = self.verify()
+        check(v["lost"] == 0 and v["wrong"] == 0, "lost acknowledged writes: %s" % v)
+        return s, v
+
     def probe_until_answer(self, t_kill, timeout=20.0):
         """Seconds from t_kill until the guest answers again (a TIME request)."""
         deadline = time.monotonic() + timeout
@@ -225,6 +235,14 @@ class Client:
         if not lines:
             raise Failure("verify printed nothing: " + r.stderr)
         return json.loads(lines[-1])
+
+
+def close_all(client, nodes):
+    """Test cleanup: the client's load and every node's VMM."""
+    if client.load and client.load.poll() is None:
+        client.load.kill()
+    for n in nodes:
+        n.close()
 
 
 def wait_ready(node, timeout=30):

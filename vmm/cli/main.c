@@ -37,6 +37,35 @@ static void *signal_thread(void *arg)
 	return NULL;
 }
 
+/* Writes "PID\n" to path (replacing an old file). */
+static int pidfile_write(const char *path, char *err, size_t errlen)
+{
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || write(fd, buf, (size_t)n) != n) {
+		snprintf(err, errlen, "--pidfile %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -errno;
+	}
+	close(fd);
+	return 0;
+}
+
+/* Removes path if it still names this process (a successor may own it). */
+static void pidfile_remove(const char *path)
+{
+	char buf[32] = "";
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return;
+	bool mine = fgets(buf, sizeof(buf), f) && strtol(buf, NULL, 10) == (long)getpid();
+	fclose(f);
+	if (mine)
+		unlink(path);
+}
+
 int main(int argc, char **argv)
 {
 	struct ftvm_options o;
@@ -72,6 +101,10 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	if (o.pidfile && pidfile_write(o.pidfile, err, sizeof(err)) < 0) {
+		fprintf(stderr, "ftvm: %s\n", err);
+		return 1;
+	}
 	if (strncmp(o.serial, "file:", 5) == 0) {
 		serial_fd = open(o.serial + 5, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 		if (serial_fd < 0) {
@@ -147,6 +180,7 @@ int main(int argc, char **argv)
 		.compress = !o.no_compress,
 		.failover_on_peer_loss = o.failover_on_peer_loss,
 		.advertise_tsc_khz = o.x_tsc_khz,
+		.event_hook = o.event_hook,
 	};
 	memcpy(fcfg.mac, o.mac, 6);
 	if (ft__create(&fcfg, &ft, err) < 0)
@@ -186,5 +220,7 @@ out:
 		disk_raw__close(&disk);
 	if (serial_fd != STDOUT_FILENO)
 		close(serial_fd);
+	if (o.pidfile)
+		pidfile_remove(o.pidfile);
 	return code;
 }

@@ -37,6 +37,11 @@ void options__usage(FILE *f)
 	      "  --heartbeat-ms N       heartbeat interval on the replication link (100)\n"
 	      "  --heartbeat-timeout-ms N\n"
 	      "                         peer lost after N ms of silence (500)\n"
+	      "  --event-hook CMD       primary: on losing a secondary that holds a\n"
+	      "                         checkpoint, run CMD (sh -c) and hold all output\n"
+	      "                         until it exits 0 (the cluster agent's revocation;\n"
+	      "                         see docs/operations.md)\n"
+	      "  --pidfile PATH         write the process id to PATH (removed at exit)\n"
 	      "  --no-compress          do not LZ4-compress pages\n"
 	      "  --restore-clock continue|catch-up\n"
 	      "                         guest time after --restore: resume where the\n"
@@ -248,7 +253,7 @@ int options__parse(struct ftvm_options *o, int argc, char **argv, char *err, siz
 			"--memory", "--smp", "--kernel", "--append", "--drive", "--netdev",
 			"--serial", "--monitor", "--name", "--restore", "--incoming",
 			"--ft-policy", "--heartbeat-ms", "--heartbeat-timeout-ms",
-			"--restore-clock", "--x-tsc-khz",
+			"--restore-clock", "--x-tsc-khz", "--event-hook", "--pidfile",
 		};
 		bool ok = false;
 		for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
@@ -325,6 +330,18 @@ int options__parse(struct ftvm_options *o, int argc, char **argv, char *err, siz
 				return -EINVAL;
 			}
 			o->x_tsc_khz = (uint32_t)n;
+		} else if (strcmp(flag, "--event-hook") == 0) {
+			if (!*val || strlen(val) >= 512) {
+				snprintf(err, errlen, "--event-hook: a command of 1-511 characters");
+				return -EINVAL;
+			}
+			o->event_hook = val;
+		} else if (strcmp(flag, "--pidfile") == 0) {
+			if (!*val) {
+				snprintf(err, errlen, "--pidfile: a path is needed");
+				return -EINVAL;
+			}
+			o->pidfile = val;
 		} else if (strcmp(flag, "--ft-policy") == 0) {
 			o->ft_policy = val;	/* checked by the event tap's parser */
 		} else if (strcmp(flag, "--heartbeat-ms") == 0 ||

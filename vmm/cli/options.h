@@ -29,6 +29,8 @@ struct ftvm_options {
 	bool no_compress;
 	const char *restore_clock;	/* continue | catch-up */
 	uint32_t x_tsc_khz;		/* test-only: TSC rate to advertise to a peer */
+	const char *event_hook;		/* sh -c command run on peer loss (ft.h) */
+	const char *pidfile;		/* written at start, removed at exit */
 	bool help, version;
 	/* storage for option values split out of --drive / --netdev */
 	char drive_buf[4096], netdev_buf[256];
