@@ -129,3 +129,57 @@ int ft_hook__run(struct ft *ft, const char *event, const char *detail, char *why
 		snprintf(why, len, "event hook killed by signal %d", WTERMSIG(st));
 	return -EIO;
 }
+
+struct hook_event {
+	struct ft *ft;
+	char event[32];
+	char detail[256];
+};
+
+static void *event_thread(void *arg)
+{
+	struct hook_event *e = arg;
+	char why[256];
+	pthread_setname_np(pthread_self(), "ft-event");
+	if (ft_hook__run(e->ft, e->event, e->detail, why, sizeof(why)) == 0)
+		fprintf(stderr, "ftvm: ft: event hook reported %s (%s)\n", e->event, e->detail);
+	else
+		fprintf(stderr, "ftvm: ft: event hook for %s: %s\n", e->event, why);
+	atomic_store(&e->ft->event_busy, false);
+	free(e);
+	return NULL;
+}
+
+int ft__report_event(struct ft *ft, const char *event, const char *detail)
+{
+	pthread_mutex_lock(&ft->lock);
+	bool have = ft->event_hook[0] != '\0';
+	pthread_mutex_unlock(&ft->lock);
+	if (!have)
+		return -ENOENT;
+	bool idle = false;
+	/* One report at a time: a failing disk fails every write; the first
+	 * report is the one that matters. */
+	if (!atomic_compare_exchange_strong(&ft->event_busy, &idle, true))
+		return -EBUSY;
+	struct hook_event *e = calloc(1, sizeof(*e));
+	pthread_t t;
+	pthread_attr_t attr;
+	if (!e) {
+		atomic_store(&ft->event_busy, false);
+		return -ENOMEM;
+	}
+	e->ft = ft;
+	snprintf(e->event, sizeof(e->event), "%s", event);
+	snprintf(e->detail, sizeof(e->detail), "%s", detail ? detail : "");
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	int ret = pthread_create(&t, &attr, event_thread, e);
+	pthread_attr_destroy(&attr);
+	if (ret) {
+		free(e);
+		atomic_store(&ft->event_busy, false);
+		return -ret;
+	}
+	return 0;
+}

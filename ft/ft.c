@@ -78,6 +78,11 @@ void ft__destroy(struct ft *ft)
 	ft->quitting = true;
 	pthread_mutex_unlock(&ft->lock);
 	ft__stop_thread(ft);
+	/* A background event report uses ft: let it end (its hook is bounded). */
+	while (atomic_load(&ft->event_busy)) {
+		struct timespec ts = { 0, 10 * 1000000 };
+		nanosleep(&ts, NULL);
+	}
 	xport__close(ft->x);
 	xport__listener_close(ft->listener);
 	sbuf__free(&ft->committed_state);

@@ -70,6 +70,12 @@ int ft__failover(struct ft *ft, char *err);
  * here again; the caller ends the VMM. *us: how long it took.
  */
 int ft__handover(struct ft *ft, uint64_t *us, char *err);
+/*
+ * Runs the event hook for an event the cluster must act on (e.g.
+ * "io-error": a fatal block I/O error), in the background: the caller does
+ * not wait. -ENOENT without a hook; -EBUSY while an earlier report runs.
+ */
+int ft__report_event(struct ft *ft, const char *event, const char *detail);
 /* True on a secondary that has not failed over (its `cont` means failover). */
 bool ft__is_secondary(struct ft *ft);
 

@@ -149,6 +149,7 @@ struct ft {
 	uint32_t hook_timeout_ms;
 	uint64_t revoke_ms;		/* last peer-lost hook: loss -> release */
 	bool quitting;			/* the VMM is ending: held output is never released */
+	atomic_bool event_busy;		/* an ft__report_event hook runs */
 
 	/* secondary */
 	uint64_t committed_epoch;

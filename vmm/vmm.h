@@ -64,6 +64,15 @@ struct net {
 /* Raw image file backend (vmm/backend/disk_raw.c). */
 int disk_raw__open(struct disk *d, const char *path, bool readonly, char *err);
 void disk_raw__close(struct disk *d);
+/*
+ * Called (from the writing thread) when a write or flush fails fatally
+ * (EIO, ENXIO, ENODEV); what names the operation and error. Set before the
+ * VM runs.
+ */
+typedef void (*disk_fatal_fn)(void *opaque, const char *what);
+void disk_raw__on_fatal_error(struct disk *d, disk_fatal_fn fn, void *opaque);
+/* Test only: the next count writes/flushes fail with -err (as the medium would). */
+int disk_raw__inject_error(struct disk *d, int err, unsigned count);
 
 /* Tap backend (vmm/backend/net_tap.c): attaches to an existing or new tap. */
 int net_tap__open(struct net *n, const char *ifname, char *err);

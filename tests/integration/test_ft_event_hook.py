@@ -12,6 +12,8 @@ unpromotable before anything it does not have reaches a client).
   nothing acknowledged is lost;
 - a hook that hangs is killed at event-hook-timeout-ms and retried;
   `migrate_cancel` ends the wait (operator's decision);
+- a fatal disk error (EIO, injected with x-disk-fault) runs the hook with
+  FTVM_EVENT=io-error;
 - the secondary reports committed_age_ms; --pidfile holds the pid and is
   removed at exit."""
 import os
@@ -25,6 +27,7 @@ from drill import Client, Node, Topology, close_all, make_image, wait_ready  # n
 HOOK = r"""#!/bin/sh
 d=$(dirname "$0")
 echo "event=$FTVM_EVENT peer=$FTVM_PEER session=$FTVM_SESSION epoch=$FTVM_EPOCH vm=$FTVM_VM" >>"$d/hook.log"
+printf '%s\n' "$FTVM_DETAIL" >"$d/detail.$FTVM_EVENT"
 [ -e "$d/hang" ] && exec sleep 60
 [ -e "$d/allow" ] && exit 0
 exit 3
@@ -137,6 +140,16 @@ def test(work):
 
             s, v = client.finish()
             print("verify: %d keys, %d lost" % (v["checked"], v["lost"]))
+
+            # 4. A fatal disk error is reported through the hook ("io-error").
+            a.ctl("x-disk-fault", "eio", "1")
+            r = client.run("--deadline-ms", "3000", "put", "io-error-key", "v")
+            wait_for(lambda: any(h["event"] == "io-error" for h in hook_lines(work)), 5, "the io-error report")
+            with open(os.path.join(work, "detail.io-error")) as f:
+                detail = f.read().strip()
+            check("Input/output error" in detail, "io-error detail: %r" % detail)
+            print("disk write failed with EIO (client PUT exit %d): hook ran with FTVM_EVENT=io-error (%s)"
+                  % (r.returncode, detail))
             a.ctl("quit")
             a.proc.wait(10)
             check(not os.path.exists(pidfile), "--pidfile left behind after exit")

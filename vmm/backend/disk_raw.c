@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <linux/falloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,36 @@
 
 struct disk_raw {
 	int fd;
+	/* fatal-error reporting and the test-only fault (disk_raw__inject_error) */
+	disk_fatal_fn on_fatal;
+	void *on_fatal_opaque;
+	atomic_uint inject_count;
+	int inject_err;
 };
+
+/* EIO and friends: the medium or the path to it failed; the guest's
+ * data cannot be trusted to reach this disk any more. */
+static bool fatal(int err)
+{
+	return err == -EIO || err == -ENXIO || err == -ENODEV;
+}
+
+/* Applies an injected fault, and reports a fatal error. */
+static int raw__result(struct disk_raw *r, const char *op, uint64_t off, int ret)
+{
+	unsigned n = atomic_load(&r->inject_count);
+	while (n && !atomic_compare_exchange_weak(&r->inject_count, &n, n - 1))
+		;
+	if (n)
+		ret = -r->inject_err;
+	if (fatal(ret) && r->on_fatal) {
+		char what[128];
+		snprintf(what, sizeof(what), "%s at byte %llu: %s", op, (unsigned long long)off,
+			 strerror(-ret));
+		r->on_fatal(r->on_fatal_opaque, what);
+	}
+	return ret;
+}
 
 /* preadv/pwritev until done: they may transfer less than asked. */
 static int raw__rw(int fd, uint64_t off, const struct iovec *iov_in, int iovcnt, bool write)
@@ -64,12 +94,14 @@ static int raw__read(void *be, uint64_t off, const struct iovec *iov, int iovcnt
 
 static int raw__write(void *be, uint64_t off, const struct iovec *iov, int iovcnt)
 {
-	return raw__rw(((struct disk_raw *)be)->fd, off, iov, iovcnt, true);
+	struct disk_raw *r = be;
+	return raw__result(r, "write", off, raw__rw(r->fd, off, iov, iovcnt, true));
 }
 
 static int raw__flush(void *be)
 {
-	return fdatasync(((struct disk_raw *)be)->fd) < 0 ? -errno : 0;
+	struct disk_raw *r = be;
+	return raw__result(r, "flush", 0, fdatasync(r->fd) < 0 ? -errno : 0);
 }
 
 /* Punches a hole where the file system can; writes zeros where not. */
@@ -129,6 +161,23 @@ int disk_raw__open(struct disk *d, const char *path, bool readonly, char *err)
 	d->size = (uint64_t)st.st_size & ~511ull;
 	const char *base = strrchr(path, '/');
 	snprintf(d->serial, sizeof(d->serial), "%.20s", base ? base + 1 : path);
+	return 0;
+}
+
+void disk_raw__on_fatal_error(struct disk *d, disk_fatal_fn fn, void *opaque)
+{
+	struct disk_raw *r = d->be;
+	r->on_fatal = fn;
+	r->on_fatal_opaque = opaque;
+}
+
+int disk_raw__inject_error(struct disk *d, int err, unsigned count)
+{
+	struct disk_raw *r = d->be;
+	if (!r || err <= 0)
+		return -EINVAL;
+	r->inject_err = err;
+	atomic_store(&r->inject_count, count);
 	return 0;
 }
 

@@ -66,6 +66,33 @@ static void pidfile_remove(const char *path)
 		unlink(path);
 }
 
+/* A fatal disk error: the cluster moves the guest off this host (ftvmd
+ * takes it as it takes a machine check), through the event hook. */
+static void on_disk_fatal(void *opaque, const char *what)
+{
+	struct ft *ft = opaque;
+	int ret = ft__report_event(ft, "io-error", what);
+	if (ret != -EBUSY)
+		fprintf(stderr, "ftvm: fatal disk error: %s%s\n", what,
+			ret == -ENOENT ? " (no --event-hook to report it to)" : "");
+}
+
+/* x-disk-fault eio|enxio N: test only, the next N writes/flushes fail. */
+static void cmd_disk_fault(struct mon_reply *r, int argc, char **argv, void *opaque)
+{
+	struct disk *d = opaque;
+	char *end;
+	unsigned long n = argc == 2 ? strtoul(argv[1], &end, 10) : 0;
+	int err = argc == 2 && !strcmp(argv[0], "eio") ? EIO
+		  : argc == 2 && !strcmp(argv[0], "enxio") ? ENXIO : 0;
+	if (!err || !*argv[1] || *end || n > 1000000) {
+		mon_reply__error(r, MON_ERR_INVALID_PARAMETER, "usage: x-disk-fault eio|enxio COUNT");
+		return;
+	}
+	disk_raw__inject_error(d, err, (unsigned)n);
+	mon_reply__str(r, "disk_fault", argv[0]);
+}
+
 int main(int argc, char **argv)
 {
 	struct ftvm_options o;
@@ -185,10 +212,16 @@ int main(int argc, char **argv)
 	memcpy(fcfg.mac, o.mac, 6);
 	if (ft__create(&fcfg, &ft, err) < 0)
 		goto out;
+	if (disk.be)
+		disk_raw__on_fatal_error(&disk, on_disk_fatal, ft);
 	if (o.monitor) {
 		if (monitor__create(vm, o.monitor, &mon, err) < 0)
 			goto out;
 		ft__register_monitor(ft, mon);
+		if (disk.be)
+			monitor__add_command(mon, "x-disk-fault", "eio|enxio COUNT",
+					     "test only: the next COUNT disk writes/flushes fail",
+					     cmd_disk_fault, &disk);
 		if (monitor__start(mon) < 0)
 			goto out;
 	}
@@ -211,6 +244,8 @@ out:
 	if (err[0])
 		fprintf(stderr, "ftvm: %s\n", err);
 	monitor__destroy(mon);
+	if (disk.be)
+		disk_raw__on_fatal_error(&disk, NULL, NULL);	/* ft goes next */
 	ft__destroy(ft);
 	vm__destroy(vm);
 	eventtap__destroy(et);
