@@ -19,7 +19,8 @@ primary with a running guest, a handed-over one aside).
 
 Environment: FTVM_CLUSTER_DRILLS (5), FTVM_CLUSTER_TOKEN (1000 ms),
 FTVM_CLUSTER_CONSENSUS (600 ms), FTVM_CLUSTER_TOKEN_COEFFICIENT (0),
-FTVM_CLUSTER_KEEP=1 keeps the state directory. Exit 77 (skip) when the
+FTVM_CLUSTER_KEEP=1 keeps the state directory, FTVM_CLUSTER_AGENT=PATH runs
+another ocf:ftvm:ftvm than ra/ftvm. Exit 77 (skip) when the
 machine cannot run it.
 """
 import ctypes
@@ -250,8 +251,8 @@ class Sampler:
                     a = qs[0][0]
                     again = vmm_query(a)
                     if serving_primary(again):
-                        self.violations.append("two serving primary VMMs: %s" % [
-                            (n.name, q["migrate"], q["status"]) for n, q in qs] + [("again", a.name, again)])
+                        self.violations.append("two serving primary VMMs: %s" % (
+                            [(n.name, q["migrate"], q["status"]) for n, q in qs] + [("again", a.name, again)]))
                         log("VIOLATION: " + self.violations[-1])
             except Exception as e:  # noqa: BLE001
                 log("sampler (vmm) error: %r" % e)
@@ -489,6 +490,9 @@ class Drills:
         c.wait_for(lambda: all(n.is_up() for n in c.nodes), 30, what="all nodes up")
         if any(x.get("failed") for x in c.crm_mon().resources) or kind in ("kill", "mce"):
             c.pcs("resource cleanup %s" % RSC, check=False)
+        # no transition in flight (e.g. the re-probes of the cleanup) when
+        # the next drill starts
+        c.nodes[0].run(["crm_resource", "--wait", "--timeout", "90s"], timeout=120, check=False)
         c.wait_for(self.settled, 120, 0.1, what="the cluster settled after drill %s %d" % (kind, i))
         r["settled"] = time.monotonic() - t
         check(not self.sampler.violations, "more than one Promoted: %s" % self.sampler.violations)
@@ -545,8 +549,11 @@ def main():
     random.seed(int(os.environ.get("FTVM_CLUSTER_SEED", str(int(time.time())))))
     path = ":".join([os.path.dirname(FTVM), os.path.dirname(FTVMCTL), "/usr/sbin", "/usr/bin", "/sbin", "/bin"])
     t_start = time.monotonic()
+    agent = os.environ.get("FTVM_CLUSTER_AGENT")  # another ocf:ftvm:ftvm to try (default ra/ftvm)
     c = Cluster(nodes=3, token=TOKEN, consensus=CONSENSUS, token_coefficient=COEF, daemon_env={"PATH": path},
-                on_node_start=start_ftvmd, log=log)
+                on_node_start=start_ftvmd, log=log, ocf_agents=[("ftvm", "ftvm", agent)] if agent else None)
+    if agent:
+        log("resource agent: %s" % agent)
     ok = False
     sampler = prober = load = None
     try:
