@@ -563,7 +563,7 @@ def main():
         c.wait_for(lambda: all(ftvmd_running(n) for n in c.nodes), 20, what="ftvmd in every node")
         work = os.path.join(c.state_dir, "client")
         os.makedirs(work)
-        cmd = ("resource create %s ocf:ftvm:ftvm config=%s node_addrs='%s' "
+        cmd = ("resource create %s ocf:ftvm:ftvm config=%s node_addrs='%s' watcher_fifo=" + FIFO + " "
                "op monitor interval=2s role=Promoted timeout=20s "
                "op monitor interval=3s role=Unpromoted timeout=20s "
                "promotable notify=true promoted-max=1"
