@@ -1,6 +1,8 @@
 #!/bin/sh
-# Installs the resource agent as ocf:ftvm:ftvm:
+# Installs the resource agent as ocf:ftvm:ftvm, and the watcher if built:
 #   $DESTDIR$OCF_ROOT/resource.d/ftvm/ftvm   (mode 0755)
+#   $DESTDIR/usr/sbin/ftvmd, $DESTDIR/etc/systemd/system/ftvmd@.service
+#   (ftvmd from $BUILD_DIR, default ./build, when it is there)
 # OCF_ROOT defaults to /usr/lib/ocf. Run on every cluster node (or package
 # it). ftvm and ftvmctl must be in PATH on the nodes, or named in each VM's
 # configuration file (ftvm=, ftvmctl=). See docs/operations.md.
@@ -17,6 +19,15 @@ dest="${DESTDIR:-}$root/resource.d/ftvm"
 install -d -m 0755 "$dest"
 install -m 0755 "$here/ftvm" "$dest/ftvm"
 echo "installed $dest/ftvm (ocf:ftvm:ftvm)"
+
+build=${BUILD_DIR:-$here/../build}
+if [ -x "$build/ftvmd" ]; then
+	install -D -m 0755 "$build/ftvmd" "${DESTDIR:-}/usr/sbin/ftvmd"
+	install -D -m 0644 "$here/ftvmd.service" "${DESTDIR:-}/etc/systemd/system/ftvmd@.service"
+	echo "installed ${DESTDIR:-}/usr/sbin/ftvmd and ftvmd@.service (systemctl enable --now ftvmd@<resource>)"
+else
+	echo "ftvmd not installed: no $build/ftvmd (./scripts/build.sh builds it)"
+fi
 
 if [ "${1:-}" = --check ]; then
 	dtd_dir=/usr/share/resource-agents

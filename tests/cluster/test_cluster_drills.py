@@ -10,6 +10,11 @@ Drills (FTVM_CLUSTER_DRILLS of each, default 5), interleaved:
              replication); the majority fences it; healed and restarted
   mce        a machine check injected on the primary's node (a line on its
              ftvmd FIFO): ftvmd hands the VM over and fails the instance
+  link       only the in-sync secondary's replication link cut: no failover;
+             the primary holds its output until its event hook has marked
+             that secondary stale in the CIB (ftvm-vm-stale), then serves on
+             unprotected; the stale secondary is never promoted, Pacemaker
+             restarts it, the primary is protected again by the cluster
 
 After each: a new Promoted serves, the client lost nothing (ack log +
 `ftvm-kv verify`), the lost node is back, protection is restored by the
@@ -59,7 +64,7 @@ CONSENSUS = os.environ.get("FTVM_CLUSTER_CONSENSUS", "600")
 CONSENSUS = int(CONSENSUS) if CONSENSUS not in ("", "default") else None
 COEF = os.environ.get("FTVM_CLUSTER_TOKEN_COEFFICIENT", "0")
 COEF = int(COEF) if COEF not in ("", "default") else None
-KINDS = ("kill", "mce", "node", "partition")
+KINDS = ("kill", "mce", "node", "partition", "link")
 
 T0 = time.monotonic()
 
@@ -419,8 +424,57 @@ class Drills:
             raise ClusterError("failed instances: %s" % failed)
         return self.c.node(pn), q
 
+    def run_link(self, i):
+        """The secondary's replication link is cut; the primary must stay,
+        revoke that secondary before it releases output, and be protected
+        again; the stale secondary must never be promoted."""
+        c = self.c
+        prim, q0 = c.wait_for(self.settled, 120, 0.1, what="a settled cluster before drill link %d" % i)
+        time.sleep(random.uniform(0.3, 1.5))
+        session = q0["migrate"]["session"]
+        sec = [n for n in c.nodes if q0["migrate"]["peer"].startswith(REP_NET + "%d:" % n.index)]
+        check(len(sec) == 1, "secondary of %s: peer %s" % (prim.name, q0["migrate"]["peer"]))
+        sec = sec[0]
+        rep = [l for l in sec.links if l.ifname == "rep0"]
+        r = {"kind": "link", "node": sec.name, "primary": prim.name}
+        t = c.partition(sec, links=rep)
+        # the primary revokes (output held meanwhile), then serves on alone
+        q = c.wait_for(lambda: (lambda q: serving_primary(q) and q["migrate"].get("revoke_ms")
+                                and q["migrate"]["session"] == session and q)(vmm_query(prim)),
+                       30, 0.02, what="%s to revoke its secondary %s" % (prim.name, sec.name))
+        r["revoke_ms"] = q["migrate"]["revoke_ms"]
+        t_rel = time.monotonic()
+        c.wait_for(lambda: self.prober.after(t_rel), 10, 0.005, what="answers after the revocation")
+        fo, gap = self.prober.failover(t, time.monotonic())
+        r.update(failover=fo, gap=gap)
+        stale = prim.run(["crm_attribute", "-N", sec.name, "-n", "ftvm-%s-stale" % RSC, "-l", "forever",
+                          "-G", "-q"], check=False).stdout.strip()
+        check(stale == session, "%s not marked stale: ftvm-%s-stale=%r, session %s" % (sec.name, RSC, stale, session))
+        log("drill link %d: %s's replication cut; %s revoked it (output held %d ms, longest client gap %.0f ms); "
+            "ftvm-%s-stale=%s on %s" % (i, sec.name, prim.name, r["revoke_ms"], gap * 1000, RSC, stale, sec.name))
+        # protected again (towards the third node, or the restarted one once healed)
+        c.wait_for(lambda: (lambda q: serving_primary(q) and q["migrate"].get("state") == "protected"
+                            and q["migrate"]["session"] != session)(vmm_query(prim)),
+                   120, 0.05, what="re-protection of %s after the link cut" % prim.name)
+        r["reprotected"] = time.monotonic() - t
+        check(c.crm_mon().promoted(RSC) == [prim.name], "the Promoted instance moved on a link cut")
+        c.heal(sec, links=rep)
+        s_ = self.load.stop()
+        v = self.load.verify()
+        log("drill link %d: re-protected after %.2f s; client %d ops, %d PUTs acknowledged; verify: %d keys, 0 lost"
+            % (i, r["reprotected"], s_.get("ops", 0), s_.get("puts_acked", 0), v.get("checked", 0)))
+        self.load.start()
+        c.pcs("resource cleanup %s" % RSC, check=False)
+        c.nodes[0].run(["crm_resource", "--wait", "--timeout", "90s"], timeout=120, check=False)
+        c.wait_for(self.settled, 120, 0.1, what="the cluster settled after drill link %d" % i)
+        check(not self.sampler.violations, "more than one Promoted: %s" % self.sampler.violations)
+        self.results["link"].append(r)
+        return r
+
     def run_one(self, kind, i):
         c = self.c
+        if kind == "link":
+            return self.run_link(i)
         old, q0 = c.wait_for(self.settled, 120, 0.1, what="a settled cluster before drill %s %d" % (kind, i))
         time.sleep(random.uniform(0.3, 1.5))  # inject at a random moment of the checkpoint cycle
         r = {"kind": kind, "node": old.name}
@@ -509,7 +563,7 @@ def report(c, drills, totem, t_test):
                                                  "reprotect max", "fenced p50"))
     for k in KINDS:
         rs = res[k]
-        if not rs:
+        if not rs or k == "link":
             continue
         fo = [r["failover"] for r in rs]
         rp = [r["reprotected"] for r in rs]
@@ -517,6 +571,13 @@ def report(c, drills, totem, t_test):
         print("%-10s %3d %10.0f ms %10.0f ms %12.0f ms %12.0f ms %10s" % (
             k, len(rs), pct(fo, 50) * 1000, max(fo) * 1000, pct(rp, 50) * 1000, max(rp) * 1000,
             ("%.0f ms" % (pct(fe, 50) * 1000)) if fe else "-"))
+    if res["link"]:
+        rs = res["link"]
+        print("link cut of the secondary (no failover): %d drills; output held while revoking p50 %.0f ms max %.0f ms; "
+              "longest client gap p50 %.0f ms max %.0f ms; re-protected p50 %.1f s max %.1f s"
+              % (len(rs), pct([r["revoke_ms"] for r in rs], 50), max(r["revoke_ms"] for r in rs),
+                 pct([r["gap"] for r in rs], 50) * 1000, max(r["gap"] for r in rs) * 1000,
+                 pct([r["reprotected"] for r in rs], 50), max(r["reprotected"] for r in rs)))
     print("kv client: %d ops, %d PUTs acknowledged, none lost (verified after every drill)"
           % (drills.load.totals["ops"], drills.load.totals["puts_acked"]))
     print("sampler: %d VMM samples, %d Pacemaker samples, %d violations"
@@ -563,11 +624,11 @@ def main():
         c.wait_for(lambda: all(ftvmd_running(n) for n in c.nodes), 20, what="ftvmd in every node")
         work = os.path.join(c.state_dir, "client")
         os.makedirs(work)
-        cmd = ("resource create %s ocf:ftvm:ftvm config=%s node_addrs='%s' watcher_fifo=" + FIFO + " "
+        cmd = ("resource create %s ocf:ftvm:ftvm config=%s node_addrs='%s' watcher_fifo=%s "
                "op monitor interval=2s role=Promoted timeout=20s "
                "op monitor interval=3s role=Unpromoted timeout=20s "
                "promotable notify=true promoted-max=1"
-               % (RSC, c.vm_conf, " ".join("%s=%s%d" % (n.name, REP_NET, n.index) for n in c.nodes)))
+               % (RSC, c.vm_conf, " ".join("%s=%s%d" % (n.name, REP_NET, n.index) for n in c.nodes), FIFO))
         log("pcs " + cmd)
         c.pcs(cmd)
         sampler = Sampler(c)
