@@ -784,8 +784,12 @@ out:
 	pthread_mutex_unlock(&ft->lock);
 	/* A secondary that committed a checkpoint may still be promoted by
 	 * the cluster: first make sure it never is (output-commit rule). */
-	if (!quitting && ret && ret != -ECANCELED && ft->acked_epoch && ft->event_hook[0])
+	if (!quitting && ret && ret != -ECANCELED && ft->acked_epoch && ft->event_hook[0]) {
 		revoke_peer(ft);
+		pthread_mutex_lock(&ft->lock);
+		quitting = ft->quitting;	/* the VMM may have begun to end meanwhile */
+		pthread_mutex_unlock(&ft->lock);
+	}
 	/* Alone again: everything held goes out, new output passes through.
 	 * Not when the VMM is ending: that output belongs to state no
 	 * secondary has; the guest that produced it ends here. */
