@@ -673,7 +673,7 @@ class Cluster:
                 "nodelist {\n%s}\n"
                 "quorum {\n    provider: corosync_votequorum\n}\n"
                 "logging {\n    to_logfile: yes\n    logfile: /var/log/pacemaker/corosync.log\n"
-                "    to_stderr: no\n    to_syslog: no\n    timestamp: on\n}\n") % (self.id, self.token, extra, nodes)
+                "    to_stderr: no\n    to_syslog: no\n    timestamp: hires\n}\n") % (self.id, self.token, extra, nodes)
 
     def _write_node_config(self, node):
         d = node.dir
