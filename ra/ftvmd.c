@@ -16,6 +16,9 @@
  *    mcelog trigger script would use;
  *  - a fatal block I/O error reported for the local VMM (an `io-error ...`
  *    line on the same FIFO): handled exactly as a machine check;
+ *  - the local VMM dies without ending cleanly (killed, crashed: its pid
+ *    file still names it; a clean exit removes it): fail its instance now,
+ *    instead of waiting for the next monitor;
  *  - no failover is ever started without quorum: the last votequorum
  *    notification and a fresh votequorum_getinfo() must both say quorate.
  *
@@ -37,6 +40,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -54,6 +58,12 @@ struct ftvmd {
 	int fifo_fd;
 	char fifo_buf[512];
 	size_t fifo_len;
+	char pidfile[256];	/* the local VMM's (ftvm --pidfile) */
+	pid_t vmm_pid;		/* watched through vmm_pidfd */
+	pid_t dead_pid;		/* already reported */
+	int vmm_pidfd;
+	qb_loop_timer_handle pid_timer;
+	char my_name[128];	/* this node's Pacemaker name, once known */
 };
 
 /* Runs a command, waits for it; returns its exit status or -1. */
@@ -223,9 +233,11 @@ static void vq_notify(votequorum_handle_t h, uint64_t ctx, uint32_t quorate, uin
 
 /* ---- machine checks ------------------------------------------------------------ */
 
+static void fail_local(struct ftvmd *d, const char *why);
+
 static void on_mce(struct ftvmd *d, const char *what)
 {
-	char ans[4096], me[128];
+	char ans[4096];
 
 	qb_log(LOG_CRIT, "fatal hardware event on this node: %s", what);
 	if (!quorate_now(d)) {
@@ -243,12 +255,93 @@ static void on_mce(struct ftvmd *d, const char *what)
 		return;
 	}
 	qb_log(LOG_NOTICE, "handed the VM over: %s", ans);
-	node_name(d->my_nodeid, me, sizeof(me));
+	fail_local(d, "handed over");
+}
+
+/* ---- the local VMM's process ------------------------------------------------- */
+
+static void fail_local(struct ftvmd *d, const char *why)
+{
+	/* Looked up once (crm_node is slow on a busy node, and this is the
+	 * failover's critical path); it does not change. */
+	if (!d->my_name[0]) {
+		char me[128];
+		node_name(d->my_nodeid, me, sizeof(me));
+		if (strspn(me, "0123456789") == strlen(me)) {
+			qb_log(LOG_ERR, "%s, but this node's name is unknown (crm_node -l)", why);
+			return;
+		}
+		snprintf(d->my_name, sizeof(d->my_name), "%s", me);
+	}
+	const char *me = d->my_name;
+	qb_log(LOG_NOTICE, "%s: failing the instance of %s on %s now", why, d->resource, me);
 	char *argv[] = { "crm_resource", "--fail", "--resource", (char *)d->resource,
-			 "--node", me, NULL };
+			 "--node", (char *)me, NULL };
 	int rc = run(argv);
 	if (rc != 0)
 		qb_log(LOG_ERR, "crm_resource --fail for %s on %s exited %d", d->resource, me, rc);
+}
+
+static pid_t read_pidfile(const char *path)
+{
+	char buf[32] = "";
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return 0;
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = '\0';
+	fclose(f);
+	long v = strtol(buf, NULL, 10);
+	return v > 0 ? (pid_t)v : 0;
+}
+
+static void watch_vmm(void *data);
+
+static int vmm_exited(int fd, int revents, void *data)
+{
+	struct ftvmd *d = data;
+	pid_t pid = d->vmm_pid;
+	(void)revents;
+	qb_loop_poll_del(d->loop, fd);
+	close(fd);
+	d->vmm_pidfd = -1;
+	d->vmm_pid = 0;
+	/* A VMM that ends cleanly (quit, handover, guest shutdown, SIGTERM)
+	 * removes its pid file before it exits. */
+	if (read_pidfile(d->pidfile) != pid) {
+		qb_log(LOG_INFO, "VMM pid %d ended cleanly", (int)pid);
+		return 0;
+	}
+	d->dead_pid = pid;
+	qb_log(LOG_ERR, "VMM pid %d died without ending cleanly (killed or crashed)", (int)pid);
+	if (!quorate_now(d)) {
+		qb_log(LOG_WARNING, "no quorum: leaving it to Pacemaker's monitor");
+		return 0;
+	}
+	fail_local(d, "the local VMM died");
+	return 0;
+}
+
+/* Every 100 ms: a new VMM process (a new pid in the pid file) is watched
+ * through a pidfd, which polls readable the moment it exits. */
+static void watch_vmm(void *data)
+{
+	struct ftvmd *d = data;
+	pid_t pid = read_pidfile(d->pidfile);
+	if (pid && pid != d->vmm_pid && pid != d->dead_pid) {
+		int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+		if (fd >= 0) {
+			if (d->vmm_pidfd >= 0) {
+				qb_loop_poll_del(d->loop, d->vmm_pidfd);
+				close(d->vmm_pidfd);
+			}
+			d->vmm_pid = pid;
+			d->vmm_pidfd = fd;
+			qb_loop_poll_add(d->loop, QB_LOOP_HIGH, fd, POLLIN, d, vmm_exited);
+			qb_log(LOG_INFO, "watching the VMM, pid %d", (int)pid);
+		}
+	}
+	qb_loop_timer_add(d->loop, QB_LOOP_LOW, 100 * QB_TIME_NS_IN_MSEC, d, watch_vmm, &d->pid_timer);
 }
 
 static int fifo_ready(int fd, int revents, void *data)
@@ -311,9 +404,11 @@ static int32_t on_signal(int32_t sig, void *data)
 
 static void usage(FILE *f)
 {
-	fputs("usage: ftvmd --resource ID --socket PATH [--mce-fifo PATH] [--log FILE]\n"
+	fputs("usage: ftvmd --resource ID --socket PATH [--pidfile PATH] [--mce-fifo PATH] [--log FILE]\n"
 	      "  --resource ID     the promotable clone's resource id (e.g. vm1)\n"
 	      "  --socket PATH     the local ftvm monitor socket\n"
+	      "  --pidfile PATH    the local ftvm's pid file (default: the socket's\n"
+	      "                    path with .pid for .sock, as the agent names them)\n"
 	      "  --mce-fifo PATH   fatal hardware events, one line each: 'mce ...' (machine\n"
 	      "                    check) or 'io-error ...' (fatal block I/O error)\n"
 	      "  --log FILE        log there too (default: stderr only)\n", f);
@@ -321,12 +416,13 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-	static struct ftvmd d = { .fifo_fd = -1 };
+	static struct ftvmd d = { .fifo_fd = -1, .vmm_pidfd = -1 };
 	static const struct option opts[] = {
 		{ "resource", required_argument, NULL, 'r' },
 		{ "socket", required_argument, NULL, 's' },
 		{ "mce-fifo", required_argument, NULL, 'm' },
 		{ "log", required_argument, NULL, 'l' },
+		{ "pidfile", required_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -338,6 +434,7 @@ int main(int argc, char **argv)
 		case 's': d.sock = optarg; break;
 		case 'm': d.fifo = optarg; break;
 		case 'l': d.logfile = optarg; break;
+		case 'p': snprintf(d.pidfile, sizeof(d.pidfile), "%s", optarg); break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -345,6 +442,13 @@ int main(int argc, char **argv)
 	if (!d.resource || !d.sock || optind != argc) {
 		usage(stderr);
 		return 2;
+	}
+	if (!d.pidfile[0]) {
+		size_t n = strlen(d.sock);
+		if (n > 5 && !strcmp(d.sock + n - 5, ".sock"))
+			snprintf(d.pidfile, sizeof(d.pidfile), "%.*s.pid", (int)(n - 5), d.sock);
+		else
+			snprintf(d.pidfile, sizeof(d.pidfile), "%s.pid", d.sock);
 	}
 	qb_log_init("ftvmd", LOG_DAEMON, LOG_INFO);
 	qb_log_ctl(QB_LOG_STDERR, QB_LOG_CONF_ENABLED, QB_TRUE);
@@ -400,10 +504,16 @@ int main(int argc, char **argv)
 		}
 		qb_loop_poll_add(d.loop, QB_LOOP_HIGH, d.fifo_fd, POLLIN, &d, fifo_ready);
 	}
+	watch_vmm(&d);
+	/* learn this node's name now, not in the middle of a failover */
+	node_name(d.my_nodeid, d.my_name, sizeof(d.my_name));
+	if (strspn(d.my_name, "0123456789") == strlen(d.my_name))
+		d.my_name[0] = '\0';	/* Pacemaker not up yet: on first use */
 	qb_loop_signal_add(d.loop, QB_LOOP_HIGH, SIGTERM, &d, on_signal, NULL);
 	qb_loop_signal_add(d.loop, QB_LOOP_HIGH, SIGINT, &d, on_signal, NULL);
-	qb_log(LOG_NOTICE, "watching: node %u, resource %s, VMM %s%s%s", d.my_nodeid, d.resource,
-	       d.sock, d.fifo ? ", machine checks from " : "", d.fifo ? d.fifo : "");
+	qb_log(LOG_NOTICE, "watching: node %u, resource %s, VMM %s (pid file %s)%s%s", d.my_nodeid,
+	       d.resource, d.sock, d.pidfile, d.fifo ? ", machine checks from " : "",
+	       d.fifo ? d.fifo : "");
 	qb_loop_run(d.loop);
 	cpg_finalize(d.cpg);
 	votequorum_finalize(d.vq);
