@@ -625,6 +625,7 @@ def main():
         work = os.path.join(c.state_dir, "client")
         os.makedirs(work)
         cmd = ("resource create %s ocf:ftvm:ftvm config=%s node_addrs='%s' watcher_fifo=%s "
+               "log_dir=/var/log/pacemaker/ftvm "
                "op monitor interval=2s role=Promoted timeout=20s "
                "op monitor interval=3s role=Unpromoted timeout=20s "
                "promotable notify=true promoted-max=1"
