@@ -334,7 +334,7 @@ class Load:
             raise Failure("verify printed nothing (rc %d): %s" % (r.returncode, r.stderr))
         v = json.loads(lines[-1])
         check(v.get("lost", 1) == 0 and v.get("wrong", 1) == 0 and r.returncode == 0,
-              "acknowledged writes lost or wrong: %s" % v)
+              "acknowledged writes lost or wrong: %s %s" % (v, r.stderr.strip()))
         return v
 
 
