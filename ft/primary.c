@@ -276,6 +276,15 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first)
 	/* The first checkpoint also takes the pages the last sync round left. */
 	if (!first)
 		memset(c->bitmap, 0, words * 8);
+	/*
+	 * Device emulation outside the vCPUs (virtio-net RX in the I/O thread)
+	 * stops too, from the dirty-log collection through the device state:
+	 * a frame delivered in between would be in the device state (its
+	 * buffer consumed) but not in the pages, and a failover to this
+	 * checkpoint would hand the guest a used-ring entry that is not there,
+	 * i.e. the stale contents of an old buffer: an old request replayed.
+	 */
+	vm__devices_lock(vm);
 	ret = vm__dirty_log_collect(vm, c->bitmap);
 	c->nr = 0;
 	for (uint64_t w = 0; !ret && w < words; w++)
@@ -284,7 +293,6 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first)
 		ret = capture__reserve(c, c->nr ? c->nr : 1);
 	if (!ret) {
 		size_t i = 0;
-		vm__devices_lock(vm);	/* device DMA writes stop too */
 		for (uint64_t w = 0; w < words; w++) {
 			uint64_t bits = c->bitmap[w];
 			while (bits) {
@@ -296,13 +304,13 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first)
 				i++;
 			}
 		}
-		vm__devices_unlock(vm);
 	}
 	sbuf__reset(&c->state);
 	sbuf__reset(&c->outputs);
 	uint64_t tc = ft__now_ns();
 	if (!ret)
-		ret = vm__save_state(vm, &c->state, err);
+		ret = vm__save_state_locked(vm, &c->state, err);
+	vm__devices_unlock(vm);
 	uint64_t ts = ft__now_ns();
 	if (!ret && first && c->disk_bitmap) {
 		ret = eventtap__collect_disk_dirty(et, c->disk_bitmap);

@@ -150,10 +150,18 @@ int vm__save(struct vm *vm, const char *path, uint64_t *bytes, uint64_t *pause_u
  * checks everything first, then applies.
  */
 int vm__save_state(struct vm *vm, struct sbuf *out, char *err);
+/* The same, for a caller that holds vm__devices_lock (a checkpoint capture
+ * reads dirty pages and device state as one snapshot). */
+int vm__save_state_locked(struct vm *vm, struct sbuf *out, char *err);
 int vm__check_state(struct vm *vm, const void *blob, size_t len, char *err);
 int vm__load_state(struct vm *vm, const void *blob, size_t len, char *err);
 bool vm__is_started(struct vm *vm);
-/* The VM's devices' locks: held while a capture reads device memory. */
+/*
+ * The VM's devices' lock. Device emulation outside the vCPUs (virtio-net RX
+ * in the I/O thread) writes guest memory and device state under it; a
+ * capture that holds it from collecting the dirty log through saving the
+ * device state gets memory and devices as of one instant.
+ */
 void vm__devices_lock(struct vm *vm);
 void vm__devices_unlock(struct vm *vm);
 uint32_t vm__tsc_khz(struct vm *vm);

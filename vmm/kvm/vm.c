@@ -556,6 +556,11 @@ int vm__save_state(struct vm *vm, struct sbuf *out, char *err)
 	return ret;
 }
 
+int vm__save_state_locked(struct vm *vm, struct sbuf *out, char *err)
+{
+	return vm_snapshot__save_state(vm, out, err);
+}
+
 int vm__check_state(struct vm *vm, const void *blob, size_t len, char *err)
 {
 	return vm_snapshot__load_state(vm, blob, len, true, err);
