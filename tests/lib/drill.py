@@ -271,10 +271,73 @@ def make_image(path, mb=64):
     return path
 
 
-def run_drill(work, mode, kills, policy="event", seed=None, log=print, min_gap=0.3, max_gap=1.2):
+class Noise:
+    """Traffic that does not wait for answers, so that frames arrive while
+    checkpoints are captured (the main kv load waits for each answer): TIME
+    requests every `period` s, and `loads` more kv clients, each on its own
+    keys with its own ack log (their GETs catch an old PUT coming back)."""
+
+    def __init__(self, topo, work, period=0.001, loads=4):
+        self.topo, self.work = topo, work
+        code = ("import socket,time\n"
+                "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.setblocking(False)\n"
+                "i=0\n"
+                "while True:\n"
+                "    i+=1\n"
+                "    try: s.sendto(b'TIME n%%d'%%i,('%s',%d))\n"
+                "    except OSError: pass\n"
+                "    try:\n"
+                "        while s.recv(2048): pass\n"
+                "    except OSError: pass\n"
+                "    time.sleep(%f)\n" % (GUEST_IP, KV_PORT, period))
+        self.flood = subprocess.Popen(topo.cmd("C", "python3", "-c", code),
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.loads = []
+        for i in range(loads):
+            acks = os.path.join(work, "noise%d.acks" % i)
+            out = open(os.path.join(work, "noise%d.json" % i), "w")
+            p = subprocess.Popen(topo.cmd("C", FTVM_KV, "--server", "%s:%d" % (GUEST_IP, KV_PORT),
+                                          "--deadline-ms", "20000", "--json", "load", "--duration-ms", "3600000",
+                                          "--keys", "40", "--key-prefix", "n%d-" % i, "--seed", str(100 + i),
+                                          "--ack-log", acks),
+                                 stdout=out, stderr=subprocess.DEVNULL)
+            self.loads.append((p, out, acks))
+
+    def finish(self):
+        """Stops it all; checks every noise client as the main one is checked."""
+        self.close()
+        client = Client(self.topo, self.work)
+        for i, (p, out, acks) in enumerate(self.loads):
+            with open(out.name) as f:
+                lines = [l for l in f.read().splitlines() if l.strip()]
+            check(lines, "noise client %d printed nothing" % i)
+            st = json.loads(lines[-1])
+            check(st["stale_reads"] == 0 and st["wrong_answers"] == 0, "noise client %d: %s" % (i, st))
+            client.acks = acks
+            v = client.verify()
+            check(v["lost"] == 0 and v["wrong"] == 0, "noise client %d lost writes: %s" % (i, v))
+
+    def close(self):
+        if self.flood.poll() is None:
+            self.flood.kill()
+            self.flood.wait(5)
+        for p, out, _ in self.loads:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+                try:
+                    p.wait(30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+            out.close()
+
+
+def run_drill(work, mode, kills, policy="event", seed=None, log=print, min_gap=0.3, max_gap=1.2,
+              noise=False):
     """Kills the primary `kills` times at random moments under kv load; after
     each failover a new secondary is started on the dead primary's host and
-    protection is restored. Returns a report dict; raises Failure on any loss."""
+    protection is restored. noise: a second client sends a request every
+    millisecond regardless of answers. Returns a report dict; raises Failure
+    on any loss."""
     rnd = random.Random(seed)
     rep = {"mode": mode, "policy": policy, "kills": 0, "failover_s": []}
     with Topology() as topo:
@@ -293,6 +356,9 @@ def run_drill(work, mode, kills, policy="event", seed=None, log=print, min_gap=0
             nodes.append(secondary)
             primary.protect_to("B")
             client.start_load(seconds=3600, keys=200, seed=rnd.randint(1, 1 << 30))
+            noisy = Noise(topo, work) if noise else None
+            if noisy:
+                nodes.append(noisy)
             for i in range(kills):
                 time.sleep(rnd.uniform(min_gap, max_gap))
                 st = primary.migrate_info()
@@ -317,6 +383,9 @@ def run_drill(work, mode, kills, policy="event", seed=None, log=print, min_gap=0
                 % (s["ops"], s["puts_acked"], s["stale_reads"], s["wrong_answers"], s["gave_up"]))
             check(s["stale_reads"] == 0 and s["wrong_answers"] == 0, "stale or wrong reads: %s" % s)
             check(s["gave_up"] == 0, "requests gave up: %s" % s)
+            if noisy:
+                noisy.finish()
+                log("noise clients: no stale read, nothing lost")
             v = client.verify()
             rep["verify"] = v
             log("verify on the running primary: %d keys, %d lost" % (v["checked"], v["lost"]))
