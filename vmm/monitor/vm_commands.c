@@ -107,6 +107,43 @@ static void cmd_savevm(struct mon_reply *r, int argc, char **argv, void *opaque)
 	mon_reply__u64(r, "pause_us", pause_us);
 }
 
+/*
+ * x-ram-crc FILE: test only. Writes "PAGE CRC32C" for every nonzero guest
+ * page (VM paused meanwhile): two VMs' memories compare page by page.
+ */
+static void cmd_ram_crc(struct mon_reply *r, int argc, char **argv, void *opaque)
+{
+	struct vm *vm = opaque;
+	if (argc != 1) {
+		mon_reply__error(r, MON_ERR_INVALID_PARAMETER, "usage: x-ram-crc FILE");
+		return;
+	}
+	FILE *f = fopen(argv[0], "we");
+	if (!f) {
+		mon_reply__error(r, MON_ERR_IO, "%s: %s", argv[0], strerror(errno));
+		return;
+	}
+	if (vm__pause_internal(vm) < 0) {
+		fclose(f);
+		mon_reply__error(r, MON_ERR_INVALID_STATE, "the VM is shut down");
+		return;
+	}
+	uint64_t n = 0;
+	for (uint64_t p = 0; p < vm__nr_pages(vm); p++) {
+		const uint64_t *w = vm__guest_ptr(vm, vm__page_gpa(vm, p), VMM_PAGE_SIZE);
+		uint64_t acc = 0;
+		for (unsigned i = 0; i < VMM_PAGE_SIZE / 8; i++)
+			acc |= w[i];
+		if (!acc)
+			continue;
+		fprintf(f, "%llu %08x\n", (unsigned long long)p, crc32c(0, w, VMM_PAGE_SIZE));
+		n++;
+	}
+	vm__resume_internal(vm);
+	fclose(f);
+	mon_reply__u64(r, "pages", n);
+}
+
 static void cmd_info_migrate(struct mon_reply *r, int argc, char **argv, void *opaque)
 {
 	(void)argv;
@@ -126,5 +163,7 @@ int vm_commands__register(struct monitor *m, struct vm *vm)
 	monitor__add_command(m, "quit", NULL, "stop the VM and exit ftvm", cmd_quit, vm);
 	monitor__add_command(m, "savevm", "FILE", "save the complete VM state to FILE",
 			     cmd_savevm, vm);
+	monitor__add_command(m, "x-ram-crc", "FILE",
+			     "test only: a CRC of every nonzero guest page into FILE", cmd_ram_crc, vm);
 	return 0;
 }
