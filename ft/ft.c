@@ -227,6 +227,28 @@ bool ft__is_secondary(struct ft *ft)
 }
 
 /*
+ * Frames queued on this host's tap while it was a secondary: the LAN may
+ * have flooded the guest's traffic here too (a bridge that has not learnt,
+ * or has forgotten, where the guest's MAC lives), and the primary's guest
+ * has already processed those requests. Delivered to the guest after a
+ * failover they would run a second time, late: an old PUT would undo newer
+ * acknowledged ones. Dropping them is what the network does to frames sent
+ * to a host that is not running the guest; clients retry. Returns how many.
+ */
+unsigned ft__drain_rx(struct ft *ft)
+{
+	struct net *n = eventtap__net(ft->cfg.et);
+	static uint8_t buf[65536];	/* one caller at a time: the secondary thread or failover */
+	unsigned dropped = 0;
+
+	if (!n)
+		return 0;
+	while (n->ops->rx(n->be, buf, sizeof(buf)) >= 0)
+		dropped++;
+	return dropped;
+}
+
+/*
  * Resume the guest from the last committed checkpoint: load its state,
  * re-issue its in-flight output (shared storage: disk writes too; in
  * replicated mode they were applied at commit), announce the MAC, run.
@@ -250,6 +272,12 @@ int ft__do_failover(struct ft *ft, const char *why, char *err)
 		return -ENOENT;
 	}
 	fprintf(stderr, "ftvm: ft: failover (%s) from checkpoint %llu\n", why, (unsigned long long)epoch);
+	/* Before the device state is loaded: from then on the I/O thread
+	 * delivers into the guest's RX queue. */
+	unsigned stale = ft__drain_rx(ft);
+	if (stale)
+		fprintf(stderr, "ftvm: ft: dropped %u frames that reached this host's tap before the "
+			"failover\n", stale);
 	ret = vm__load_state(ft->cfg.vm, ft->committed_state.data, ft->committed_state.len, verr);
 	if (ret) {
 		snprintf(err, VMM_ERR_LEN, "loading checkpoint %llu: %s", (unsigned long long)epoch, verr);

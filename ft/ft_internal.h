@@ -171,6 +171,8 @@ void ft__error(struct ft *ft, const char *fmt, ...) __attribute__((format(printf
 uint64_t ft__now_ns(void);
 /* Performs the failover (secondary thread or monitor). */
 int ft__do_failover(struct ft *ft, const char *why, char *err);
+/* Secondary: drops every frame waiting on the guest's NIC backend; returns how many. */
+unsigned ft__drain_rx(struct ft *ft);
 /* Sends a RARP for mac from the guest's NIC (gratuitous announcement). */
 int ft_announce__rarp(struct eventtap *et, const uint8_t mac[6]);
 /*

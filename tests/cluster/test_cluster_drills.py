@@ -127,6 +127,54 @@ def vmm_query(node, timeout=1.0):
         s.close()
 
 
+def vmm_cmds(node, cmds, timeout=5.0):
+    """Runs monitor commands (JSON mode) on the node's VMM; their answers."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(node.path(SOCK))
+    s.sendall(("json\n" + "".join(c + "\n" for c in cmds)).encode())
+    buf = b""
+    while True:
+        answers = [l[l.index(b"{"):] for l in buf.split(b"\n") if b"{" in l]
+        if len(answers) >= len(cmds) + 1 and buf.endswith(b"\n"):
+            break
+        d = s.recv(65536)
+        if not d:
+            raise Failure("%s: the VMM closed its monitor" % node.name)
+        buf += d
+    s.close()
+    return [json.loads(a) for a in answers[1:len(cmds) + 1]]
+
+
+def ram_check(c, prim, q):
+    """FTVM_CLUSTER_RAMCHECK=1: the primary is paused, checkpointed once
+    more (epoch policy), and its memory compared page by page with its
+    secondary's: after that checkpoint they must be equal."""
+    peer = q["migrate"]["peer"]
+    sec = [n for n in c.nodes if peer.startswith(REP_NET + "%d:" % n.index)][0]
+    policy = q["migrate"].get("policy", "event")
+    vmm_cmds(prim, ["stop", "migrate_set_policy epoch:20"])
+    try:
+        time.sleep(0.4)
+        vmm_cmds(prim, ["x-ram-crc /run/ftvm/ram.crc"])
+        vmm_cmds(sec, ["x-ram-crc /run/ftvm/ram.crc"])
+        qp, qs = vmm_query(prim), vmm_query(sec)
+    finally:
+        vmm_cmds(prim, ["migrate_set_policy " + policy, "cont"])
+    def load(n):
+        with open(n.path("/run/ftvm/ram.crc")) as f:
+            return dict(l.split() for l in f.read().splitlines())
+    a, b = load(prim), load(sec)
+    diff = sorted(int(k) for k in set(a) | set(b) if a.get(k) != b.get(k))
+    log("ram check: %s (epoch %s, acked %s) vs %s (committed %s): %d pages, %d differ %s"
+        % (prim.name, qp["migrate"].get("epoch"), qp["migrate"].get("acked_epoch"), sec.name,
+           qs["migrate"].get("committed_epoch"), len(a), len(diff), diff[:16]))
+    check(not diff, "memory of %s and its secondary %s differ in %d pages: %s" % (prim.name, sec.name, len(diff), diff[:32]))
+
+
+RAMCHECK = os.environ.get("FTVM_CLUSTER_RAMCHECK") == "1"
+
+
 def serving_primary(q):
     """A VMM that is primary, not handed over, and whose guest runs."""
     return (q is not None and q["migrate"].get("role") == "primary" and q["migrate"].get("state") != "handed-over"
@@ -476,6 +524,8 @@ class Drills:
         if kind == "link":
             return self.run_link(i)
         old, q0 = c.wait_for(self.settled, 120, 0.1, what="a settled cluster before drill %s %d" % (kind, i))
+        if RAMCHECK:
+            ram_check(c, old, q0)
         time.sleep(random.uniform(0.3, 1.5))  # inject at a random moment of the checkpoint cycle
         r = {"kind": kind, "node": old.name}
         # ---- inject
