@@ -187,14 +187,8 @@ static int sync_pages(struct ft *ft, const uint64_t *bitmap, bool skip_zero, str
 	for (uint64_t p = 0; p < nr && !ret; p++) {
 		if (bitmap && !(bitmap[p / 64] & (1ull << (p % 64))))
 			continue;
-		if (skip_zero) {
-			const uint64_t *w = vm__guest_ptr(vm, vm__page_gpa(vm, p), FT_PAGE);
-			uint64_t acc = 0;
-			for (unsigned i = 0; i < FT_PAGE / 8; i++)
-				acc |= w[i];
-			if (!acc)
-				continue;
-		}
+		if (skip_zero && vm__page_is_zero(vm, p))
+			continue;
 		batch[n++] = p;
 		if (n == FT_PAGES_PER_MSG) {
 			ret = send_pages(ft, FT_MSG_SYNC_RAM, 0, batch, NULL, n, &c->wire);

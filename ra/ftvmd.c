@@ -260,18 +260,26 @@ static void on_mce(struct ftvmd *d, const char *what)
 
 /* ---- the local VMM's process ------------------------------------------------- */
 
-static void fail_local(struct ftvmd *d, const char *why)
+/* This node's Pacemaker name, looked up once (crm_node is slow on a busy
+ * node, and failing the local instance is on the failover's critical
+ * path). False while Pacemaker cannot tell it (node_name gives the id). */
+static bool learn_my_name(struct ftvmd *d)
 {
-	/* Looked up once (crm_node is slow on a busy node, and this is the
-	 * failover's critical path); it does not change. */
 	if (!d->my_name[0]) {
 		char me[128];
 		node_name(d->my_nodeid, me, sizeof(me));
-		if (strspn(me, "0123456789") == strlen(me)) {
-			qb_log(LOG_ERR, "%s, but this node's name is unknown (crm_node -l)", why);
-			return;
-		}
+		if (strspn(me, "0123456789") == strlen(me))
+			return false;
 		snprintf(d->my_name, sizeof(d->my_name), "%s", me);
+	}
+	return true;
+}
+
+static void fail_local(struct ftvmd *d, const char *why)
+{
+	if (!learn_my_name(d)) {
+		qb_log(LOG_ERR, "%s, but this node's name is unknown (crm_node -l)", why);
+		return;
 	}
 	const char *me = d->my_name;
 	qb_log(LOG_NOTICE, "%s: failing the instance of %s on %s now", why, d->resource, me);
@@ -505,10 +513,7 @@ int main(int argc, char **argv)
 		qb_loop_poll_add(d.loop, QB_LOOP_HIGH, d.fifo_fd, POLLIN, &d, fifo_ready);
 	}
 	watch_vmm(&d);
-	/* learn this node's name now, not in the middle of a failover */
-	node_name(d.my_nodeid, d.my_name, sizeof(d.my_name));
-	if (strspn(d.my_name, "0123456789") == strlen(d.my_name))
-		d.my_name[0] = '\0';	/* Pacemaker not up yet: on first use */
+	learn_my_name(&d);	/* now, not in the middle of a failover (else on first use) */
 	qb_loop_signal_add(d.loop, QB_LOOP_HIGH, SIGTERM, &d, on_signal, NULL);
 	qb_loop_signal_add(d.loop, QB_LOOP_HIGH, SIGINT, &d, on_signal, NULL);
 	qb_log(LOG_NOTICE, "watching: node %u, resource %s, VMM %s (pid file %s)%s%s", d.my_nodeid,

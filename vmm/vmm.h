@@ -149,6 +149,9 @@ int vm__save(struct vm *vm, const char *path, uint64_t *bytes, uint64_t *pause_u
  * (vm__pause_internal). Check verifies and decodes without applying; load
  * checks everything first, then applies.
  */
+/* True if guest page p (index, as vm__page_gpa) holds only zeros. */
+bool vm__page_is_zero(struct vm *vm, uint64_t p);
+
 int vm__save_state(struct vm *vm, struct sbuf *out, char *err);
 /* The same, for a caller that holds vm__devices_lock (a checkpoint capture
  * reads dirty pages and device state as one snapshot). */

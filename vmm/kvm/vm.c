@@ -556,6 +556,15 @@ int vm__save_state(struct vm *vm, struct sbuf *out, char *err)
 	return ret;
 }
 
+bool vm__page_is_zero(struct vm *vm, uint64_t p)
+{
+	const uint64_t *w = vm__guest_ptr(vm, vm__page_gpa(vm, p), VMM_PAGE_SIZE);
+	uint64_t acc = 0;
+	for (unsigned i = 0; i < VMM_PAGE_SIZE / 8; i++)
+		acc |= w[i];
+	return acc == 0;
+}
+
 int vm__save_state_locked(struct vm *vm, struct sbuf *out, char *err)
 {
 	return vm_snapshot__save_state(vm, out, err);

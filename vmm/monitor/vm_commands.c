@@ -130,13 +130,10 @@ static void cmd_ram_crc(struct mon_reply *r, int argc, char **argv, void *opaque
 	}
 	uint64_t n = 0;
 	for (uint64_t p = 0; p < vm__nr_pages(vm); p++) {
-		const uint64_t *w = vm__guest_ptr(vm, vm__page_gpa(vm, p), VMM_PAGE_SIZE);
-		uint64_t acc = 0;
-		for (unsigned i = 0; i < VMM_PAGE_SIZE / 8; i++)
-			acc |= w[i];
-		if (!acc)
+		if (vm__page_is_zero(vm, p))
 			continue;
-		fprintf(f, "%llu %08x\n", (unsigned long long)p, crc32c(0, w, VMM_PAGE_SIZE));
+		fprintf(f, "%llu %08x\n", (unsigned long long)p,
+			crc32c(0, vm__guest_ptr(vm, vm__page_gpa(vm, p), VMM_PAGE_SIZE), VMM_PAGE_SIZE));
 		n++;
 	}
 	vm__resume_internal(vm);
