@@ -8,7 +8,7 @@
 #include "ft/ft.h"
 #include "transport/transport.h"
 
-#define FT_PROTO_VERSION 2	/* 2: HELLO carries the protection session id */
+#define FT_PROTO_VERSION 3	/* 2: HELLO carries the protection session id; 3: the CPU model */
 #define FT_PAGE 4096u
 #define FT_PAGES_PER_MSG 4096u		/* 16 MiB of pages per PAGES message at most */
 #define FT_DISK_BLOCK (64u << 10)	/* replicated-disk sync granularity */
@@ -50,6 +50,8 @@ struct ft_hello {
 	uint32_t page_size;
 	char name[64];
 	uint64_t session;	/* v2: the primary's id for this protection run */
+	char cpu_vendor[12];	/* v3: the CPU model the guest sees (vmm.h) */
+	uint32_t cpu_word[VM_CPU_WORDS];
 };
 
 int ft_hello__encode(const struct ft_hello *h, struct sbuf *out);

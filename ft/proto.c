@@ -33,9 +33,11 @@ static const struct vmstate_field hello_fields[] = {
 	VMSTATE_FIELD(struct ft_hello, page_size),
 	VMSTATE_FIELD(struct ft_hello, name),
 	VMSTATE_FIELD_V(struct ft_hello, session, 2),
+	VMSTATE_FIELD_V(struct ft_hello, cpu_vendor, 3),
+	VMSTATE_FIELD_V(struct ft_hello, cpu_word, 3),
 };
 static const struct vmstate_desc hello_desc =
-	VMSTATE_DESC("hello", struct ft_hello, 2, 1, hello_fields);
+	VMSTATE_DESC("hello", struct ft_hello, 3, 1, hello_fields);
 
 int ft_hello__encode(const struct ft_hello *h, struct sbuf *out)
 {
@@ -65,6 +67,16 @@ void ft_hello__describe(struct ft *ft, struct ft_hello *h)
 	h->page_size = FT_PAGE;
 	snprintf(h->name, sizeof(h->name), "%s", vm__name(vm));
 	h->session = ft->session;
+	struct vm_cpu_model cpu;
+	vm__cpu_model(vm, &cpu);
+	memcpy(h->cpu_vendor, cpu.vendor, sizeof(h->cpu_vendor));
+	memcpy(h->cpu_word, cpu.word, sizeof(h->cpu_word));
+}
+
+static void hello_cpu(const struct ft_hello *h, struct vm_cpu_model *m)
+{
+	memcpy(m->vendor, h->cpu_vendor, sizeof(m->vendor));
+	memcpy(m->word, h->cpu_word, sizeof(m->word));
 }
 
 static const char *mode_name(uint8_t m)
@@ -98,8 +110,14 @@ int ft_hello__check(const struct ft_hello *me, const struct ft_hello *p, char *e
 	else if (p->has_blk && p->drive_mode != me->drive_mode)
 		snprintf(err, errlen, "storage mode differs: primary %s, secondary %s",
 			 mode_name(p->drive_mode), mode_name(me->drive_mode));
-	else
+	else {
+		struct vm_cpu_model mc, pc;
+		hello_cpu(me, &mc);
+		hello_cpu(p, &pc);
+		if (vm_cpu_model__check(&mc, "secondary", &pc, "primary", err, errlen) < 0)
+			return -EPROTO;
 		return clock__check_rate(me->tsc_khz, p->tsc_khz, err, errlen);
+	}
 	return -EPROTO;
 }
 

@@ -111,6 +111,15 @@ struct vcpu {
 int vcpu__create(struct vm *vm, unsigned idx, char *err);
 void vcpu__destroy(struct vcpu *c);
 int vcpu__setup_cpuid(struct vcpu *c, char *err);
+
+/* The CPUID words of the CPU model (cpu_model.c); reg: 0..3 = EAX..EDX. */
+struct cpu_model_word {
+	uint32_t leaf, sub;
+	uint8_t reg;
+	uint32_t mask;		/* bits compared */
+	const char *what;
+};
+extern const struct cpu_model_word cpu_model_words[VM_CPU_WORDS];
 int vcpu__set_pvh_entry(struct vcpu *c, uint32_t entry, uint32_t start_info);
 void *vcpu__thread(void *arg);
 void vcpu__eat_kicks(void);
@@ -128,6 +137,7 @@ struct vm {
 	int kvm_fd, vm_fd;
 	struct guest_mem mem;
 	uint32_t tsc_khz;
+	struct vm_cpu_model cpu_model;	/* from vCPU 0's CPUID table, set at creation */
 
 	struct vcpu vcpus[VMM_MAX_VCPUS];
 	unsigned nr_vcpus;

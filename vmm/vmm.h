@@ -105,6 +105,13 @@ struct vm_config {
 	bool dirty_log;			/* track dirty pages from the start */
 	vm_test_hook_fn test_hook;
 	void *test_hook_opaque;
+	/* Test only: offer the guest no TSC-rate leaf (0x40000010) / no kvmclock. */
+	bool x_no_tsc_leaf, x_no_kvmclock;
+	/* Test only: announce (HELLO, snapshots) another CPU vendor, or
+	 * x_cpuid_value in model word x_cpuid_word - 1 (0: none). */
+	const char *x_cpu_vendor;
+	unsigned x_cpuid_word;
+	uint32_t x_cpuid_value;
 };
 
 enum vm_run_state { VM_STATE_RUNNING, VM_STATE_PAUSED, VM_STATE_SHUTDOWN };
@@ -168,6 +175,31 @@ bool vm__is_started(struct vm *vm);
 void vm__devices_lock(struct vm *vm);
 void vm__devices_unlock(struct vm *vm);
 uint32_t vm__tsc_khz(struct vm *vm);
+
+/* ---- the CPU the guest sees (vmm/kvm/cpuid.c) --------------------------- */
+
+/*
+ * What a running guest may depend on: the vendor and the feature words of
+ * the CPUID table ftvm gives it. A guest moves (checkpoint, snapshot) only
+ * between hosts whose models are equal.
+ */
+#define VM_CPU_WORDS 14
+struct vm_cpu_model {
+	char vendor[12];		/* CPUID.0 EBX EDX ECX, not NUL-terminated */
+	uint32_t word[VM_CPU_WORDS];	/* see cpuid.c: leaf 1, 7, 0xd, 0x8000000x, 0x40000001 */
+};
+void vm__cpu_model(struct vm *vm, struct vm_cpu_model *out);
+/*
+ * 0 if peer equals mine; else -EPROTO and err names the first difference
+ * with both values ("CPU vendor differs: snapshot AuthenticAMD, this host
+ * GenuineIntel"). The names say whose model is whose.
+ */
+int vm_cpu_model__check(const struct vm_cpu_model *mine, const char *mine_name,
+			const struct vm_cpu_model *peer, const char *peer_name, char *err,
+			size_t errlen);
+/* "0x7.0.ebx" -> the word's index; -ENOENT if that word is not compared. */
+int vm_cpu_model__parse_word(const char *s, unsigned *word);
+void vm_cpu_model__word_name(unsigned i, char *buf, size_t len);
 
 /* ---- guest time: what the clock module builds its policy on ----------- */
 

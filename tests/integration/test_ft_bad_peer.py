@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """What a secondary does with a primary it cannot trust: a corrupted
 message, a stream truncated mid-message, a peer speaking another protocol
-version, a peer with another memory size, and one with another device set
-are each refused with an error naming the problem; the secondary keeps its
+version, a peer with another memory size, another device set, another CPU
+vendor or another guest-visible CPUID word are each refused with an error naming the problem; the secondary keeps its
 last good checkpoint (and a later `cont` resumes it with nothing that was
 acknowledged under protection lost)."""
 import os
@@ -84,14 +84,29 @@ def hello_refused(work, label, a_extra, b_args, words, inject=None):
                     n.close()
 
 
+def host_vendor():
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("vendor_id"):
+                return line.split(":", 1)[1].strip()
+    return ""
+
+
 def test(work):
     require_kvm()
     stream_fault(work, "corrupt-pages", ["checksum mismatch"])
     stream_fault(work, "truncate-pages", ["truncated"])
-    hello_refused(work, "version", [], {}, ["protocol version 3", "speaks 2"], inject="hello-version")
+    hello_refused(work, "version", [], {}, ["protocol version 4", "speaks 3"], inject="hello-version")
     hello_refused(work, "memory-size", [], {"memory": "512M"}, ["memory size differs", "256 MiB", "512 MiB"])
     hello_refused(work, "vcpu-count", [], {"smp": 2}, ["vCPU count differs"])
     hello_refused(work, "device-set", [], {"net": False}, ["device set differs", "virtio-net"])
+    # A primary on a host with another CPU (faked: what it announces).
+    me = host_vendor()
+    other = "AuthenticAMD" if me == "GenuineIntel" else "GenuineIntel"
+    hello_refused(work, "cpu-vendor", ["--x-cpu-vendor", other], {},
+                  ["CPU vendor differs: primary %s, secondary %s" % (other, me)])
+    hello_refused(work, "cpuid-word", ["--x-cpuid", "0x7.0.ebx=0x1"], {},
+                  ["guest-visible CPUID differs", "leaf 0x7.0 EBX", "primary 0x00000001"])
 
 
 main(test)

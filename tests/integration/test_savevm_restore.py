@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """savevm of a running kv guest, --restore in a new process: the client goes
 on with correct answers and all data intact. Damaged snapshots (one flipped
-byte, truncated, another format version) are refused with an error that
+byte, truncated, another format version) and snapshots from a host with
+another CPU vendor or guest-visible CPUID are refused with an error that
 names the problem, and nothing runs."""
 import os
 import struct
@@ -80,6 +81,25 @@ def test(work):
         snapshot_fix_header_crc(b)
         open(other, "wb").write(b)
         restore_refused(ns, work, other, disk, ["version 99"], "version")
+
+        # A snapshot from a host with another CPU (faked: what the saving
+        # VM announces): refused, naming both.
+        me = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("vendor_id")][0]
+        them = "AuthenticAMD" if me == "GenuineIntel" else "GenuineIntel"
+        for label, flag, words in (
+                ("cpu-vendor", ["--x-cpu-vendor", them], ["CPU vendor differs: snapshot %s, this host %s" % (them, me)]),
+                ("cpuid-word", ["--x-cpuid", "0xd.0.ecx=0x1000"],
+                 ["guest-visible CPUID differs", "leaf 0xd.0 ECX (XSAVE area size): snapshot 0x00001000"])):
+            path = os.path.join(work, label + ".snap")
+            vm = Vm(work, ns, name="save-" + label, disk=disk, extra=flag)
+            try:
+                vm.wait_ready()
+                rc, j = vm.ctl("savevm", path)
+                check("return" in j, "savevm (%s) failed: %s" % (label, j))
+                vm.quit()
+            finally:
+                vm.close()
+            restore_refused(ns, work, path, disk, words, label)
 
 
 main(test)

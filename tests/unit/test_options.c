@@ -2,6 +2,7 @@
  * test_options.c - the ftvm command line: what operators type is accepted,
  * and every malformed flag is refused with a message naming it.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -93,10 +94,71 @@ static void test_bad(void)
 #undef BAD
 }
 
+/* The test-only CPU switches: a word by its leaf, or a clear refusal. */
+static void test_cpu_switches(void)
+{
+	struct ftvm_options o;
+	char err[256] = "";
+	int r;
+
+	memset(&o, 0, sizeof(o));
+	r = PARSE(&o, err, "--kernel", "k", "--x-cpuid", "0x7.0.ebx=0x1", "--x-cpu-vendor",
+		  "AuthenticAMD", "--x-no-tsc-leaf", "--x-no-kvmclock");
+	CHECK(r == 0, "test-only CPU switches refused: %s", err);
+	CHECK(o.x_cpuid_word == 4 && o.x_cpuid_value == 1, "--x-cpuid word %u value %u", o.x_cpuid_word,
+	      o.x_cpuid_value);
+	CHECK(strcmp(o.x_cpu_vendor, "AuthenticAMD") == 0, "--x-cpu-vendor");
+	CHECK(o.x_no_tsc_leaf && o.x_no_kvmclock, "--x-no-tsc-leaf / --x-no-kvmclock");
+	r = PARSE(&o, err, "--kernel", "k", "--x-cpuid", "0X80000001.0.EDX=ffffffff");
+	CHECK(r == 0 && o.x_cpuid_word == 12 && o.x_cpuid_value == 0xffffffffu,
+	      "upper case, no 0x on the value: %s", err);
+
+	static const char *const bad[] = {
+		"0x7.0.ebx", "0x7.0.ebx=", "0x7.0.ebx=xyz", "0x7.0.ebx=1ffffffff", "0x7.0.ebq=1",
+		"0x7.9.ebx=1", "0x2.0.eax=1", "7.0.ebx.1=0", "=1", "0x7.0.ebx=1 ",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		r = PARSE(&o, err, "--kernel", "k", "--x-cpuid", bad[i]);
+		refused(bad[i], "--x-cpuid", r, err);
+	}
+	err[0] = '\0';
+	r = PARSE(&o, err, "--kernel", "k", "--x-cpu-vendor", "ThirteenChars");
+	refused("13-character vendor", "--x-cpu-vendor", r, err);
+}
+
+/* Two CPU models: equal passes; the first difference is named with both values. */
+static void test_cpu_model_check(void)
+{
+	struct vm_cpu_model a, b;
+	char err[256];
+
+	memset(&a, 0, sizeof(a));
+	memcpy(a.vendor, "GenuineIntel", 12);
+	for (unsigned i = 0; i < VM_CPU_WORDS; i++)
+		a.word[i] = 0x1000 + i;
+	b = a;
+	CHECK(vm_cpu_model__check(&a, "mine", &b, "theirs", err, sizeof(err)) == 0, "equal: %s", err);
+	memcpy(b.vendor, "AuthenticAMD", 12);
+	b.word[3] = 0;
+	CHECK(vm_cpu_model__check(&a, "mine", &b, "theirs", err, sizeof(err)) == -EPROTO, "vendor");
+	CHECK_ERR_HAS(err, "CPU vendor differs: theirs AuthenticAMD, mine GenuineIntel");
+	b = a;
+	b.word[VM_CPU_WORDS - 1] = 0xdeadbeef;
+	CHECK(vm_cpu_model__check(&a, "mine", &b, "theirs", err, sizeof(err)) == -EPROTO, "word");
+	CHECK_ERR_HAS(err, "leaf 0x40000001.0 EAX");
+	CHECK_ERR_HAS(err, "theirs 0xdeadbeef, mine 0x0000100d");
+	memset(b.vendor, 0, sizeof(b.vendor));
+	CHECK(vm_cpu_model__check(&a, "mine", &b, "theirs", err, sizeof(err)) == -EPROTO, "none");
+	CHECK_ERR_HAS(err, "names no CPU");
+}
+
 int main(void)
 {
 	test_good();
 	test_bad();
+	test_cpu_switches();
+	test_cpu_model_check();
 	if (failures) {
 		printf("test_options: %d checks failed\n", failures);
 		return 1;

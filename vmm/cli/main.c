@@ -165,6 +165,11 @@ int main(int argc, char **argv)
 		.drive_mode = o.drive_mode,
 		.net = eventtap__net(et),
 		.serial_fd = serial_fd,
+		.x_no_tsc_leaf = o.x_no_tsc_leaf,
+		.x_no_kvmclock = o.x_no_kvmclock,
+		.x_cpu_vendor = o.x_cpu_vendor,
+		.x_cpuid_word = o.x_cpuid_word,
+		.x_cpuid_value = o.x_cpuid_value,
 	};
 	memcpy(cfg.mac, o.mac, 6);
 	if (o.restore)

@@ -48,6 +48,12 @@ void options__usage(FILE *f)
 	      "                         snapshot left it (default) or add the wall time\n"
 	      "                         that passed since the save\n"
 	      "  --x-tsc-khz N          test only: TSC rate to announce to a peer\n"
+	      "  --x-cpu-vendor NAME    test only: CPU vendor to announce (HELLO, savevm)\n"
+	      "  --x-cpuid LEAF.SUB.REG=HEX\n"
+	      "                         test only: a CPUID word to announce, e.g. 0x7.0.ebx=0\n"
+	      "  --x-no-tsc-leaf, --x-no-kvmclock\n"
+	      "                         test only: offer the guest no CPUID leaf 0x40000010 /\n"
+	      "                         no kvmclock\n"
 	      "  --help, --version\n", f);
 }
 
@@ -236,6 +242,10 @@ int options__parse(struct ftvm_options *o, int argc, char **argv, char *err, siz
 			o->no_compress = true;
 			continue;
 		}
+		if (strcmp(a, "--x-no-tsc-leaf") == 0 || strcmp(a, "--x-no-kvmclock") == 0) {
+			*(a[7] == 't' ? &o->x_no_tsc_leaf : &o->x_no_kvmclock) = true;
+			continue;
+		}
 		if (strncmp(a, "--", 2) != 0) {
 			snprintf(err, errlen, "unexpected argument '%s' (flags start with --)", a);
 			return -EINVAL;
@@ -254,6 +264,7 @@ int options__parse(struct ftvm_options *o, int argc, char **argv, char *err, siz
 			"--serial", "--monitor", "--name", "--restore", "--incoming",
 			"--ft-policy", "--heartbeat-ms", "--heartbeat-timeout-ms",
 			"--restore-clock", "--x-tsc-khz", "--event-hook", "--pidfile",
+			"--x-cpu-vendor", "--x-cpuid",
 		};
 		bool ok = false;
 		for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
@@ -330,6 +341,31 @@ int options__parse(struct ftvm_options *o, int argc, char **argv, char *err, siz
 				return -EINVAL;
 			}
 			o->x_tsc_khz = (uint32_t)n;
+		} else if (strcmp(flag, "--x-cpu-vendor") == 0) {
+			if (!*val || strlen(val) > 12) {
+				snprintf(err, errlen, "--x-cpu-vendor %s: 1-12 characters", val);
+				return -EINVAL;
+			}
+			o->x_cpu_vendor = val;
+		} else if (strcmp(flag, "--x-cpuid") == 0) {
+			const char *v = strchr(val, '=');
+			char word[32], *end;
+			unsigned w;
+			unsigned long n = 0;
+			if (v && (size_t)(v - val) < sizeof(word)) {
+				memcpy(word, val, (size_t)(v - val));
+				word[v - val] = '\0';
+				errno = 0;
+				n = strtoul(v + 1, &end, 16);
+			}
+			if (!v || (size_t)(v - val) >= sizeof(word) || !v[1] || *end || errno ||
+			    n > 0xffffffffu || vm_cpu_model__parse_word(word, &w) < 0) {
+				snprintf(err, errlen, "--x-cpuid %s: expected LEAF.SUB.REG=HEX for a "
+					 "compared word, e.g. 0x7.0.ebx=0", val);
+				return -EINVAL;
+			}
+			o->x_cpuid_word = w + 1;
+			o->x_cpuid_value = (uint32_t)n;
 		} else if (strcmp(flag, "--event-hook") == 0) {
 			if (!*val || strlen(val) >= 512) {
 				snprintf(err, errlen, "--event-hook: a command of 1-511 characters");

@@ -29,6 +29,10 @@ struct ftvm_options {
 	bool no_compress;
 	const char *restore_clock;	/* continue | catch-up */
 	uint32_t x_tsc_khz;		/* test-only: TSC rate to advertise to a peer */
+	bool x_no_tsc_leaf, x_no_kvmclock;	/* test-only: hide the guest's clock sources */
+	const char *x_cpu_vendor;	/* test-only: CPU vendor to announce */
+	unsigned x_cpuid_word;		/* test-only: model word to fake, + 1 (0: none) */
+	uint32_t x_cpuid_value;
 	const char *event_hook;		/* sh -c command run on peer loss (ft.h) */
 	const char *pidfile;		/* written at start, removed at exit */
 	bool help, version;

@@ -1,5 +1,5 @@
 /*
- * vcpu.c - vCPU creation, CPUID, the PVH entry state and the run loop.
+ * vcpu.c - vCPU creation, the PVH entry state and the run loop (CPUID: cpuid.c).
  *
  * One thread per vCPU runs `while (!quit) { KVM_RUN; dispatch exit; }`.
  * Pausing: vm__pause() sets pause_req and sends SIGUSR1 to every vCPU
@@ -20,8 +20,6 @@
 #include <unistd.h>
 
 #include "vmm/vm_internal.h"
-
-#define CPUID_MAX_ENTRIES 256
 
 int vcpu__create(struct vm *vm, unsigned idx, char *err)
 {
@@ -48,7 +46,7 @@ int vcpu__create(struct vm *vm, unsigned idx, char *err)
 		snprintf(err, VMM_ERR_LEN, "mmap kvm_run: %s", strerror(errno));
 		return -errno;
 	}
-	return vcpu__setup_cpuid(c, err);
+	return 0;	/* CPUID: vcpu__setup_cpuid() once the TSC rate is known */
 }
 
 void vcpu__destroy(struct vcpu *c)
@@ -59,61 +57,6 @@ void vcpu__destroy(struct vcpu *c)
 		close(c->fd);
 	c->run = NULL;
 	c->fd = -1;
-}
-
-/*
- * Supported CPUID, with this vCPU's APIC ID filled in and the hypervisor
- * timing leaf 0x40000010 (EAX = TSC kHz) that the guest uses for its clock.
- */
-int vcpu__setup_cpuid(struct vcpu *c, char *err)
-{
-	struct vm *vm = c->vm;
-	struct kvm_cpuid2 *cpuid;
-	bool have_timing = false;
-	int ret = 0;
-
-	cpuid = calloc(1, sizeof(*cpuid) + CPUID_MAX_ENTRIES * sizeof(struct kvm_cpuid_entry2));
-	if (!cpuid)
-		return -ENOMEM;
-	cpuid->nent = CPUID_MAX_ENTRIES;
-	if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, cpuid) < 0) {
-		ret = -errno;
-		snprintf(err, VMM_ERR_LEN, "KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
-		goto out;
-	}
-	for (unsigned i = 0; i < cpuid->nent; i++) {
-		struct kvm_cpuid_entry2 *e = &cpuid->entries[i];
-		switch (e->function) {
-		case 1:
-			e->ebx = (e->ebx & 0x0000ffffu) | (c->idx << 24) |
-				 ((vm->nr_vcpus & 0xff) << 16);
-			break;
-		case 0xb:
-		case 0x1f:
-			e->edx = c->idx;
-			break;
-		case 0x40000000:
-			if (e->eax < 0x40000010)
-				e->eax = 0x40000010;
-			break;
-		case 0x40000010:
-			e->eax = vm->tsc_khz;
-			have_timing = true;
-			break;
-		}
-	}
-	if (!have_timing && cpuid->nent < CPUID_MAX_ENTRIES) {
-		cpuid->entries[cpuid->nent++] = (struct kvm_cpuid_entry2){
-			.function = 0x40000010, .eax = vm->tsc_khz,
-		};
-	}
-	if (ioctl(c->fd, KVM_SET_CPUID2, cpuid) < 0) {
-		ret = -errno;
-		snprintf(err, VMM_ERR_LEN, "KVM_SET_CPUID2: %s", strerror(errno));
-	}
-out:
-	free(cpuid);
-	return ret;
 }
 
 static void seg_flat(struct kvm_segment *s, uint16_t sel, uint8_t type, bool code)

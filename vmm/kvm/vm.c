@@ -98,22 +98,24 @@ static int vm__create_machine(const struct vm_config *cfg, struct vm **out, char
 	if (ret)
 		return ret;
 
-	/* The TSC rate is needed by CPUID before any vCPU exists: ask the VM. */
-	ret = ioctl(vm->vm_fd, KVM_GET_TSC_KHZ, 0);
-	vm->tsc_khz = ret > 0 ? (uint32_t)ret : 0;
+	/* CPUID carries the TSC rate: ask the VM (KVM_CAP_VM_TSC_CONTROL),
+	 * else vCPU 0, before any vCPU gets its table. */
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		ret = vcpu__create(vm, i, err);
 		if (ret)
 			return ret;
-		if (!vm->tsc_khz) {
-			int khz = ioctl(vm->vcpus[i].fd, KVM_GET_TSC_KHZ, 0);
-			if (khz > 0) {
-				vm->tsc_khz = khz;
-				ret = vcpu__setup_cpuid(&vm->vcpus[i], err);
-				if (ret)
-					return ret;
-			}
-		}
+	}
+	ret = ioctl(vm->vm_fd, KVM_GET_TSC_KHZ, 0);
+	if (ret <= 0)
+		ret = ioctl(vm->vcpus[0].fd, KVM_GET_TSC_KHZ, 0);
+	vm->tsc_khz = ret > 0 ? (uint32_t)ret : 0;
+	if (!vm->tsc_khz)
+		fprintf(stderr, "ftvm: warning: KVM_GET_TSC_KHZ: %s; the guest is offered no "
+			"TSC-rate leaf\n", ret < 0 ? strerror(errno) : "no rate");
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		ret = vcpu__setup_cpuid(&vm->vcpus[i], err);
+		if (ret)
+			return ret;
 	}
 
 	vm->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

@@ -24,6 +24,7 @@ struct machine_desc {
 	uint8_t has_blk, has_net;
 	uint64_t disk_size;
 	uint8_t mac[6];
+	struct vm_cpu_model cpu;	/* v2 */
 };
 
 static const struct vmstate_field machine_fields[] = {
@@ -34,9 +35,10 @@ static const struct vmstate_field machine_fields[] = {
 	VMSTATE_FIELD(struct machine_desc, has_net),
 	VMSTATE_FIELD(struct machine_desc, disk_size),
 	VMSTATE_FIELD(struct machine_desc, mac),
+	VMSTATE_FIELD_V(struct machine_desc, cpu, 2),
 };
 static const struct vmstate_desc machine_vmsd =
-	VMSTATE_DESC("machine", struct machine_desc, 1, 1, machine_fields);
+	VMSTATE_DESC("machine", struct machine_desc, 2, 1, machine_fields);
 
 /* VM-wide KVM state: PIC, IOAPIC, kvmclock. */
 struct platform_state {
@@ -78,6 +80,7 @@ static void machine__describe(struct vm *vm, struct machine_desc *d)
 	d->disk_size = vm->cfg.disk ? vm->cfg.disk->size : 0;
 	if (vm->net)
 		memcpy(d->mac, vm->cfg.mac, 6);
+	d->cpu = vm->cpu_model;
 }
 
 static bool page_is_zero(const uint8_t *p)
@@ -368,7 +371,8 @@ static int machine__check(struct vm *vm, const struct machine_desc *s, char *err
 		snprintf(err, VMM_ERR_LEN,
 			 "snapshot was taken at a TSC rate of %u kHz, this host runs at %u kHz",
 			 s->tsc_khz, me.tsc_khz);
-	else
+	else if (vm_cpu_model__check(&me.cpu, "this host", &s->cpu, "snapshot", err,
+				     VMM_ERR_LEN) == 0)
 		return 0;
 	return -EINVAL;
 }
