@@ -60,8 +60,9 @@ void guest_entry(uint64_t start_info, uint64_t cpu)
 			    start_info);
 	heap_init();
 	/* One short line: on PVM hosts each console byte is a ~70 us exit. */
-	printf("ftvm-guest: boot tsc_khz=%u (%s) ram_mib=%llu\n", tsc_khz(),
-	       tsc_khz_source(), (unsigned long long)(ram_total() >> 20));
+	printf("ftvm-guest: boot tsc_khz=%u (%s) ram_mib=%llu%s\n", tsc_khz(),
+	       tsc_khz_source(), (unsigned long long)(ram_total() >> 20),
+	       time_ring3_cpuid_native() ? " ring3-cpuid=host" : "");
 	const char *cl = startinfo_cmdline();
 	if (cmdline_parse(cl))
 		guest_fatal("command line too long (max %d bytes, %d words)",

@@ -26,6 +26,8 @@
 #define CR4_OSXMMEXCPT (1 << 10)
 #define MSR_EFER       0xc0000080
 #define EFER_LME       (1 << 8)
+#define MSR_KVM_SYSTEM_TIME_NEW 0x4b564d01
+#define KVM_FEATURE_CLOCKSOURCE2 (1 << 3)
 
 /* Page-table entry bits. A and D are preset so the CPU never has to write
  * the tables back (fewer dirty pages to replicate). */
@@ -144,6 +146,52 @@ long_mode:
 	orq %rsi, %rbp
 	movq %rbp, boot_tsc(, %rbx, 8)
 
+	/* vCPU 0 reads the hypervisor's CPUID leaves here, in ring 0, for
+	 * time_init() (lib/time.c). Not in ring 3: a host without CPUID
+	 * faulting (seen: PVM on AMD) runs a ring-3 CPUID natively, so
+	 * ring 3 sees the host's leaves, not the ones the VMM set. Where
+	 * there is no TSC-rate leaf but kvmclock is offered, kvmclock is
+	 * turned on so ring 3 can derive the rate from its pvclock data. */
+	testl %ebx, %ebx
+	jnz 3f
+	movl $0x40000000, %eax
+	xorl %ecx, %ecx
+	cpuid
+	movl %eax, %r12d                /* R12 = max hypervisor leaf */
+	movl %eax, boot_hv + HV_MAX
+	movl %ebx, boot_hv + HV_SIG
+	movl %ecx, boot_hv + HV_SIG + 4
+	movl %edx, boot_hv + HV_SIG + 8
+	movl $0x40000001, %eax
+	xorl %ecx, %ecx
+	cpuid
+	movl %eax, boot_hv + HV_FEATURES
+	movl $0x40000010, %eax
+	xorl %ecx, %ecx
+	cpuid
+	movl %eax, boot_hv + HV_TSC_KHZ
+	movl %ebx, boot_hv + HV_APIC_KHZ
+	cmpl $0x40000010, %r12d
+	jb 1f
+	testl %eax, %eax
+	jnz 2f                          /* the timing leaf has the rate */
+1:	cmpl $0x4b4d564b, boot_hv + HV_SIG      /* "KVMKVMKVM\0\0\0" */
+	jne 2f
+	cmpl $0x564b4d56, boot_hv + HV_SIG + 4
+	jne 2f
+	cmpl $0x0000004d, boot_hv + HV_SIG + 8
+	jne 2f
+	cmpl $0x40000001, %r12d
+	jb 2f
+	testl $KVM_FEATURE_CLOCKSOURCE2, boot_hv + HV_FEATURES
+	jz 2f
+	movl $MSR_KVM_SYSTEM_TIME_NEW, %ecx
+	movl $(boot_pvclock + 1), %eax  /* bit 0: enable */
+	xorl %edx, %edx
+	wrmsr
+	movl $1, boot_hv + HV_KVMCLOCK_ON
+2:	xorl %ebx, %ebx                 /* vCPU index 0 again */
+3:
 	/* Kernel stack top for this vCPU. */
 	leal 1(%ebx), %eax
 	imull $KSTACK_SIZE, %eax
@@ -270,7 +318,7 @@ pd:
 /* ------------------------------------------------------------------ */
 	.section .bss.boot, "aw", @nobits
 	.balign 4096
-	.globl kstacks, ustacks, tss_array, boot_tsc
+	.globl kstacks, ustacks, tss_array, boot_tsc, boot_hv, boot_pvclock
 kstacks:
 	.skip KSTACK_SIZE * MAX_CPUS
 ustacks:
@@ -281,3 +329,9 @@ tss_array:
 	.balign 8
 boot_tsc:
 	.skip 8 * MAX_CPUS
+	.balign 8
+boot_hv:
+	.skip HV_SIZE
+	.balign 64                      /* never crosses a page */
+boot_pvclock:
+	.skip 32

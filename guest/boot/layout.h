@@ -44,6 +44,19 @@
 #define SEL_USER_CS        0x20
 #define SEL_TSS0           0x28        /* + 16 * cpu */
 
+/*
+ * boot_hv: the hypervisor CPUID leaves as vCPU 0 read them in ring 0
+ * (u32 offsets), and whether it turned kvmclock on (pvclock data in
+ * boot_pvclock). lib/time.c reads them in ring 3.
+ */
+#define HV_MAX             0           /* 0x40000000 EAX */
+#define HV_SIG             4           /* 0x40000000 EBX ECX EDX */
+#define HV_FEATURES        16          /* 0x40000001 EAX */
+#define HV_TSC_KHZ         20          /* 0x40000010 EAX */
+#define HV_APIC_KHZ        24          /* 0x40000010 EBX */
+#define HV_KVMCLOCK_ON     28
+#define HV_SIZE            32
+
 /* Exit value used by the boot stub when the vCPU index is >= MAX_CPUS. */
 #define EXIT_TOO_MANY_CPUS 3
 

@@ -1,43 +1,74 @@
 /*
- * TSC-based time. The VMM publishes the guest TSC frequency in the
- * VMware/QEMU timing leaf 0x40000010 (kHz); Intel's leaf 0x15 is the next
- * best thing. There is no PIT or RTC to calibrate against on these
- * machines, so without either we assume 1 GHz and say so.
+ * TSC-based time. The TSC rate comes from the hypervisor, never from a
+ * guess: first the timing leaf 0x40000010 (EAX = TSC kHz; VMware's leaf,
+ * which ftvm, KVM hosts and QEMU's vmware-cpuid-freq publish), then
+ * kvmclock's pvclock data (the rate KVM converts TSC ticks with). Both
+ * were read or turned on by vCPU 0 in ring 0 (boot/entry.S: a ring-3
+ * CPUID may be the host's own on hosts without CPUID faulting). With
+ * neither the rate is unknown: time_require() refuses to start a
+ * workload that needs time. Leaf 0x15 is not used: KVM passes the host's
+ * crystal through unchanged even where it scales the guest's TSC.
  */
 #include "lib/time.h"
 
+#include "boot/layout.h"
 #include "lib/printf.h"
+#include "lib/sys.h"
 #include "lib/x86.h"
 
-extern uint64_t boot_tsc[]; /* boot/entry.S */
+extern uint64_t boot_tsc[];	/* boot/entry.S */
+extern uint32_t boot_hv[HV_SIZE / 4];
 
-static uint32_t khz = 1000000;
-static const char *khz_src = "assumed";
+/* struct pvclock_vcpu_time_info, as KVM writes it. */
+struct pvclock {
+	uint32_t version;	/* odd while KVM updates it */
+	uint32_t pad0;
+	uint64_t tsc_timestamp;
+	uint64_t system_time;
+	uint32_t tsc_to_system_mul;
+	int8_t tsc_shift;
+	uint8_t flags;
+	uint8_t pad[2];
+};
+extern volatile struct pvclock boot_pvclock;
+
+#define KVMCLOCK_SPINS (1u << 24)	/* pvclock data not there after this: give up */
+
+static uint32_t khz;		/* 0: unknown */
+static const char *khz_src = "none";
+static bool ring3_cpuid_native;
 static uint64_t tsc0;
 
-static uint32_t khz_from_leaf15(void)
+static uint32_t hv(unsigned off)
 {
-	uint32_t a, b, c, d;
+	return boot_hv[off / 4];
+}
 
-	cpuid(0, 0, &a, &b, &c, &d);
-	uint32_t max = a;
-	if (max < 0x15)
-		return 0;
-	cpuid(0x15, 0, &a, &b, &c, &d);
-	/* EAX/EBX: TSC/crystal ratio denominator/numerator; ECX: crystal Hz. */
-	if (a == 0 || b == 0)
-		return 0;
-	uint64_t crystal_hz = c;
-	if (crystal_hz == 0 && max >= 0x16) {
-		/* Intel's documented fallback: derive the crystal from the
-		 * processor base frequency (leaf 0x16 EAX, MHz). */
-		uint32_t a16, b16, c16, d16;
-		cpuid(0x16, 0, &a16, &b16, &c16, &d16);
-		crystal_hz = (uint64_t)(a16 & 0xffff) * 1000000ull * a / b;
+/* ns = ((ticks << shift) * mul) >> 32, so kHz = 1e6 * 2^32 / (mul << shift). */
+static uint32_t khz_from_pvclock(void)
+{
+	uint32_t v = 0, mul = 0;
+	int8_t shift = 0;
+
+	for (unsigned i = 0; i < KVMCLOCK_SPINS; i++) {
+		v = boot_pvclock.version;
+		barrier();
+		mul = boot_pvclock.tsc_to_system_mul;
+		shift = boot_pvclock.tsc_shift;
+		barrier();
+		if (v && !(v & 1) && v == boot_pvclock.version)
+			break;
+		v = 0;
+		cpu_relax();
 	}
-	if (crystal_hz == 0)
+	if (!v || !mul || shift < -16 || shift > 16)
 		return 0;
-	return (uint32_t)(crystal_hz * b / a / 1000);
+	uint64_t num = 1000000ull << 32, den = mul;
+	if (shift >= 0)
+		den <<= shift;
+	else
+		num <<= -shift;
+	return (uint32_t)((num + den / 2) / den);
 }
 
 void time_init(unsigned cpu)
@@ -45,24 +76,28 @@ void time_init(unsigned cpu)
 	uint32_t a, b, c, d;
 
 	tsc0 = boot_tsc[cpu];
-
+	/* Only to say so: does ring 3 see the leaves ring 0 saw? */
 	cpuid(0x40000000, 0, &a, &b, &c, &d);
-	if (a >= 0x40000010 && a < 0x40010000) {
-		cpuid(0x40000010, 0, &a, &b, &c, &d);
-		if (a) {
-			khz = a;
-			khz_src = "cpuid-40000010";
-			return;
-		}
+	ring3_cpuid_native = a != hv(HV_MAX) || b != hv(HV_SIG) || c != hv(HV_SIG + 4) ||
+			     d != hv(HV_SIG + 8);
+
+	uint32_t max = hv(HV_MAX);
+	if (max >= 0x40000010 && max < 0x40010000 && hv(HV_TSC_KHZ)) {
+		khz = hv(HV_TSC_KHZ);
+		khz_src = "cpuid-40000010";
+	} else if (hv(HV_KVMCLOCK_ON) && (khz = khz_from_pvclock())) {
+		khz_src = "kvmclock";
+	} else {
+		khz = 0;
+		khz_src = hv(HV_KVMCLOCK_ON) ? "none: kvmclock published no data" : "none";
 	}
-	uint32_t k = khz_from_leaf15();
-	if (k) {
-		khz = k;
-		khz_src = "cpuid-15";
-		return;
-	}
-	printf("ftvm-guest: warning: TSC frequency unknown (no CPUID leaf "
-	       "0x40000010 or 0x15), assuming 1 GHz\n");
+}
+
+void time_require(const char *workload)
+{
+	if (!khz)
+		guest_fatal("workload=%s needs the TSC rate and the hypervisor gives none (no "
+			    "CPUID leaf 0x40000010, no kvmclock): refusing to start", workload);
 }
 
 uint32_t tsc_khz(void)
@@ -75,20 +110,29 @@ const char *tsc_khz_source(void)
 	return khz_src;
 }
 
+bool time_ring3_cpuid_native(void)
+{
+	return ring3_cpuid_native;
+}
+
 uint64_t tsc_at_boot(void)
 {
 	return tsc0;
 }
 
 /* ticks * 1e6 / khz, split so no product can overflow 64 bits:
- * (ticks % khz) < 2^32 and 1e6 < 2^20. */
+ * (ticks % khz) < 2^32 and 1e6 < 2^20. Rate unknown: 0. */
 uint64_t tsc_to_ns(uint64_t ticks)
 {
+	if (!khz)
+		return 0;
 	return ticks / khz * 1000000ull + ticks % khz * 1000000ull / khz;
 }
 
 uint64_t tsc_to_us(uint64_t ticks)
 {
+	if (!khz)
+		return 0;
 	return ticks / khz * 1000ull + ticks % khz * 1000ull / khz;
 }
 

@@ -31,13 +31,17 @@ static inline uint64_t rdtsc(void)
 
 /*
  * rdtsc is not ordered with earlier loads: the CPU may read the TSC before
- * a preceding load completes. LFENCE first makes "read the other vCPU's
- * published TSC, then our own" mean what it says (Linux: rdtsc_ordered).
+ * a preceding load completes. "read the other vCPU's published TSC, then
+ * our own" needs a fence that holds on both vendors: LFENCE is dispatch
+ * serializing on Intel, but on AMD only where the host set
+ * DE_CFG[1] (a guest cannot); MFENCE orders on AMD. Both, as Linux picks
+ * per vendor (rdtsc_ordered). RDTSCP would do too, but KVM does not offer
+ * it on every host (not in KVM_GET_SUPPORTED_CPUID on PVM).
  */
 static inline uint64_t rdtsc_ordered(void)
 {
 	uint32_t lo, hi;
-	__asm__ volatile("lfence; rdtsc" : "=a"(lo), "=d"(hi) :: "memory");
+	__asm__ volatile("mfence; lfence; rdtsc" : "=a"(lo), "=d"(hi) :: "memory");
 	return ((uint64_t)hi << 32) | lo;
 }
 

@@ -61,6 +61,8 @@ void workload_dirty(void)
 	uint64_t pages = param("pages", DEFAULT_PAGES, 1, 1ull << 28);
 	uint64_t rate = param("rate", DEFAULT_RATE, 0, MAX_RATE);
 
+	time_require("dirty");
+
 	netcfg_parse(&nc, false, "dirty");
 	if (cmdline_report_unused())
 		guest_fatal("workload=dirty: unknown parameters (dirty takes pages= rate= "

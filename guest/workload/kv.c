@@ -69,6 +69,8 @@ void workload_kv(void)
 	if (cmdline_report_unused())
 		guest_fatal("workload=kv: unknown parameters (kv takes ip= port= gw=)");
 
+	time_require("kv");
+
 	crc32c_init();
 	if (crc32c("123456789", 9) != 0xe3069283u)
 		guest_fatal("CRC-32C self-test failed");

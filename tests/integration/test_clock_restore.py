@@ -3,14 +3,16 @@
 clock moves forward by the wall time since the save (no less, and no more
 than the outage plus 50 ms); with continue it resumes where the snapshot
 left it, where this KVM can move a guest TSC (on PVM the guest runs on
-the host TSC, so continue cannot hold for the TSC: the test says so)."""
+the host TSC, so continue cannot hold for the TSC: the test says so).
+First the guest's clock must run at host speed (within 1 % over 3 s)."""
 import os
 import re
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from ftvmtest import NetNS, Vm, check, kv, main, make_disk, require_kvm, skip  # noqa: E402,F401
+from ftvmtest import (NetNS, Vm, boot_line, check, check_clock_rate, kv, main, make_disk,  # noqa: E402,F401
+                      parse_time, require_kvm, skip)
 
 
 def guest_time(ns):
@@ -26,6 +28,10 @@ def test(work):
         vm = Vm(work, ns, disk=disk)
         try:
             vm.wait_ready()
+            # First: the guest's clock runs at host speed (a wrong TSC rate
+            # would pass for a wrong restore below).
+            check_clock_rate(lambda: parse_time(kv(ns, "time").stdout), 3.0, 0.01,
+                             what=boot_line(vm.console()))
             vm.ctl("savevm", snap)
             t_save = time.monotonic()
             tsc0, ns0 = guest_time(ns)   # just after the save

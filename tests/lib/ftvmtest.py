@@ -210,6 +210,42 @@ def kv(ns, *args, timeout=600, check_rc=True, json_out=False):
     return r
 
 
+def parse_time(out):
+    """(guest_tsc, guest_ns) from ftvm-kv's `time` answer."""
+    f = dict(w.split("=", 1) for w in out.split() if "=" in w)
+    return int(f["guest_tsc"]), int(f["guest_ns"])
+
+
+def check_clock_rate(guest_time, seconds=3.0, tolerance=0.01, what=""):
+    """Checks that guest nanoseconds advance at host speed (within
+    `tolerance`) over `seconds` of host time; guest_time() returns
+    (guest_tsc, guest_ns). A wrong TSC rate is named as such, before a
+    clock test reads anything into the guest's jumps. Returns the ratio."""
+    def sample():
+        h0 = time.monotonic_ns()
+        _, g = guest_time()
+        h1 = time.monotonic_ns()
+        return (h0 + h1) // 2, g, h1 - h0
+    h0, g0, rtt0 = sample()
+    time.sleep(seconds)
+    h1, g1, rtt1 = sample()
+    ratio = (g1 - g0) / (h1 - h0)
+    print("guest clock rate: %.5f x host time over %.3f s (requests took %.2f / %.2f ms)%s"
+          % (ratio, (h1 - h0) / 1e9, rtt0 / 1e6, rtt1 / 1e6, " " + what if what else ""))
+    check(abs(ratio - 1.0) <= tolerance,
+          "the guest's TSC rate is wrong: its nanoseconds ran %.4f x host time over %.1f s (allowed "
+          "1 +- %.2f)%s" % (ratio, (h1 - h0) / 1e9, tolerance, "; " + what if what else ""))
+    return ratio
+
+
+def boot_line(console):
+    """The guest's `ftvm-guest: boot ...` console line ('' if none yet)."""
+    for line in console.splitlines():
+        if line.startswith("ftvm-guest: boot"):
+            return line
+    return ""
+
+
 def main(test):
     """Runs test(workdir) with a fresh temporary directory; prints PASS/FAIL."""
     workdir = tempfile.mkdtemp(prefix="ftvm-test-")
