@@ -5,22 +5,52 @@ Independent of ftvm's own VMM: this pins down the guest's side of
 docs/guest-abi.md and docs/kv-protocol.md. Needs qemu-system-x86_64 and
 /dev/kvm; exits 77 (CTest SKIP_RETURN_CODE) without them.
 
+First a probe picks the -cpu string (CPU_CANDIDATES, first that boots the
+guest with the TSC rate in CPUID leaf 0x40000010); no candidate: exit 1.
+A QEMU that ends while a test waits on it fails that test at once, with
+QEMU's status and output.
+
 usage: qemu_smoke.py path/to/ftvm-guest.elf [test ...]
 tests: kv persist full dirty dirtytest errors (default: all)
+environment (for tests): FTVM_QEMU_EXTRA_ARGS (appended to every QEMU
+command line, shlex-split), FTVM_QEMU_CPU (use this -cpu, no probe)
 """
 import json
 import os
+import select
+import shlex
 import shutil
 import socket
 import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ELF = None
 TMP = None
 FAILS = []
+CPU = None
+EXTRA_ARGS = shlex.split(os.environ.get("FTVM_QEMU_EXTRA_ARGS", ""))
+
+# -arch-capabilities first: on AMD hosts (PVM) KVM reports
+# IA32_ARCH_CAPABILITIES to -cpu host/max but refuses the MSR, and QEMU 7.2
+# aborts ("failed to set MSR 0x10a"). vmware-cpuid-freq gives leaf
+# 0x40000010 only with +invtsc. qemu64 passes nothing host-only through.
+CPU_CANDIDATES = [
+    "host,-arch-capabilities,vmware-cpuid-freq=on,+invtsc",
+    "host,vmware-cpuid-freq=on,+invtsc",
+    "qemu64,+invtsc,vmware-cpuid-freq=on",
+]
+
+
+class Broken(Exception):
+    """A test cannot go on (its message says why)."""
+
+
+class QemuExited(Broken):
+    """QEMU ended while a test was waiting on it."""
 
 
 def check(cond, what):
@@ -37,16 +67,20 @@ def free_udp_port():
     return port
 
 
+def indent(lines):
+    return "\n".join("     | " + l for l in lines) or "     | (no output)"
+
+
 class VM:
-    """One QEMU run; serial console on stdout."""
+    """One QEMU run; serial console (and QEMU's stderr) on stdout."""
 
     def __init__(self, append, mem="256", disk=None, net_port=None, qmp=False,
-                 exit_dev=True):
+                 exit_dev=True, cpu=None):
         self.port = net_port
         self.qmp_path = os.path.join(TMP, "qmp.sock") if qmp else None
         cmd = ["qemu-system-x86_64",
                "-M", "microvm,x-option-roms=off,rtc=off,pic=off,pit=off",
-               "-accel", "kvm", "-cpu", "host,vmware-cpuid-freq=on,+invtsc",
+               "-accel", "kvm", "-cpu", cpu or CPU,
                "-m", mem, "-nodefaults", "-no-user-config", "-nographic",
                "-serial", "stdio",
                # QEMU's virtio-mmio is legacy (version 1) unless told otherwise.
@@ -65,69 +99,151 @@ class VM:
             if os.path.exists(self.qmp_path):
                 os.unlink(self.qmp_path)
             cmd += ["-qmp", f"unix:{self.qmp_path},server=on,wait=off"]
+        cmd += EXTRA_ARGS
         self.t0 = time.time()
         self.p = subprocess.Popen(cmd, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.lines = []
+        self.seen = 0
+        self.eof = False
+        self.cv = threading.Condition()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+    def _read(self):
+        for raw in self.p.stdout:
+            with self.cv:
+                self.lines.append(raw.decode(errors="replace").rstrip("\n"))
+                self.cv.notify_all()
+        with self.cv:
+            self.eof = True
+            self.cv.notify_all()
+
+    def died(self, what, grace=0.0):
+        """Raises QemuExited if QEMU has ended (within grace seconds)."""
+        try:
+            rc = self.p.wait(grace) if grace else self.p.poll()
+        except subprocess.TimeoutExpired:
+            rc = None
+        if rc is None:
+            return
+        self.reader.join(5)
+        raise QemuExited(f"QEMU exited with status {rc} while {what} "
+                         f"(after {time.time() - self.t0:.3f} s):\n{indent(self.lines)}")
 
     def wait_line(self, prefix, timeout=60):
         deadline = time.time() + timeout
-        while time.time() < deadline:
-            raw = self.p.stdout.readline()
-            if not raw:
-                return None
-            line = raw.decode(errors="replace").rstrip("\n")
-            self.lines.append(line)
-            if line.startswith(prefix):
-                return line
-        return None
+        with self.cv:
+            while True:
+                while self.seen < len(self.lines):
+                    line = self.lines[self.seen]
+                    self.seen += 1
+                    if line.startswith(prefix):
+                        return line
+                if self.eof:
+                    break
+                left = deadline - time.time()
+                if left <= 0:
+                    return None
+                self.cv.wait(left)
+        # The console closed: QEMU is gone (or going).
+        self.died(f"waiting for {prefix!r}", grace=5)
+        raise Broken(f"QEMU closed its console while running, waiting for {prefix!r}")
 
     def ready(self):
         line = self.wait_line("ftvm-guest: ready")
         if line:
             print(f"     {line}  (wall {time.time() - self.t0:.3f} s)")
         else:
-            print("\n".join("     | " + l for l in self.lines))
+            print(indent(self.lines))
         return line
 
     def q(self, msg, timeout=3.0):
-        self.sock.settimeout(timeout)
+        what = f"waiting for the answer to {str(msg)[:40]!r}"
+        self.died(what)
         self.sock.sendto(msg if isinstance(msg, bytes) else msg.encode(),
                          ("127.0.0.1", self.port))
-        try:
-            return self.sock.recv(4096).decode()
-        except socket.timeout:
-            return None
+        deadline = time.time() + timeout
+        while True:
+            left = deadline - time.time()
+            if left <= 0:
+                return None
+            if select.select([self.sock], [], [], min(left, 0.1))[0]:
+                return self.sock.recv(4096).decode()
+            self.died(what)
 
-    def qmp(self, *cmds):
+    def qmp(self, *cmds, timeout=10):
+        deadline = time.time() + timeout
         s = socket.socket(socket.AF_UNIX)
-        for _ in range(50):
+        while True:
+            self.died("connecting to QMP")
             try:
                 s.connect(self.qmp_path)
                 break
             except OSError:
-                time.sleep(0.1)
-        f = s.makefile("rw")
-        f.readline()
-        out = []
-        for c in ({"execute": "qmp_capabilities"},) + cmds:
-            f.write(json.dumps(c) + "\n")
-            f.flush()
-            while True:
-                r = json.loads(f.readline())
-                if "return" in r or "error" in r:
-                    out.append(r)
-                    break
-        s.close()
+                if time.time() > deadline:
+                    raise Broken(f"no QMP socket after {timeout} s")
+                time.sleep(0.05)
+        buf = b""
+
+        def line():
+            nonlocal buf
+            while b"\n" not in buf:
+                left = deadline - time.time()
+                if left <= 0:
+                    raise Broken(f"no QMP answer after {timeout} s")
+                if select.select([s], [], [], min(left, 0.1))[0]:
+                    try:
+                        chunk = s.recv(65536)
+                    except OSError:
+                        chunk = b""
+                    if not chunk:
+                        closed()
+                    buf += chunk
+                else:
+                    self.died("waiting for a QMP answer")
+            one, buf = buf.split(b"\n", 1)
+            return json.loads(one)
+
+        def closed():
+            self.died("talking to QMP", grace=5)
+            raise Broken("QEMU closed the QMP connection")
+
+        try:
+            line()
+            out = []
+            for c in ({"execute": "qmp_capabilities"},) + cmds:
+                try:
+                    s.sendall((json.dumps(c) + "\n").encode())
+                except OSError:
+                    closed()
+                while True:
+                    r = line()
+                    if "return" in r or "error" in r:
+                        out.append(r)
+                        break
+        finally:
+            s.close()
         return out[1:]
 
-    def exit_code(self, timeout=30):
+    def finish(self, timeout=30):
+        """QEMU's exit status once it ends by itself (None: stopped after timeout)."""
         try:
-            return self.p.wait(timeout)
+            rc = self.p.wait(timeout)
         except subprocess.TimeoutExpired:
             self.stop()
             return None
+        self.reader.join(5)
+        return rc
+
+    def exit_code(self, timeout=30):
+        """Like finish(), but a QEMU that never booted the guest is an error."""
+        rc = self.finish(timeout)
+        if rc is not None and not any(l.startswith("ftvm-guest: boot") for l in self.lines):
+            raise QemuExited(f"QEMU exited with status {rc} before the guest booted:\n"
+                             f"{indent(self.lines)}")
+        return rc
 
     def stop(self):
         if self.p.poll() is None:
@@ -137,6 +253,8 @@ class VM:
             except subprocess.TimeoutExpired:
                 self.p.kill()
                 self.p.wait()
+        self.reader.join(5)
+        self.sock.close()
 
 
 def blank_disk(name, size):
@@ -304,17 +422,40 @@ def test_errors():
                    "workload=dirty rate=x"]:
         vm = VM(append)
         rc = vm.exit_code()
-        err = [l for l in vm.lines + [vm.p.stdout.read().decode(errors="replace")]
-               if "error:" in l]
+        err = [l for l in vm.lines if "error:" in l]
         check(rc == 5 and err, f"{append!r}: exit value 2 (QEMU status {rc})")
 
 
 TESTS = {"kv": test_kv, "persist": test_persist, "full": test_full,
          "dirty": test_dirty, "dirtytest": test_dirtytest, "errors": test_errors}
 
+PROBE = "workload=dirtytest seed=1 pages=10 region=100 rounds=3"
+
+
+def probe_cpu():
+    """The first CPU_CANDIDATES entry under which QEMU boots the guest, the
+    guest learns its TSC rate (leaf 0x40000010, else kvmclock) and exits 0;
+    None if none."""
+    for cpu in CPU_CANDIDATES:
+        vm = VM(PROBE, cpu=cpu)
+        rc = vm.finish(20)
+        boot = [l for l in vm.lines if l.startswith("ftvm-guest: boot")]
+        rated = boot and ("(cpuid-40000010)" in boot[0] or "(kvmclock)" in boot[0])
+        if rc == 1 and rated:
+            print(f"     chose -cpu {cpu} ({time.time() - vm.t0:.3f} s):\n{indent(vm.lines)}")
+            return cpu
+        if rc is None:
+            why = "the probe did not finish within 20 s"
+        elif boot and not rated:
+            why = "the guest finds no TSC rate (no CPUID leaf 0x40000010, no kvmclock)"
+        else:
+            why = f"QEMU exited with status {rc}"
+        print(f"     rejected -cpu {cpu}: {why}:\n{indent(vm.lines)}", flush=True)
+    return None
+
 
 def main():
-    global ELF, TMP
+    global ELF, TMP, CPU
     if len(sys.argv) < 2:
         print(__doc__)
         return 2
@@ -324,9 +465,23 @@ def main():
         return 77
     names = sys.argv[2:] or list(TESTS)
     with tempfile.TemporaryDirectory(prefix="ftvm-guest-") as TMP:
+        print("== cpu", flush=True)
+        if EXTRA_ARGS:
+            print(f"     FTVM_QEMU_EXTRA_ARGS: {shlex.join(EXTRA_ARGS)}")
+        CPU = os.environ.get("FTVM_QEMU_CPU")
+        if CPU:
+            print(f"     -cpu {CPU} (FTVM_QEMU_CPU, no probe)")
+        else:
+            CPU = probe_cpu()
+            check(CPU is not None, "QEMU starts with one of the -cpu candidates")
+            if CPU is None:
+                return 1
         for name in names:
             print(f"== {name}", flush=True)
-            TESTS[name]()
+            try:
+                TESTS[name]()
+            except Broken as e:
+                check(False, f"{name}: {e}")
     print(f"{len(FAILS)} failure(s)")
     return 1 if FAILS else 0
 
