@@ -128,6 +128,8 @@ void vcpu__eat_kicks(void);
 /* *tsc: the guest TSC read with the state (for the clock record). */
 int cpu_state__save(struct vcpu *c, struct sbuf *out, uint64_t *tsc, char *err);
 int cpu_state__load(struct vcpu *c, const void *data, size_t len, bool check_only, char *err);
+/* 0 if this host's vCPU state fits what cpu_state saves. */
+int cpu_state__check_host(struct vm *vm, char *err);
 
 /* ---- the VM ------------------------------------------------------------------------------ */
 

@@ -86,6 +86,24 @@ static unsigned cpu__msr_list(struct vcpu *c, uint32_t *out)
 	return n;
 }
 
+/*
+ * The XSAVE area this host's KVM hands out must fit the saved state's
+ * buffer. It does on every host we know of either vendor (Intel with
+ * AVX-512 0xa88 bytes, AMD Zen 4 0x988): only AMX (whose permission ftvm
+ * never asks for) needs more. Checked at creation, not at the first
+ * checkpoint.
+ */
+int cpu_state__check_host(struct vm *vm, char *err)
+{
+	int size = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
+	if (size > CPU_XSAVE_SIZE) {
+		snprintf(err, VMM_ERR_LEN, "KVM's XSAVE area is %d bytes; ftvm saves at most %d",
+			 size, CPU_XSAVE_SIZE);
+		return -EOVERFLOW;
+	}
+	return 0;
+}
+
 static int cpu__xsave_get(struct vcpu *c, void *buf)
 {
 	int size = ioctl(c->vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);

@@ -117,6 +117,9 @@ static int vm__create_machine(const struct vm_config *cfg, struct vm **out, char
 		if (ret)
 			return ret;
 	}
+	ret = cpu_state__check_host(vm, err);
+	if (ret)
+		return ret;
 
 	vm->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (vm->wake_fd < 0)
