@@ -35,6 +35,7 @@ struct eventtap {
 	/* lock protects everything below. */
 	pthread_mutex_t lock;
 	bool holding;
+	int failed;		/* a release failed (-errno): nothing is ever released again */
 	uint64_t epoch;		/* tag of new output */
 	struct et_item *head, *tail;
 	uint64_t held_items, held_bytes, held_frames, held_writes;
@@ -166,7 +167,14 @@ static int etd__write(void *be, uint64_t off, const struct iovec *iov, int iovcn
 		pthread_mutex_unlock(&et->lock);
 		return ret;
 	}
-	ret = et__hold(et, ET_DISK_WRITE, off, iov, iovcnt);
+	/* Space first: a full disk fails this write now, as it would
+	 * unprotected, not at release after the guest was told "done". */
+	if (et->inner_disk->ops->reserve)
+		ret = et->inner_disk->ops->reserve(et->inner_disk->be, off, iov_total(iov, iovcnt));
+	else
+		ret = 0;
+	if (!ret)
+		ret = et__hold(et, ET_DISK_WRITE, off, iov, iovcnt);
 	pthread_mutex_unlock(&et->lock);
 	if (!ret)
 		et__fire(et);
@@ -365,12 +373,57 @@ int eventtap__serialize(struct eventtap *et, struct sbuf *out, uint32_t *count)
 	return ret;
 }
 
+/* Takes the head item off the list (lock held), counting it released. */
+static struct et_item *et__pop(struct eventtap *et, uint64_t t)
+{
+	struct et_item *it = et->head;
+	et->head = it->next;
+	if (!et->head)
+		et->tail = NULL;
+	it->next = NULL;
+	et->held_items--;
+	et->held_bytes -= it->len;
+	et->held_frames -= it->kind == ET_NET_FRAME;
+	et->held_writes -= it->kind == ET_DISK_WRITE;
+	et->released_items++;
+	et->released_bytes += it->len;
+	et->lat[et->lat_n++ % ET_LAT_RING] = t - it->t_held;
+	return it;
+}
+
+/* Puts frames taken off the list back in front (lock held): they are
+ * older than anything still on it. */
+static void et__unpop_frames(struct eventtap *et, struct et_item *frames)
+{
+	struct et_item *last = NULL;
+	for (struct et_item *it = frames; it; last = it, it = it->next) {
+		et->held_items++;
+		et->held_bytes += it->len;
+		et->held_frames++;
+		et->released_items--;
+		et->released_bytes -= it->len;
+	}
+	if (!last)
+		return;
+	last->next = et->head;
+	if (!et->head)
+		et->tail = last;
+	et->head = frames;
+}
+
 /*
  * Releases in issue order. Disk writes go to the backend under the lock
  * (fast: page cache) and leave the list only once written, so a reader
  * never misses them; the flush and the frames follow outside the lock.
  * Frames go out only after the flush: a reply that says "written" never
  * overtakes the write it reports.
+ *
+ * A write or flush that fails stops everything: the failed write and
+ * what follows stay held, the frames taken off go back, and the event tap
+ * is failed for good (holding, releasing nothing). The guest was told
+ * its write was done; the only outputs that may still leave are those of
+ * a checkpoint another host can complete (the caller hands over or stops
+ * the VM). A frame is never sent after a write it may depend on failed.
  */
 static int et__release_upto(struct eventtap *et, uint64_t epoch, bool all)
 {
@@ -380,6 +433,11 @@ static int et__release_upto(struct eventtap *et, uint64_t epoch, bool all)
 	uint64_t t = now_ns();
 
 	pthread_mutex_lock(&et->lock);
+	if (et->failed) {
+		ret = et->failed;
+		pthread_mutex_unlock(&et->lock);
+		return ret;
+	}
 	/*
 	 * Releasing everything ends holding. The lock stays held until the
 	 * last held output is out, so output issued meanwhile (which passes
@@ -392,38 +450,36 @@ static int et__release_upto(struct eventtap *et, uint64_t epoch, bool all)
 		struct et_item *it = et->head;
 		if (it->kind == ET_DISK_WRITE) {
 			struct iovec v = { it->data, it->len };
-			int r = et->inner_disk->ops->write(et->inner_disk->be, it->offset, &v, 1);
-			if (r && !ret)
-				ret = r;
+			ret = et->inner_disk->ops->write(et->inner_disk->be, it->offset, &v, 1);
+			if (ret)
+				break;
 			need_flush = true;
 		} else if (it->kind == ET_DISK_FLUSH) {
 			need_flush = true;
 		}
-		et->head = it->next;
-		if (!et->head)
-			et->tail = NULL;
-		et->held_items--;
-		et->held_bytes -= it->len;
-		et->held_frames -= it->kind == ET_NET_FRAME;
-		et->held_writes -= it->kind == ET_DISK_WRITE;
-		et->released_items++;
-		et->released_bytes += it->len;
-		et->lat[et->lat_n++ % ET_LAT_RING] = t - it->t_held;
+		it = et__pop(et, t);
 		if (it->kind == ET_NET_FRAME) {
-			it->next = NULL;
 			*ftail = it;
 			ftail = &it->next;
 		} else {
 			free(it);
 		}
 	}
-	if (!all)
+	bool locked = true;
+	if (!ret && !all) {
 		pthread_mutex_unlock(&et->lock);
-
-	if (need_flush && et->inner_disk) {
-		int r = et->inner_disk->ops->flush(et->inner_disk->be);
-		if (r && !ret)
-			ret = r;
+		locked = false;
+	}
+	if (!ret && need_flush && et->inner_disk)
+		ret = et->inner_disk->ops->flush(et->inner_disk->be);
+	if (ret) {
+		if (!locked)
+			pthread_mutex_lock(&et->lock);
+		et->failed = ret;
+		et->holding = true;
+		et__unpop_frames(et, frames);
+		pthread_mutex_unlock(&et->lock);
+		return ret;
 	}
 	for (struct et_item *it = frames; it;) {
 		struct et_item *n = it->next;
@@ -434,7 +490,15 @@ static int et__release_upto(struct eventtap *et, uint64_t epoch, bool all)
 	}
 	if (all)
 		pthread_mutex_unlock(&et->lock);
-	return ret;
+	return 0;
+}
+
+int eventtap__failed(struct eventtap *et)
+{
+	pthread_mutex_lock(&et->lock);
+	int f = et->failed;
+	pthread_mutex_unlock(&et->lock);
+	return f;
 }
 
 int eventtap__release(struct eventtap *et, uint64_t epoch)
@@ -507,9 +571,44 @@ static int et_list__walk(const void *blob, size_t len, uint64_t max_epoch, uint6
 	return 0;
 }
 
-int et_list__check(const void *blob, size_t len, uint64_t max_epoch, char *err, size_t errlen)
+int et_list__check(const void *blob, size_t len, uint64_t max_epoch, uint64_t disk_size,
+		   char *err, size_t errlen)
 {
-	return et_list__walk(blob, len, max_epoch, UINT64_MAX, NULL, NULL, err, errlen);
+	return et_list__walk(blob, len, max_epoch, disk_size, NULL, NULL, err, errlen);
+}
+
+struct reserve_ctx {
+	struct disk *d;
+	uint64_t min_epoch;
+	int err;
+	uint64_t offset;
+};
+
+static int reserve_item(void *p, const struct et_view *v)
+{
+	struct reserve_ctx *c = p;
+	if (v->kind != ET_DISK_WRITE || v->epoch < c->min_epoch)
+		return 0;
+	int r = c->d->ops->reserve(c->d->be, v->offset, v->len);
+	if (r) {
+		c->err = r;
+		c->offset = v->offset;
+	}
+	return r;
+}
+
+int et_list__reserve_disk(struct eventtap *et, const void *blob, size_t len, uint64_t min_epoch,
+			  char *err, size_t errlen)
+{
+	struct disk *d = et->inner_disk;
+	struct reserve_ctx c = { .d = d, .min_epoch = min_epoch };
+	if (!d || !d->ops->reserve)
+		return 0;
+	int ret = et_list__walk(blob, len, UINT64_MAX, d->size, reserve_item, &c, err, errlen);
+	if (c.err)
+		snprintf(err, errlen, "reserving disk space at byte %llu: %s",
+			 (unsigned long long)c.offset, strerror(-c.err));
+	return ret;
 }
 
 struct apply_ctx {
@@ -531,8 +630,10 @@ static int apply_item(void *p, const struct et_view *v)
 	if (v->kind == ET_DISK_WRITE && c->with_disk && et->inner_disk) {
 		struct iovec io = { (void *)(uintptr_t)v->data, v->len };
 		int r = et->inner_disk->ops->write(et->inner_disk->be, v->offset, &io, 1);
-		if (r && !c->err)
+		if (r) {
 			c->err = r;
+			return r;	/* nothing after a failed write */
+		}
 		c->writes++;
 		c->wrote = true;
 	} else if (v->kind == ET_DISK_FLUSH && c->with_disk) {
@@ -553,7 +654,7 @@ int et_list__apply_disk(struct eventtap *et, const void *blob, size_t len, uint6
 	int ret = et_list__walk(blob, len, UINT64_MAX, size, apply_item, &c, err, sizeof(err));
 	if (!ret && c.wrote && et->inner_disk)
 		ret = et->inner_disk->ops->flush(et->inner_disk->be);
-	return ret ? ret : c.err;
+	return ret;
 }
 
 int et_list__reissue(struct eventtap *et, const void *blob, size_t len, bool with_disk,
@@ -562,8 +663,11 @@ int et_list__reissue(struct eventtap *et, const void *blob, size_t len, bool wit
 	struct apply_ctx c = { .et = et, .with_disk = with_disk };
 	char err[128];
 	uint64_t size = et->inner_disk ? et->inner_disk->size : 0;
-	/* Disk first (and flushed), then frames: as at release. */
+	/* Disk first (and flushed), then frames: as at release. A write or
+	 * flush that failed sends no frame (it may report that write). */
 	int ret = et_list__walk(blob, len, UINT64_MAX, size, apply_item, &c, err, sizeof(err));
+	if (!ret)
+		ret = c.err;
 	if (!ret && c.wrote && et->inner_disk)
 		ret = et->inner_disk->ops->flush(et->inner_disk->be);
 	c.with_disk = false;
@@ -574,7 +678,7 @@ int et_list__reissue(struct eventtap *et, const void *blob, size_t len, bool wit
 		*frames = c.frames;
 	if (writes)
 		*writes = c.writes;
-	return ret ? ret : c.err;
+	return ret;
 }
 
 /* ---- stats and policy ---------------------------------------------------------- */

@@ -4,7 +4,8 @@
  * output-commit rule.
  *
  * While holding (protection on), every outgoing virtio-net frame and every
- * virtio-blk write/flush is kept here, tagged with the epoch it belongs
+ * virtio-blk write/flush is kept here (a write's space is reserved first,
+ * disk_ops.reserve, so a full disk fails it at once, as unprotected), tagged with the epoch it belongs
  * to, and only performed when the secondary has acknowledged a checkpoint
  * of that epoch or later (eventtap__release). Reads see held writes (an
  * overlay), so the guest observes its own writes at once. When not holding,
@@ -78,18 +79,34 @@ uint64_t eventtap__seal(struct eventtap *et);
  *   u32 count, then per item: u8 kind, u64 epoch, u64 offset, u32 len, data[len]
  */
 int eventtap__serialize(struct eventtap *et, struct sbuf *out, uint32_t *count);
-/* Performs every held output tagged <= epoch: disk writes, one flush, frames. */
+/*
+ * Performs every held output tagged <= epoch: disk writes, one flush,
+ * frames. A write or flush that fails releases nothing more, ever: the
+ * failed write, the frames of the batch and everything after stay held
+ * and the event tap is failed (eventtap__failed); later calls return
+ * that error. The caller must not let the guest's output out another way:
+ * it hands the guest to a secondary or stops it.
+ */
 int eventtap__release(struct eventtap *et, uint64_t epoch);
 /* Stops holding and performs every held output, atomically with respect
- * to new output (protection ended: secondary lost or cancelled). */
+ * to new output (protection ended: secondary lost or cancelled). Fails
+ * as eventtap__release does (holding again). */
 int eventtap__release_all(struct eventtap *et);
+/* The error a release failed with (-errno), 0 if none did. */
+int eventtap__failed(struct eventtap *et);
 
 /*
- * On a secondary: a serialized list from a checkpoint. check verifies it;
- * apply performs its disk writes with epoch >= min_epoch (and a flush);
- * reissue performs all of it (disk items only if with_disk).
+ * On a secondary: a serialized list from a checkpoint. check verifies it
+ * (items within max_epoch, writes within disk_size); reserve allocates
+ * the space of its writes with epoch >= min_epoch (so apply cannot meet a
+ * full disk); apply performs those writes (and a flush), stopping at the
+ * first that fails; reissue performs all of it (disk items only if
+ * with_disk), disk first: no frame is sent after a write or flush failed.
  */
-int et_list__check(const void *blob, size_t len, uint64_t max_epoch, char *err, size_t errlen);
+int et_list__check(const void *blob, size_t len, uint64_t max_epoch, uint64_t disk_size,
+		   char *err, size_t errlen);
+int et_list__reserve_disk(struct eventtap *et, const void *blob, size_t len, uint64_t min_epoch,
+			  char *err, size_t errlen);
 int et_list__apply_disk(struct eventtap *et, const void *blob, size_t len, uint64_t min_epoch);
 int et_list__reissue(struct eventtap *et, const void *blob, size_t len, bool with_disk,
 		     uint32_t *frames, uint32_t *writes);

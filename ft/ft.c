@@ -67,6 +67,7 @@ static void ft__stop_thread(struct ft *ft)
 	pthread_mutex_lock(&ft->lock);
 	ft->thread_running = false;
 	atomic_store(&ft->stop, false);
+	atomic_store(&ft->cancel_req, false);
 	pthread_mutex_unlock(&ft->lock);
 }
 
@@ -138,6 +139,11 @@ int ft__protect(struct ft *ft, const char *uri, char *err)
 			 "is held until that is done (migrate_cancel releases it now)", ft->peer);
 		return -EBUSY;
 	}
+	if (st == FT_STOPPED || st == FT_HANDED_OVER) {
+		snprintf(err, VMM_ERR_LEN, "the guest is stopped for good here (%s): %s",
+			 ft_state__name(st), ft->last_error);
+		return -EINVAL;
+	}
 	if (busy && (st == FT_SETUP || st == FT_SYNCING || st == FT_PROTECTED)) {
 		snprintf(err, VMM_ERR_LEN, "protection is already %s (migrate_cancel first)",
 			 ft_state__name(st));
@@ -159,6 +165,7 @@ int ft__protect(struct ft *ft, const char *uri, char *err)
 	ft->epochs = 0;
 	ft->epoch = ft->acked_epoch = 0;	/* a new secondary starts at checkpoint 1 */
 	ft->acked_capture_ns = 0;
+	ft->commit_sent = false;
 	ft->trigger = false;
 	memset(&ft->pause_us, 0, sizeof(ft->pause_us));
 	memset(&ft->ckpt_bytes, 0, sizeof(ft->ckpt_bytes));
@@ -191,12 +198,28 @@ int ft__cancel(struct ft *ft, char *err)
 		snprintf(err, VMM_ERR_LEN, "no protection to cancel");
 		return -EINVAL;
 	}
-	atomic_store(&ft->stop, true);
+	/* In revoking-peer the operator ends the wait (and asserts the lost
+	 * secondary will not be promoted); otherwise a CANCEL handshake ends
+	 * protection, and an unconfirmed one revokes the secondary first. */
+	pthread_mutex_lock(&ft->lock);
+	bool revoking = ft->state == FT_REVOKING;
+	pthread_mutex_unlock(&ft->lock);
+	atomic_store(revoking ? &ft->stop : &ft->cancel_req, true);
 	wake(ft);
-	pthread_join(ft->thread, NULL);
+	/* Waits for the handshake, not for a revocation that may take long:
+	 * that goes on in the thread (state revoking-peer; cancel again ends it). */
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += (ft->cfg.heartbeat_timeout_ms + 1500) / 1000 + 1;
+	if (pthread_timedjoin_np(ft->thread, NULL, &until) == ETIMEDOUT) {
+		snprintf(err, VMM_ERR_LEN, "the secondary did not confirm the cancel; it is being "
+			 "revoked (revoking-peer; migrate_cancel again abandons that)");
+		return 0;
+	}
 	pthread_mutex_lock(&ft->lock);
 	ft->thread_running = false;
 	atomic_store(&ft->stop, false);
+	atomic_store(&ft->cancel_req, false);
 	pthread_mutex_unlock(&ft->lock);
 	return 0;
 }
@@ -266,6 +289,11 @@ int ft__do_failover(struct ft *ft, const char *why, char *err)
 		snprintf(err, VMM_ERR_LEN, "not a secondary");
 		return -EINVAL;
 	}
+	if (ft->unusable[0]) {
+		snprintf(err, VMM_ERR_LEN, "this secondary cannot fail over: %s", ft->unusable);
+		pthread_mutex_unlock(&ft->lock);
+		return -EIO;
+	}
 	pthread_mutex_unlock(&ft->lock);
 	if (!epoch) {
 		snprintf(err, VMM_ERR_LEN, "no committed checkpoint to fail over to");
@@ -301,8 +329,19 @@ int ft__do_failover(struct ft *ft, const char *why, char *err)
 	uint32_t frames = 0, writes = 0;
 	ret = et_list__reissue(ft->cfg.et, ft->committed_outputs.data, ft->committed_outputs.len,
 			       ft->cfg.drive_mode == VM_DRIVE_SHARED, &frames, &writes);
-	if (ret)
-		fprintf(stderr, "ftvm: ft: re-issuing output: %s\n", strerror(-ret));
+	if (ret) {
+		/* The guest was told those writes were done; without them it
+		 * must not run (and nothing it sent after them went out). */
+		snprintf(err, VMM_ERR_LEN, "failover from checkpoint %llu: re-issuing its disk "
+			 "writes: %s (%u written); the guest is not resumed",
+			 (unsigned long long)epoch, strerror(-ret), writes);
+		ft__error(ft, "%s", err);
+		pthread_mutex_lock(&ft->lock);
+		snprintf(ft->unusable, sizeof(ft->unusable), "%s", err);
+		pthread_mutex_unlock(&ft->lock);
+		ft__set_state(ft, FT_FAILED);
+		return ret;
+	}
 	for (int i = 0; i < 3; i++)
 		ft_announce__rarp(ft->cfg.et, ft->cfg.mac);
 	pthread_mutex_lock(&ft->lock);
@@ -315,6 +354,38 @@ int ft__do_failover(struct ft *ft, const char *why, char *err)
 	ft__set_state(ft, FT_FAILED_OVER);
 	fprintf(stderr, "ftvm: ft: running as primary (unprotected) from checkpoint %llu; "
 		"re-issued %u frames, %u disk writes\n", (unsigned long long)epoch, frames, writes);
+	return ret;
+}
+
+bool ft__may_run_guest(struct ft *ft, char *err)
+{
+	pthread_mutex_lock(&ft->lock);
+	enum ft_state st = ft->state;
+	bool ok = st != FT_STOPPED && st != FT_HANDED_OVER;
+	if (!ok)
+		snprintf(err, VMM_ERR_LEN, "the guest must not run here (state %s): %s",
+			 ft_state__name(st), ft->last_error);
+	pthread_mutex_unlock(&ft->lock);
+	return ok;
+}
+
+int ft__incoming_reset(struct ft *ft, char *err)
+{
+	pthread_mutex_lock(&ft->lock);
+	int ret = 0;
+	if (ft->primary_role) {
+		snprintf(err, VMM_ERR_LEN, "not a secondary");
+		ret = -EINVAL;
+	} else if (ft->state == FT_RECEIVING) {
+		snprintf(err, VMM_ERR_LEN, "receiving from %s: its stream is the live one", ft->peer);
+		ret = -EBUSY;
+	} else {
+		ft->rearmed = true;
+	}
+	pthread_mutex_unlock(&ft->lock);
+	if (!ret)
+		fprintf(stderr, "ftvm: ft: re-armed: the next primary replaces checkpoint %llu\n",
+			(unsigned long long)ft->committed_epoch);
 	return ret;
 }
 

@@ -31,6 +31,7 @@ enum ft_msg {
 	FT_MSG_CANCEL = 13,	/* primary -> secondary: protection stopped on purpose */
 	FT_MSG_HANDOVER = 14,	/* primary -> secondary: take over now from checkpoint <epoch> */
 	FT_MSG_HANDOVER_OK = 15, /* secondary -> primary: taking over */
+	FT_MSG_CANCEL_OK = 16,	/* secondary -> primary: checkpoint dropped, no failover target */
 	FT_MSG_MAX
 };
 
@@ -80,6 +81,8 @@ enum ft_inject {
 	FT_INJECT_CORRUPT_PAGES,
 	FT_INJECT_TRUNCATE_PAGES,
 	FT_INJECT_HELLO_VERSION,	/* announce FT_PROTO_VERSION + 1 */
+	FT_INJECT_HANDOVER_NO_OK,	/* secondary: take over without sending HANDOVER_OK */
+	FT_INJECT_CUT_AFTER_COMMIT,	/* primary: cut the link once COMMIT is sent */
 };
 
 enum ft_state {
@@ -97,6 +100,9 @@ enum ft_state {
 	FT_HANDED_OVER,		/* primary: the secondary runs the guest now */
 	FT_REVOKING,		/* primary: peer lost; output held until the event hook has
 				 * made sure the lost secondary can never take over */
+	FT_STOPPED,		/* primary: the guest is stopped for good here (its disk
+				 * output failed, or a handover was sent but not
+				 * confirmed); last_error says why. Never runs again. */
 };
 const char *ft_state__name(enum ft_state s);
 
@@ -123,7 +129,8 @@ struct ft {
 	char last_error[256];
 	pthread_t thread;
 	bool thread_running;
-	atomic_bool stop;
+	atomic_bool stop;		/* end the role thread now (revocation abandoned too) */
+	atomic_bool cancel_req;		/* migrate_cancel: end protection with a CANCEL handshake */
 	struct xport *x;
 	struct xport_listener *listener;
 	char uri[256];
@@ -151,9 +158,14 @@ struct ft {
 	uint32_t hook_timeout_ms;
 	uint64_t revoke_ms;		/* last peer-lost hook: loss -> release */
 	bool quitting;			/* the VMM is ending: held output is never released */
+	bool commit_sent;		/* a COMMIT went out in this run: the secondary may hold a checkpoint */
 	atomic_bool event_busy;		/* an ft__report_event hook runs */
 
 	/* secondary */
+	bool rearmed;			/* migrate_incoming_reset: the next primary may replace the checkpoint */
+	char unusable[256];		/* why this secondary cannot fail over ("": it can) */
+	uint64_t stray_connections;	/* connections refused before a HELLO passed */
+	char last_stray[256];
 	uint64_t committed_epoch;
 	uint64_t committed_ns;		/* local CLOCK_MONOTONIC when it was committed */
 	uint64_t discarded_epochs;
@@ -167,12 +179,17 @@ struct ft {
 };
 
 int ft_primary__run(struct ft *ft);	/* the primary thread's body */
+/* False (err says why) once this primary stopped its guest for good. */
+bool ft__may_run_guest(struct ft *ft, char *err);
 int ft_secondary__run(struct ft *ft);	/* the secondary thread's body */
 void ft__set_state(struct ft *ft, enum ft_state s);
 void ft__error(struct ft *ft, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 uint64_t ft__now_ns(void);
 /* Performs the failover (secondary thread or monitor). */
 int ft__do_failover(struct ft *ft, const char *why, char *err);
+/* Secondary: forget the committed checkpoint; the next primary that passes
+ * HELLO is accepted (the agent's re-arm, migrate_incoming_reset). */
+int ft__incoming_reset(struct ft *ft, char *err);
 /* Secondary: drops every frame waiting on the guest's NIC backend; returns how many. */
 unsigned ft__drain_rx(struct ft *ft);
 /* Sends a RARP for mac from the guest's NIC (gratuitous announcement). */

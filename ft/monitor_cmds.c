@@ -104,6 +104,8 @@ static void cmd_set_parameter(struct mon_reply *r, int argc, char **argv, void *
 		{ "corrupt-pages", FT_INJECT_CORRUPT_PAGES },
 		{ "truncate-pages", FT_INJECT_TRUNCATE_PAGES },
 		{ "hello-version", FT_INJECT_HELLO_VERSION },
+		{ "handover-no-ok", FT_INJECT_HANDOVER_NO_OK },
+		{ "cut-after-commit", FT_INJECT_CUT_AFTER_COMMIT },
 	};
 	uint32_t v;
 
@@ -227,6 +229,12 @@ static void cmd_info_migrate(struct mon_reply *r, int argc, char **argv, void *o
 		mon_reply__i64(r, "clock_elapsed_us", ft->clock_elapsed_ns / 1000);
 		mon_reply__i64(r, "clock_step_us", ft->clock_step_ns / 1000);
 		mon_reply__i64(r, "clock_vcpu_skew_us", ft->clock_skew_ns / 1000);
+		/* connections that were not its primary: they changed nothing */
+		mon_reply__u64(r, "stray_connections", ft->stray_connections);
+		mon_reply__str(r, "last_stray", ft->last_stray);
+		/* why a failover here is impossible ("": it is possible) */
+		mon_reply__str(r, "unusable", ft->unusable);
+		mon_reply__bool(r, "rearmed", ft->rearmed);
 	}
 	mon_reply__u64(r, "held_outputs", es.held_items);
 	mon_reply__u64(r, "held_bytes", es.held_bytes);
@@ -257,6 +265,22 @@ static void cmd_handover(struct mon_reply *r, int argc, char **argv, void *opaqu
 	vm__request_quit(ft->cfg.vm, 0);
 }
 
+static void cmd_incoming_reset(struct mon_reply *r, int argc, char **argv, void *opaque)
+{
+	struct ft *ft = opaque;
+	char err[VMM_ERR_LEN] = "";
+	(void)argv;
+
+	if (argc) {
+		mon_reply__error(r, MON_ERR_INVALID_PARAMETER, "migrate_incoming_reset takes no arguments");
+		return;
+	}
+	if (ft__incoming_reset(ft, err) < 0)
+		mon_reply__error(r, MON_ERR_INVALID_STATE, "%s", err);
+	else
+		mon_reply__bool(r, "rearmed", true);
+}
+
 static void cmd_cont(struct mon_reply *r, int argc, char **argv, void *opaque)
 {
 	struct ft *ft = opaque;
@@ -272,6 +296,10 @@ static void cmd_cont(struct mon_reply *r, int argc, char **argv, void *opaque)
 			mon_reply__error(r, MON_ERR_INVALID_STATE, "failover: %s", err);
 		else
 			mon_reply__str(r, "failover", "done");
+		return;
+	}
+	if (!ft__may_run_guest(ft, err)) {
+		mon_reply__error(r, MON_ERR_INVALID_STATE, "%s", err);
 		return;
 	}
 	if (vm__resume(ft->cfg.vm) < 0)
@@ -295,5 +323,9 @@ int ft__register_monitor(struct ft *ft, struct monitor *m)
 	monitor__add_command(m, "info migrate", NULL, "protection state and figures",
 			     cmd_info_migrate, ft);
 	monitor__add_command(m, "cont", NULL, "resume; on a secondary: fail over now", cmd_cont, ft);
+	monitor__add_command(m, "migrate_incoming_reset", NULL,
+			     "secondary: drop the committed checkpoint when the next primary connects "
+			     "(without it, a secondary holding one refuses every new primary)",
+			     cmd_incoming_reset, ft);
 	return 0;
 }

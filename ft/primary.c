@@ -68,6 +68,12 @@ static void maybe_die(struct ft *ft, enum ft_inject at)
 	}
 }
 
+/* Protection is to end: migrate_cancel, or the thread is being stopped. */
+static bool stopping(struct ft *ft)
+{
+	return atomic_load(&ft->stop) || atomic_load(&ft->cancel_req);
+}
+
 static int send_buf(struct ft *ft, uint16_t type, uint32_t flags, uint64_t epoch, const void *p,
 		    size_t len)
 {
@@ -102,7 +108,7 @@ static int recv_msg(struct ft *ft, struct xport_msg *m, int timeout_ms)
 				  ret == -EPIPE ? "closed by the peer" : err);
 			return ret;
 		}
-		if (atomic_load(&ft->stop))
+		if (stopping(ft))
 			return -ECANCELED;
 		uint64_t now = ft__now_ns();
 		if (now - xport__last_rx_ns(ft->x) > (uint64_t)ft->cfg.heartbeat_timeout_ms * 1000000u) {
@@ -200,7 +206,7 @@ static int sync_pages(struct ft *ft, const uint64_t *bitmap, bool skip_zero, str
 				pthread_mutex_unlock(&ft->lock);
 			}
 		}
-		if (atomic_load(&ft->stop))
+		if (stopping(ft))
 			return -ECANCELED;
 	}
 	if (!ret && n) {
@@ -241,7 +247,7 @@ static int sync_disk_blocks(struct ft *ft, const uint64_t *bitmap, uint64_t *sen
 		memcpy(buf, &off, 8);
 		ret = send_buf(ft, FT_MSG_SYNC_DISK, 0, 0, buf, 8 + len);
 		(*sent)++;
-		if (atomic_load(&ft->stop))
+		if (stopping(ft))
 			ret = -ECANCELED;
 	}
 	free(buf);
@@ -252,7 +258,7 @@ static int sync_disk_blocks(struct ft *ft, const uint64_t *bitmap, uint64_t *sen
  * One checkpoint. The pause covers only the capture: dirty bitmap, page
  * copies, state, sealing the event tap's epoch.
  */
-static int checkpoint(struct ft *ft, struct capture *c, bool first)
+static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release)
 {
 	struct vm *vm = ft->cfg.vm;
 	struct eventtap *et = ft->cfg.et;
@@ -377,9 +383,21 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first)
 	if (!ret)
 		ret = send_buf(ft, FT_MSG_OUTPUTS, 0, epoch, c->outputs.data, c->outputs.len);
 	maybe_die(ft, FT_INJECT_DIE_BEFORE_COMMIT);
-	if (!ret)
+	if (!ret) {
+		/* From here on the secondary may hold a checkpoint, whatever
+		 * becomes of its ACK. */
+		pthread_mutex_lock(&ft->lock);
+		ft->commit_sent = true;
+		pthread_mutex_unlock(&ft->lock);
 		ret = send_buf(ft, FT_MSG_COMMIT, 0, epoch, &cm, sizeof(cm));
+	}
 	maybe_die(ft, FT_INJECT_DIE_AFTER_COMMIT);
+	if (!ret && ft->inject == FT_INJECT_CUT_AFTER_COMMIT) {
+		fprintf(stderr, "ftvm: ft: injected link cut after COMMIT %llu\n",
+			(unsigned long long)epoch);
+		ft->inject = FT_INJECT_NONE;
+		xport__shutdown(ft->x);
+	}
 	if (ret)
 		return ret;
 
@@ -396,10 +414,12 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first)
 	if (ret)
 		return ret;
 	uint64_t t2 = ft__now_ns();
-	ret = eventtap__release(et, epoch);
-	if (ret)
-		ft__error(ft, "releasing output of checkpoint %llu: %s", (unsigned long long)epoch,
-			  strerror(-ret));
+	if (release) {
+		ret = eventtap__release(et, epoch);
+		if (ret)
+			ft__error(ft, "releasing the output of checkpoint %llu: a disk write or flush "
+				  "failed: %s", (unsigned long long)epoch, strerror(-ret));
+	}
 
 	pthread_mutex_lock(&ft->lock);
 	ft->acked_epoch = epoch;
@@ -410,7 +430,7 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first)
 	ft_samples__add(&ft->ckpt_bytes, c->nr * FT_PAGE + c->state.len + c->outputs.len);
 	ft_samples__add(&ft->ckpt_ship_us, (t2 - t1) / 1000);
 	pthread_mutex_unlock(&ft->lock);
-	return 0;
+	return ret;
 }
 
 /* How long to wait before the next checkpoint is due (ms), by policy. */
@@ -453,7 +473,7 @@ static int wait_for_trigger(struct ft *ft, int wake_fd, uint64_t last_ckpt_ns)
 
 	xport_msg__init(&m);
 	for (;;) {
-		if (atomic_load(&ft->stop)) {
+		if (stopping(ft)) {
 			xport_msg__free(&m);
 			return -ECANCELED;
 		}
@@ -512,22 +532,50 @@ static int wait_for_trigger(struct ft *ft, int wake_fd, uint64_t last_ckpt_ns)
 	}
 }
 
+/* The guest stops for good here: its output can never be released. */
+static void stop_for_good(struct ft *ft, const char *why)
+{
+	vm__pause(ft->cfg.vm);
+	ft__error(ft, "%s", why);
+	ft__set_state(ft, FT_STOPPED);
+	fprintf(stderr, "ftvm: ft: %s\n", why);
+}
+
+static void last_error(struct ft *ft, char *buf, size_t len)
+{
+	pthread_mutex_lock(&ft->lock);
+	snprintf(buf, len, "%s", ft->last_error);
+	pthread_mutex_unlock(&ft->lock);
+}
+
 /*
- * Proactive failover (a machine check on this host): stop the guest, take a
- * last checkpoint, and tell the secondary to take over from it. Nothing
- * runs here afterwards, so nothing can be lost or contradicted.
+ * Proactive failover (a machine check on this host, or this host's disk
+ * failing under held output): stop the guest, take a last checkpoint, and
+ * tell the secondary to take over from it. Nothing runs here afterwards,
+ * so nothing can be lost or contradicted.
+ *
+ * Once HANDOVER is on its way the secondary may take over whether or not
+ * its HANDOVER_OK arrives: from then on this guest never runs again, or
+ * two would answer. Before that (the last checkpoint failed) a requested
+ * handover resumes the guest (must_stop false) and the secondary is
+ * treated as lost.
  */
-static int handover(struct ft *ft, struct capture *c)
+static int handover(struct ft *ft, struct capture *c, bool must_stop)
 {
 	struct xport_msg m;
 	uint64_t t0 = ft__now_ns();
+	char cause[256], why[256] = "", msg[600];
+	bool sent = false;
 	int ret;
 
+	last_error(ft, cause, sizeof(cause));
 	ret = vm__pause(ft->cfg.vm);
 	if (!ret)
-		ret = checkpoint(ft, c, false);
-	if (!ret)
+		ret = checkpoint(ft, c, false, false);
+	if (!ret) {
+		sent = true;
 		ret = send_buf(ft, FT_MSG_HANDOVER, 0, ft->epoch, NULL, 0);
+	}
 	xport_msg__init(&m);
 	if (!ret)
 		ret = recv_msg(ft, &m, 2000);
@@ -536,6 +584,17 @@ static int handover(struct ft *ft, struct capture *c)
 		ret = -EPROTO;
 	}
 	xport_msg__free(&m);
+	if (ret)
+		last_error(ft, why, sizeof(why));
+	if (ret && sent) {
+		snprintf(msg, sizeof(msg), "handover to %s not confirmed (%s); the secondary may be "
+			 "running the guest, so it stays stopped here", ft->peer, why);
+		stop_for_good(ft, msg);
+	} else if (ret && must_stop) {
+		snprintf(msg, sizeof(msg), "%s; no secondary took the guest over (%s): it stays "
+			 "stopped", cause, why);
+		stop_for_good(ft, msg);
+	}
 	pthread_mutex_lock(&ft->lock);
 	ft->handover_us = (ft__now_ns() - t0) / 1000;
 	ft->handover_result = ret;
@@ -544,7 +603,8 @@ static int handover(struct ft *ft, struct capture *c)
 	pthread_cond_broadcast(&ft->cond);
 	pthread_mutex_unlock(&ft->lock);
 	if (ret) {
-		vm__resume(ft->cfg.vm);	/* the secondary did not take over: keep serving */
+		if (!sent && !must_stop)
+			vm__resume(ft->cfg.vm);	/* nothing sent: keep serving */
 		return ret;
 	}
 	fprintf(stderr, "ftvm: ft: handed over to %s at checkpoint %llu in %llu us\n", ft->peer,
@@ -638,7 +698,7 @@ static int initial_sync(struct ft *ft, struct capture *c)
 	ft->sync_percent = 95;
 	pthread_mutex_unlock(&ft->lock);
 	if (!ret)
-		ret = checkpoint(ft, c, true);
+		ret = checkpoint(ft, c, true, true);
 	ft->sync_ms = (ft__now_ns() - t0) / 1000000;
 	return ret;
 }
@@ -676,6 +736,50 @@ static bool sleep_unless_stopped(struct ft *ft, int ms)
 }
 
 /*
+ * migrate_cancel: tell the secondary to drop its checkpoint, and hear it
+ * confirm, before anything held is released. True only with its CANCEL_OK
+ * (heartbeats and a late ACK may come first); an unconfirmed CANCEL leaves
+ * a secondary that may still hold a checkpoint.
+ */
+static bool cancel_peer(struct ft *ft, char *why, size_t len)
+{
+	struct xport_msg m;
+	char err[256];
+	uint64_t deadline = ft__now_ns() + (uint64_t)ft->cfg.heartbeat_timeout_ms * 1000000u;
+	bool ok = false;
+
+	if (xport__send_buf(ft->x, FT_MSG_CANCEL, 0, ft->epoch, NULL, 0)) {
+		snprintf(why, len, "sending CANCEL failed");
+		return false;
+	}
+	xport_msg__init(&m);
+	for (;;) {
+		int ret = xport__recv(ft->x, &m, 50, err, sizeof(err));
+		if (ret == 0 && m.type == FT_MSG_CANCEL_OK) {
+			ok = true;
+			break;
+		}
+		if (ret == 0 && (m.type == FT_MSG_HEARTBEAT || m.type == FT_MSG_ACK))
+			continue;
+		if (ret == 0) {
+			snprintf(why, len, "the secondary answered CANCEL with %s",
+				 m.type < FT_MSG_MAX && ft_msg_names[m.type] ? ft_msg_names[m.type] : "?");
+			break;
+		}
+		if (ret != -ETIMEDOUT) {
+			snprintf(why, len, "%s", err);
+			break;
+		}
+		if (ft__now_ns() >= deadline || atomic_load(&ft->stop)) {
+			snprintf(why, len, "no CANCEL_OK within %u ms", ft->cfg.heartbeat_timeout_ms);
+			break;
+		}
+	}
+	xport_msg__free(&m);
+	return ok;
+}
+
+/*
  * The secondary is lost after it committed checkpoint acked_epoch: hold
  * every output (held and new) until the event hook says the cluster can
  * no longer promote it, retrying every second; or until migrate_cancel
@@ -693,6 +797,10 @@ static void revoke_peer(struct ft *ft)
 	fprintf(stderr, "ftvm: ft: secondary %s lost at checkpoint %llu (%s); output held until "
 		"the event hook has revoked it\n", ft->peer, (unsigned long long)ft->acked_epoch, cause);
 	for (unsigned attempt = 1;; attempt++) {
+		if (vm__quit_requested(ft->cfg.vm)) {
+			fprintf(stderr, "ftvm: ft: revocation of %s abandoned: the VMM is ending\n", ft->peer);
+			return;
+		}
 		int r = ft_hook__run(ft, "peer-lost", cause, why, sizeof(why));
 		if (!r) {
 			pthread_mutex_lock(&ft->lock);
@@ -751,19 +859,31 @@ int ft_primary__run(struct ft *ft)
 		ret = wait_for_trigger(ft, ft->wake_fd, last);
 		if (ret)
 			break;
-		if (atomic_load(&ft->handover_req)) {
-			ret = handover(ft, &c);
+		bool disk_failed = false;
+		if (!atomic_load(&ft->handover_req)) {
+			last = ft__now_ns();
+			ret = checkpoint(ft, &c, false, true);
+			disk_failed = ret && eventtap__failed(ft->cfg.et);
+			if (ret && !disk_failed)
+				break;
+		}
+		if (disk_failed || atomic_load(&ft->handover_req)) {
+			/* A disk that failed under held output: the guest was told its
+			 * write was done, this host cannot do it, the secondary holds
+			 * it in its checkpoint. It takes over, or the guest stops. */
+			if (disk_failed)
+				fprintf(stderr, "ftvm: ft: %s; handing the guest over to %s\n",
+					ft->last_error, ft->peer);
+			ret = handover(ft, &c, disk_failed);
 			if (!ret) {
 				capture__free(&c);
 				ft__set_state(ft, FT_HANDED_OVER);
+				if (disk_failed)
+					vm__request_quit(vm, 1);	/* it runs on the secondary now */
 				return 0;
 			}
 			break;
 		}
-		last = ft__now_ns();
-		ret = checkpoint(ft, &c, false);
-		if (ret)
-			break;
 	}
 out:
 	/* A send that failed because the secondary refused us: its ERROR
@@ -781,28 +901,59 @@ out:
 		xport_msg__free(&m);
 	}
 	eventtap__set_trigger(ft->cfg.et, NULL, NULL);
+	/* The VMM is ending (quit, a signal): ft__destroy has not run yet, but
+	 * a checkpoint that failed because the VM is going away is no lost
+	 * secondary: neither revoke it nor release what no secondary has. */
 	pthread_mutex_lock(&ft->lock);
-	bool quitting = ft->quitting;
+	bool quitting = ft->quitting || vm__quit_requested(vm), stopped = ft->state == FT_STOPPED,
+	     committed = ft->commit_sent;
 	pthread_mutex_unlock(&ft->lock);
-	/* A secondary that committed a checkpoint may still be promoted by
-	 * the cluster: first make sure it never is (output-commit rule). */
-	if (!quitting && ret && ret != -ECANCELED && ft->acked_epoch && ft->event_hook[0]) {
+	if (stopped) {
+		/* Stopped for good: nothing it holds may ever leave. */
+		eventtap__track_disk(ft->cfg.et, false, 0);
+		capture__free(&c);
+		return ret;
+	}
+	/* migrate_cancel: the secondary drops its checkpoint and says so
+	 * before anything held goes out. Unconfirmed, it may still hold one:
+	 * then it is treated as lost. */
+	bool cancelled = ret == -ECANCELED && atomic_load(&ft->cancel_req) && !atomic_load(&ft->stop);
+	bool unconfirmed = false;
+	if (cancelled && !quitting && ft->x) {
+		char why[256] = "";
+		if (cancel_peer(ft, why, sizeof(why))) {
+			ft__error(ft, "protection cancelled (migrate_cancel)");
+		} else {
+			ft__error(ft, "migrate_cancel: the secondary did not confirm the CANCEL (%s)", why);
+			unconfirmed = committed;
+		}
+	} else if (cancelled) {
+		ft__error(ft, "protection cancelled (migrate_cancel)");
+	}
+	/* A secondary that may have committed a checkpoint (any COMMIT sent:
+	 * its ACK may be what was lost) may still be promoted by the
+	 * cluster: first make sure it never is (output-commit rule). */
+	if (!quitting && ((ret && ret != -ECANCELED && committed) || unconfirmed) && ft->event_hook[0]) {
 		revoke_peer(ft);
 		pthread_mutex_lock(&ft->lock);
-		quitting = ft->quitting;	/* the VMM may have begun to end meanwhile */
+		quitting = ft->quitting || vm__quit_requested(vm);	/* it may have begun to end meanwhile */
 		pthread_mutex_unlock(&ft->lock);
 	}
 	/* Alone again: everything held goes out, new output passes through.
 	 * Not when the VMM is ending: that output belongs to state no
 	 * secondary has; the guest that produced it ends here. */
-	if (!quitting)
-		eventtap__release_all(ft->cfg.et);
+	if (!quitting && eventtap__release_all(ft->cfg.et)) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "releasing held output after protection ended: a disk "
+			 "write or flush failed (%s); the guest is stopped",
+			 strerror(-eventtap__failed(ft->cfg.et)));
+		stop_for_good(ft, msg);
+		eventtap__track_disk(ft->cfg.et, false, 0);
+		capture__free(&c);
+		return ret;
+	}
 	eventtap__track_disk(ft->cfg.et, false, 0);
 	vm__dirty_log_enable(vm, false);
-	if (ret == -ECANCELED && ft->x) {
-		xport__send_buf(ft->x, FT_MSG_CANCEL, 0, ft->epoch, NULL, 0);
-		ft__error(ft, "protection cancelled (migrate_cancel)");
-	}
 	capture__free(&c);
 	ft__set_state(ft, FT_UNPROTECTED);
 	return ret;

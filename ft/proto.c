@@ -19,6 +19,7 @@ const char *const ft_msg_names[FT_MSG_MAX] = {
 	[FT_MSG_OUTPUTS] = "OUTPUTS", [FT_MSG_COMMIT] = "COMMIT", [FT_MSG_ACK] = "ACK",
 	[FT_MSG_HEARTBEAT] = "HEARTBEAT", [FT_MSG_CANCEL] = "CANCEL",
 	[FT_MSG_HANDOVER] = "HANDOVER", [FT_MSG_HANDOVER_OK] = "HANDOVER_OK",
+	[FT_MSG_CANCEL_OK] = "CANCEL_OK",
 };
 
 static const struct vmstate_field hello_fields[] = {
@@ -137,6 +138,7 @@ const char *ft_state__name(enum ft_state s)
 	case FT_FAILED: return "failed";
 	case FT_HANDED_OVER: return "handed-over";
 	case FT_REVOKING: return "revoking-peer";
+	case FT_STOPPED: return "stopped";
 	}
 	return "unknown";
 }

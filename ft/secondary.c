@@ -144,20 +144,45 @@ static int commit(struct ft *ft, struct stage *s, const struct xport_msg *m, cha
 		snprintf(err, errlen, "checkpoint %llu: state refused: %s", (unsigned long long)s->epoch, verr);
 		return -EBADMSG;
 	}
-	ret = et_list__check(s->outputs.data, s->outputs.len, s->epoch, err, errlen);
+	uint64_t disk_size = ft->cfg.disk ? ft->cfg.disk->size : 0;
+	ret = et_list__check(s->outputs.data, s->outputs.len, s->epoch, disk_size, err, errlen);
 	if (ret)
 		return ret;
-
-	/* Verified: apply. */
-	write_pages(ft, &s->idx, &s->data);
-	if (ft->cfg.drive_mode == VM_DRIVE_REPLICATED && ft->cfg.disk) {
-		ret = et_list__apply_disk(ft->cfg.et, s->outputs.data, s->outputs.len, s->epoch);
+	bool replicated = ft->cfg.drive_mode == VM_DRIVE_REPLICATED && ft->cfg.disk;
+	if (replicated) {
+		char rerr[200];
+		ret = et_list__reserve_disk(ft->cfg.et, s->outputs.data, s->outputs.len, s->epoch, rerr,
+					    sizeof(rerr));
 		if (ret) {
-			snprintf(err, errlen, "checkpoint %llu: writing its disk blocks: %s",
-				 (unsigned long long)s->epoch, strerror(-ret));
+			snprintf(err, errlen, "checkpoint %llu: %s", (unsigned long long)s->epoch, rerr);
 			return ret;
 		}
 	}
+
+	/*
+	 * Verified, and its disk space reserved: apply, all of it. An error
+	 * from here on leaves disk and memory between two checkpoints: this
+	 * host is no failover target any more, and says why.
+	 */
+	if (replicated) {
+		ret = et_list__apply_disk(ft->cfg.et, s->outputs.data, s->outputs.len, s->epoch);
+		/* The initial sync's blocks are durable before the first ACK. */
+		if (!ret && !ft->committed_epoch)
+			ret = ft->cfg.disk->ops->flush(ft->cfg.disk->be);
+		if (ret) {
+			snprintf(err, errlen, "checkpoint %llu: writing its disk blocks: %s; this "
+				 "secondary's disk is no longer a checkpoint's, it cannot fail over",
+				 (unsigned long long)s->epoch, strerror(-ret));
+			pthread_mutex_lock(&ft->lock);
+			snprintf(ft->unusable, sizeof(ft->unusable), "%s", err);
+			ft->committed_epoch = 0;
+			sbuf__reset(&ft->committed_state);
+			sbuf__reset(&ft->committed_outputs);
+			pthread_mutex_unlock(&ft->lock);
+			return ret;
+		}
+	}
+	write_pages(ft, &s->idx, &s->data);
 	pthread_mutex_lock(&ft->lock);
 	struct sbuf t = ft->committed_state;
 	ft->committed_state = s->state;
@@ -179,6 +204,28 @@ static int commit(struct ft *ft, struct stage *s, const struct xport_msg *m, cha
 #define SERVE_LOST 1		/* the primary or the link is gone */
 #define SERVE_REFUSED 2		/* the primary is there but sent what we cannot trust */
 #define SERVE_HANDOVER 3	/* the primary asked us to take over now */
+#define SERVE_STRAY 4		/* not our primary (no valid HELLO): nothing changed */
+
+#define HELLO_DEADLINE_MS 10000	/* all of a HELLO, however slowly it trickles */
+#define HELLO_MAX_BYTES 65536
+
+/* The first message, within a total deadline (not an inactivity one). */
+static int recv_hello(struct ft *ft, struct xport_msg *m, char *err, size_t errlen)
+{
+	uint64_t deadline = ft__now_ns() + HELLO_DEADLINE_MS * 1000000ull;
+	xport__set_max_payload(ft->x, HELLO_MAX_BYTES);
+	for (;;) {
+		int ret = xport__recv(ft->x, m, 100, err, errlen);
+		if (ret != -ETIMEDOUT)
+			return ret;
+		if (atomic_load(&ft->stop))
+			return -ECANCELED;
+		if (ft__now_ns() >= deadline) {
+			snprintf(err, errlen, "no complete HELLO within %d ms", HELLO_DEADLINE_MS);
+			return -ETIMEDOUT;
+		}
+	}
+}
 
 /* One primary's stream, until it ends; says why. */
 static int serve(struct ft *ft)
@@ -191,7 +238,7 @@ static int serve(struct ft *ft)
 	int ret, why = SERVE_LOST;
 
 	xport_msg__init(&m);
-	ret = xport__recv(ft->x, &m, 10000, err, sizeof(err));
+	ret = recv_hello(ft, &m, err, sizeof(err));
 	if (!ret && m.type != FT_MSG_HELLO) {
 		snprintf(err, sizeof(err), "expected HELLO, got message type %u", m.type);
 		ret = -EPROTO;
@@ -201,18 +248,40 @@ static int serve(struct ft *ft)
 	ft_hello__describe(ft, &mine);
 	if (!ret)
 		ret = ft_hello__check(&mine, &peer, err, sizeof(err));
+	pthread_mutex_lock(&ft->lock);
+	bool holds = ft->committed_epoch > 0 && !ft->rearmed;
+	uint64_t held = ft->committed_epoch, held_session = ft->session;
+	pthread_mutex_unlock(&ft->lock);
+	if (!ret && holds) {
+		/* The only copy of a guest whose primary may be gone: replaced
+		 * only when the cluster or the operator says so. */
+		snprintf(err, sizeof(err), "this secondary holds checkpoint %llu of session %016llx; "
+			 "it takes a new primary only after migrate_incoming_reset",
+			 (unsigned long long)held, (unsigned long long)held_session);
+		ret = -EBUSY;
+	}
 	if (ret) {
-		ft__error(ft, "refused primary %s: %s", ft->peer, err);
-		send_error(ft, err);
-		why = SERVE_REFUSED;
+		/* Not our primary (a scanner, a health check, a stranger, a
+		 * mismatched host): it changes nothing here. */
+		pthread_mutex_lock(&ft->lock);
+		ft->stray_connections++;
+		snprintf(ft->last_stray, sizeof(ft->last_stray), "%s: %s", ft->peer, err);
+		pthread_mutex_unlock(&ft->lock);
+		fprintf(stderr, "ftvm: ft: refused connection from %s: %s\n", ft->peer, err);
+		if (ret != -ETIMEDOUT && ret != -EPIPE && ret != -ECANCELED)
+			send_error(ft, err);
+		why = SERVE_STRAY;
 		goto out;
 	}
+	xport__set_max_payload(ft->x, 64u << 20);
 	ret = send_buf_ok(ft);
 	if (ret)
 		goto out;
 
 	/* A fresh stream: forget any earlier primary's state. */
 	pthread_mutex_lock(&ft->lock);
+	ft->rearmed = false;
+	ft->unusable[0] = '\0';
 	ft->committed_epoch = 0;
 	sbuf__reset(&ft->committed_state);
 	sbuf__reset(&ft->committed_outputs);
@@ -355,7 +424,13 @@ static int serve(struct ft *ft)
 				ret = -EPROTO;
 				goto refuse;
 			}
-			xport__send_buf(ft->x, FT_MSG_HANDOVER_OK, 0, m.epoch, NULL, 0);
+			/* Take over whether or not the OK arrives: the primary
+			 * never runs the guest again once it sent HANDOVER. */
+			if (ft->inject == FT_INJECT_HANDOVER_NO_OK)
+				fprintf(stderr, "ftvm: ft: injected: no HANDOVER_OK\n");
+			else if (xport__send_buf(ft->x, FT_MSG_HANDOVER_OK, 0, m.epoch, NULL, 0))
+				fprintf(stderr, "ftvm: ft: HANDOVER_OK to %s not sent; taking over "
+					"anyway\n", ft->peer);
 			why = SERVE_HANDOVER;
 			goto out;
 		case FT_MSG_CANCEL:
@@ -363,7 +438,11 @@ static int serve(struct ft *ft)
 				  ft->peer);
 			pthread_mutex_lock(&ft->lock);
 			ft->committed_epoch = 0;
+			sbuf__reset(&ft->committed_state);
+			sbuf__reset(&ft->committed_outputs);
 			pthread_mutex_unlock(&ft->lock);
+			/* Only now may the primary release what it holds. */
+			xport__send_buf(ft->x, FT_MSG_CANCEL_OK, 0, m.epoch, NULL, 0);
 			why = SERVE_CANCELLED;
 			goto out;
 		case FT_MSG_ERROR:
@@ -419,20 +498,31 @@ int ft_secondary__run(struct ft *ft)
 		xport__set_type_names(x, ft_msg_names, FT_MSG_MAX);
 		xport__set_max_payload(x, 64u << 20);
 		pthread_mutex_lock(&ft->lock);
+		char known_peer[sizeof(ft->peer)];
+		snprintf(known_peer, sizeof(known_peer), "%s", ft->peer);
 		ft->x = x;
 		snprintf(ft->peer, sizeof(ft->peer), "%s", xport__peer(x));
 		pthread_mutex_unlock(&ft->lock);
-		fprintf(stderr, "ftvm: ft: primary %s connected\n", ft->peer);
+		fprintf(stderr, "ftvm: ft: %s connected\n", ft->peer);
 
 		int why = serve(ft);
 
 		pthread_mutex_lock(&ft->lock);
 		ft->x = NULL;
 		bool have = ft->committed_epoch > 0;
+		bool unusable = ft->unusable[0] != '\0';
+		if (why == SERVE_STRAY)	/* the peer we report stays the real one */
+			snprintf(ft->peer, sizeof(ft->peer), "%s", known_peer);
 		pthread_mutex_unlock(&ft->lock);
 		xport__close(x);
 		if (atomic_load(&ft->stop))
 			break;
+		if (why == SERVE_STRAY)
+			continue;	/* state, checkpoint and peer exactly as they were */
+		if (unusable) {
+			ft__set_state(ft, FT_FAILED);
+			continue;
+		}
 		if (why == SERVE_HANDOVER) {
 			char ferr[256];
 			if (ft__do_failover(ft, "handover", ferr))

@@ -122,6 +122,7 @@ struct cpu_model_word {
 extern const struct cpu_model_word cpu_model_words[VM_CPU_WORDS];
 int vcpu__set_pvh_entry(struct vcpu *c, uint32_t entry, uint32_t start_info);
 void *vcpu__thread(void *arg);
+void vcpu__handle_exit(struct vcpu *c);
 void vcpu__eat_kicks(void);
 
 /* vCPU state capture (vmm/kvm/cpu_state.c); only on a parked vCPU. */

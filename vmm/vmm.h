@@ -35,6 +35,12 @@ struct disk_ops {
 	int (*flush)(void *be);
 	/* Optional: make [offset, offset+len) read as zeros. */
 	int (*discard)(void *be, uint64_t offset, uint64_t len);
+	/*
+	 * Optional: allocate [offset, offset+len) without changing what it
+	 * reads as, so a later write there cannot fail for want of space
+	 * (-ENOSPC now instead). 0 where the medium cannot tell.
+	 */
+	int (*reserve)(void *be, uint64_t offset, uint64_t len);
 };
 
 struct disk {
@@ -127,6 +133,8 @@ int vm__start(struct vm *vm);
 /* Blocks until the guest shuts down or vm__request_quit(); returns the exit code. */
 int vm__wait(struct vm *vm);
 void vm__request_quit(struct vm *vm, int code);
+/* True once the VM is ending (quit, a signal, the guest's exit): from any thread. */
+bool vm__quit_requested(struct vm *vm);
 
 /*
  * The user's stop/cont (the monitor): pauses every vCPU at a completed exit

@@ -71,8 +71,12 @@ def hello_refused(work, label, a_extra, b_args, words, inject=None):
             pa = a.wait_state(("unprotected",), 10)
             sb = b.migrate_info()
             print("%-15s primary: %s" % (label, pa["last_error"]))
-            print("%-15s secondary: %s, %s" % (label, sb["state"], sb["last_error"]))
-            for who, msg in (("primary", pa["last_error"]), ("secondary", sb["last_error"])):
+            print("%-15s secondary: %s, %s" % (label, sb["state"], sb["last_stray"]))
+            # A refused HELLO changes nothing on the secondary: it is
+            # reported as a stray connection, not as the secondary's error.
+            check(sb["stray_connections"] == 1 and sb["last_error"] == "",
+                  "%s: a refused HELLO changed the secondary: %s" % (label, sb))
+            for who, msg in (("primary", pa["last_error"]), ("secondary", sb["last_stray"])):
                 check(any(w in msg for w in words), "%s: %s's error does not name the problem: %r"
                       % (label, who, msg))
             check(sb["state"] == "waiting" and sb["committed_epoch"] == 0,

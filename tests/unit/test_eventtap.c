@@ -137,11 +137,15 @@ int main(void)
 	uint32_t count = 0;
 	sbuf__init(&list);
 	CHECK(eventtap__serialize(et, &list, &count) == 0 && count == 5, "serialize (%u)", count);
-	CHECK(et_list__check(list.data, list.len, 6, err, sizeof(err)) == 0, "list checks: %s", err);
-	CHECK(et_list__check(list.data, list.len, 5, err, sizeof(err)) == -EBADMSG,
+	CHECK(et_list__check(list.data, list.len, 6, d->size, err, sizeof(err)) == 0, "list checks: %s",
+	      err);
+	CHECK(et_list__check(list.data, list.len, 5, d->size, err, sizeof(err)) == -EBADMSG,
 	      "an item from a future epoch is refused");
-	CHECK(et_list__check(list.data, list.len - 1, 6, err, sizeof(err)) == -EBADMSG &&
+	CHECK(et_list__check(list.data, list.len - 1, 6, d->size, err, sizeof(err)) == -EBADMSG &&
 	      strstr(err, "truncated"), "truncated list refused: %s", err);
+	/* The secondary checks writes against its real disk, not "any size". */
+	CHECK(et_list__check(list.data, list.len, 6, 512, err, sizeof(err)) == -EBADMSG,
+	      "a write beyond the disk is refused at check, before anything is applied");
 
 	struct et_stats st;
 	eventtap__stats(et, &st);

@@ -124,11 +124,30 @@ static int raw__discard(void *be, uint64_t off, uint64_t len)
 	return 0;
 }
 
+/*
+ * Allocates the blocks under a write that is held (protection): a disk
+ * that is full says so now, to the guest, as it would unprotected, not
+ * at release when the guest believes the write done. fallocate mode 0
+ * leaves data and holes reading as they did. On a copy-on-write file
+ * system an overwrite needs new blocks anyway: there the release can
+ * still fail (and the VM then stops, docs/ft.md).
+ */
+static int raw__reserve(void *be, uint64_t off, uint64_t len)
+{
+	struct disk_raw *r = be;
+	if (!len || fallocate(r->fd, 0, (off_t)off, (off_t)len) == 0)
+		return 0;
+	if (errno == EOPNOTSUPP || errno == ENOSYS)
+		return 0;	/* cannot reserve here: the release path copes */
+	return -errno;
+}
+
 static const struct disk_ops disk_raw_ops = {
 	.read = raw__read,
 	.write = raw__write,
 	.flush = raw__flush,
 	.discard = raw__discard,
+	.reserve = raw__reserve,
 };
 
 int disk_raw__open(struct disk *d, const char *path, bool readonly, char *err)

@@ -192,6 +192,47 @@ void vcpu__eat_kicks(void)
 		;
 }
 
+/* Services the exit KVM_RUN just returned with. */
+void vcpu__handle_exit(struct vcpu *c)
+{
+	struct vm *vm = c->vm;
+
+	switch (c->run->exit_reason) {
+	case KVM_EXIT_IO:
+		vcpu__pio(c);
+		break;
+	case KVM_EXIT_MMIO:
+		vcpu__mmio(c);
+		break;
+	case KVM_EXIT_INTR:
+		break;
+	case KVM_EXIT_HLT:
+		vm__idle(vm, c, 1000);
+		break;
+	case KVM_EXIT_SHUTDOWN:
+		vcpu__report_fatal(c, "guest triple fault (shutdown)");
+		vm__guest_exit(vm, 0x7f);
+		break;
+	case KVM_EXIT_SYSTEM_EVENT:
+		vm__guest_exit(vm, 0);
+		break;
+	case KVM_EXIT_FAIL_ENTRY:
+		vcpu__report_fatal(c, "VM entry failed");
+		vm__request_quit(vm, 1);
+		break;
+	case KVM_EXIT_INTERNAL_ERROR:
+		vcpu__report_fatal(c, "KVM internal error");
+		vm__request_quit(vm, 1);
+		break;
+	default: {
+		char what[64];
+		snprintf(what, sizeof(what), "unhandled exit reason %u", c->run->exit_reason);
+		vcpu__report_fatal(c, what);
+		vm__request_quit(vm, 1);
+	}
+	}
+}
+
 void *vcpu__thread(void *arg)
 {
 	struct vcpu *c = arg;
@@ -241,40 +282,7 @@ void *vcpu__thread(void *arg)
 			vm__request_quit(vm, 1);
 			break;
 		}
-		switch (c->run->exit_reason) {
-		case KVM_EXIT_IO:
-			vcpu__pio(c);
-			break;
-		case KVM_EXIT_MMIO:
-			vcpu__mmio(c);
-			break;
-		case KVM_EXIT_INTR:
-			break;
-		case KVM_EXIT_HLT:
-			vm__idle(vm, c, 1000);
-			break;
-		case KVM_EXIT_SHUTDOWN:
-			vcpu__report_fatal(c, "guest triple fault (shutdown)");
-			vm__guest_exit(vm, 0x7f);
-			break;
-		case KVM_EXIT_SYSTEM_EVENT:
-			vm__guest_exit(vm, 0);
-			break;
-		case KVM_EXIT_FAIL_ENTRY:
-			vcpu__report_fatal(c, "VM entry failed");
-			vm__request_quit(vm, 1);
-			break;
-		case KVM_EXIT_INTERNAL_ERROR:
-			vcpu__report_fatal(c, "KVM internal error");
-			vm__request_quit(vm, 1);
-			break;
-		default: {
-			char what[64];
-			snprintf(what, sizeof(what), "unhandled exit reason %u", c->run->exit_reason);
-			vcpu__report_fatal(c, what);
-			vm__request_quit(vm, 1);
-		}
-		}
+		vcpu__handle_exit(c);
 	}
 	pthread_mutex_lock(&vm->run_lock);
 	vm->exited++;

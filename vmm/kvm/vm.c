@@ -282,6 +282,11 @@ void vm__request_quit(struct vm *vm, int code)
 	vm__kick_vcpus(vm);
 }
 
+bool vm__quit_requested(struct vm *vm)
+{
+	return atomic_load(&vm->quit_req);
+}
+
 void vm__guest_exit(struct vm *vm, int code)
 {
 	vm__request_quit(vm, code);
@@ -373,9 +378,29 @@ void vm__park_if_requested(struct vm *vm, struct vcpu *c)
 {
 	if (!atomic_load(&vm->pause_req))
 		return;
-	/* Complete any pending I/O exit so the saved state is consistent. */
+	/*
+	 * Complete any pending I/O exit so the saved state is consistent:
+	 * KVM_RUN with immediate_exit finishes it and returns -EINTR. It may
+	 * instead return a new exit (the next round of a string I/O, an MMIO
+	 * the completion ran into): service it and go again, until -EINTR
+	 * says the vCPU stands at a completed instruction (design.md:
+	 * capture only from a completed exit).
+	 */
 	c->run->immediate_exit = 1;
-	(void)ioctl(c->fd, KVM_RUN, 0);	/* -EINTR: nothing else can happen */
+	for (;;) {
+		int r = ioctl(c->fd, KVM_RUN, 0);
+		if (r < 0 && (errno == EINTR || errno == EAGAIN))
+			break;
+		if (r < 0) {
+			fprintf(stderr, "ftvm: vCPU %u: KVM_RUN (completing an exit): %s\n", c->idx,
+				strerror(errno));
+			vm__request_quit(vm, 1);
+			break;
+		}
+		vcpu__handle_exit(c);
+		if (atomic_load(&vm->quit_req))
+			break;
+	}
 	c->run->immediate_exit = 0;
 	vcpu__eat_kicks();
 

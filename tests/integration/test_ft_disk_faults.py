@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""A disk that fills up or fails under protection never costs an
+acknowledged write.
+
+- Disk full (shared mode, the image on a 1 MiB tmpfs, one PUT per new
+  key): protected, the guest sees the full disk when it writes, as it does
+  unprotected (its PUT answers ERR); no PUT that was acknowledged is
+  missing when the image is booted alone afterwards. (Before the fix the
+  guest's write was "done" when held, failed at release, and its OK went
+  out anyway: 1,153 of 3,200 acknowledged PUTs were lost.)
+- EIO at release on the primary (x-disk-fault, shared mode): the frame
+  that reports the write is never sent by the primary; the primary hands
+  the guest over to the secondary, which re-issues the write and runs on;
+  the primary's guest never runs again. Every acknowledged write is on
+  the image booted alone afterwards.
+- Disk full on a replicated secondary: the checkpoint is refused before
+  it changes anything (its disk space is reserved first); the primary
+  goes on unprotected and nothing acknowledged is lost."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from ftvmtest import check, main, require_kvm, sh  # noqa: E402
+from drill import Client, Node, Topology, close_all, wait_ready  # noqa: E402
+
+
+class SmallFs:
+    """A tmpfs of `size` mounted on a fresh directory (a disk that fills up)."""
+
+    def __init__(self, path, size="1m"):
+        os.makedirs(path, exist_ok=True)
+        sh("mount", "-t", "tmpfs", "-o", "size=" + size, "tmpfs", path)
+        self.path = path
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        subprocess.run(["umount", "-l", self.path], stderr=subprocess.DEVNULL)
+
+
+def sparse(path, mb=16):
+    with open(path, "wb") as f:
+        f.truncate(mb << 20)
+    return path
+
+
+def load_new_keys(client, ops, acks, tag):
+    """PUTs only, keys drawn from a pool far larger than ops (nearly every
+    PUT a new key, a new log record). Returns the load's JSON summary."""
+    r = client.run("--deadline-ms", "5000", "--json", "load", "--ops", str(ops), "--keys", "1000000",
+                   "--read-ratio", "0", "--seed", "7", "--key-prefix", tag, "--ack-log", acks,
+                   timeout=600)
+    lines = [l for l in r.stdout.splitlines() if l.strip().startswith("{")]
+    check(lines, "load printed nothing: %s %s" % (r.stdout[-300:], r.stderr[-300:]))
+    return json.loads(lines[-1])
+
+
+def verify_alone(topo, work, img, client, acks, tag):
+    """Boots the image with no protection and checks every acknowledged PUT."""
+    n = Node(topo, "A", work, "alone-" + tag, img, "shared", False)
+    try:
+        wait_ready(n)
+        client.acks = acks
+        v = client.verify()
+        print("%-10s image booted alone: %s" % (tag, v))
+        check(v["lost"] == 0 and v["wrong"] == 0, "%s: acknowledged writes lost: %s" % (tag, v))
+        return v
+    finally:
+        n.close()
+
+
+def disk_full(work):
+    with Topology() as topo, SmallFs(os.path.join(work, "full")) as fs:
+        img = sparse(os.path.join(fs.path, "shared.img"))
+        client = Client(topo, work)
+        acks = os.path.join(work, "full.acks")
+        nodes = []
+        try:
+            a = Node(topo, "A", work, "full", img, "shared", False)
+            nodes.append(a)
+            wait_ready(a)
+            b = Node(topo, "B", work, "full", img, "shared", True)
+            nodes.append(b)
+            a.protect_to("B")
+            s = load_new_keys(client, 3200, acks, "f")
+            st = a.migrate_info()
+            print("disk full  protected load: %d PUTs acknowledged, %d refused (ERR), %d gave up; "
+                  "primary %s, epochs %d" % (s["puts_acked"], s["puts_failed"], s.get("puts_gave_up", 0),
+                                             st["state"], st["epochs"]))
+        finally:
+            close_all(client, nodes)
+        verify_alone(topo, work, img, client, acks, "full")
+        check(s["puts_failed"] > 0, "the guest never saw the disk full (its writes were all "
+              "'done'): %s" % s)
+        check(s["puts_acked"] > 100, "too few PUTs acknowledged: %s" % s)
+        check(st["state"] == "protected", "protection ended on a full disk: %s" % st)
+
+
+def eio_at_release(work):
+    with Topology() as topo:
+        img = sparse(os.path.join(work, "eio.img"), 64)
+        client = Client(topo, work)
+        acks = os.path.join(work, "eio.acks")
+        nodes = []
+        try:
+            a = Node(topo, "A", work, "eio", img, "shared", False)
+            nodes.append(a)
+            wait_ready(a)
+            b = Node(topo, "B", work, "eio", img, "shared", True)
+            nodes.append(b)
+            a.protect_to("B")
+            client.acks = acks
+            s = load_new_keys(client, 50, acks, "e")
+            check(s["puts_acked"] == 50, "load before the fault: %s" % s)
+            a.ctl("x-disk-fault", "eio", "1")
+            r = client.run("--deadline-ms", "10000", "put", "after-eio", "1")
+            print("eio        PUT after the fault: rc %d %s" % (r.returncode, r.stdout.strip()))
+            with open(acks, "a") as f:
+                if r.returncode == 0:
+                    f.write("PUT after-eio 1\n")
+            sb = b.wait_state(("failed-over",), 20)
+            deadline = time.monotonic() + 10
+            while a.alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            err = a.errors()
+            print("eio        primary: %s" % [l for l in err.splitlines() if "handing" in l or "handed" in l])
+            print("eio        secondary: %s from checkpoint %d, re-issued %d frames %d writes"
+                  % (sb["state"], sb["committed_epoch"], sb["reissued_frames"], sb["reissued_writes"]))
+            check(not a.alive(), "the primary still runs after handing the guest over")
+            check("handed over" in err, "the primary did not hand over: %s" % err[-800:])
+            check(r.returncode == 0, "the PUT was not acknowledged (by the secondary): %s" % r.stderr)
+            client.acks = acks
+            v = client.verify()
+            print("eio        on the secondary: %s" % v)
+            check(v["lost"] == 0 and v["wrong"] == 0, "lost on the secondary: %s" % v)
+        finally:
+            close_all(client, nodes)
+        verify_alone(topo, work, img, client, acks, "eio")
+
+
+def replicated_secondary_full(work):
+    with Topology() as topo, SmallFs(os.path.join(work, "rfull"), "2m") as fs:
+        pimg = sparse(os.path.join(work, "rprimary.img"), 16)
+        simg = sparse(os.path.join(fs.path, "rsecondary.img"), 16)
+        client = Client(topo, work)
+        acks = os.path.join(work, "rfull.acks")
+        nodes = []
+        try:
+            a = Node(topo, "A", work, "rfull", pimg, "replicated", False)
+            nodes.append(a)
+            wait_ready(a)
+            b = Node(topo, "B", work, "rfull", simg, "replicated", True,
+                     extra=[])
+            nodes.append(b)
+            a.protect_to("B")
+            s = load_new_keys(client, 6000, acks, "r")
+            sa, sb = a.migrate_info(), b.migrate_info()
+            print("repl full  load: %d acknowledged, %d ERR; primary %s (%s); secondary %s, committed %d (%s)"
+                  % (s["puts_acked"], s["puts_failed"], sa["state"], sa["last_error"], sb["state"],
+                     sb["committed_epoch"], sb["last_error"]))
+            check(s["puts_failed"] == 0 and s["puts_acked"] == 6000, "the primary's disk is not full: %s" % s)
+            check(sa["state"] == "unprotected", "the primary was not told: %s" % sa)
+            check("reserving disk space" in sb["last_error"] and "No space" in sb["last_error"],
+                  "the secondary did not name the full disk: %s" % sb["last_error"])
+            check(sb["unusable"] == "", "a refused checkpoint made the secondary unusable: %s" % sb)
+            client.acks = acks
+            v = client.verify()
+            check(v["lost"] == 0 and v["wrong"] == 0, "lost on the primary: %s" % v)
+        finally:
+            close_all(client, nodes)
+
+
+def test(work):
+    require_kvm()
+    if os.geteuid() != 0:
+        from ftvmtest import skip
+        skip("mounting a tmpfs needs root")
+    disk_full(work)
+    eio_at_release(work)
+    replicated_secondary_full(work)
+
+
+main(test)
