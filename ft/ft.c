@@ -28,6 +28,8 @@ int ft__create(const struct ft_config *cfg, struct ft **out, char *err)
 		snprintf(ft->event_hook, sizeof(ft->event_hook), "%s", ft->cfg.event_hook);
 	ft->cfg.event_hook = NULL;	/* the copy above is the one in use */
 	ft->hook_timeout_ms = ft->cfg.hook_timeout_ms ? ft->cfg.hook_timeout_ms : 10000;
+	ft->held_bound = FT_HELD_BOUND;
+	ft->outputs_chunk = FT_OUTPUTS_CHUNK;
 	pthread_mutex_init(&ft->lock, NULL);
 	pthread_cond_init(&ft->cond, NULL);
 	sbuf__init(&ft->committed_state);
@@ -167,6 +169,8 @@ int ft__protect(struct ft *ft, const char *uri, char *err)
 	ft->acked_capture_ns = 0;
 	ft->commit_sent = false;
 	ft->trigger = false;
+	ft->held_full = false;
+	ft->forced_checkpoints = 0;
 	memset(&ft->pause_us, 0, sizeof(ft->pause_us));
 	memset(&ft->ckpt_bytes, 0, sizeof(ft->ckpt_bytes));
 	memset(&ft->ckpt_pages, 0, sizeof(ft->ckpt_pages));

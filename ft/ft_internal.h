@@ -37,6 +37,9 @@ enum ft_msg {
 
 /* Header flags. */
 #define FT_FLAG_LZ4 1u		/* PAGES/SYNC_RAM data is page-codec encoded */
+#define FT_FLAG_MORE 2u		/* OUTPUTS: more of this checkpoint's list follows */
+#define FT_OUTPUTS_CHUNK (32u << 20)	/* OUTPUTS message size at most (the secondary's limit is 64 MiB) */
+#define FT_HELD_BOUND (16u << 20)	/* held bytes that force a checkpoint, whatever the policy */
 
 extern const char *const ft_msg_names[FT_MSG_MAX];
 
@@ -66,7 +69,7 @@ int ft_hello__check(const struct ft_hello *mine, const struct ft_hello *peer, ch
 struct ft_commit {
 	uint32_t pages;
 	uint32_t page_msgs;
-	uint32_t outputs;
+	uint32_t outputs;	/* OUTPUTS messages of this checkpoint */
 	uint32_t reserved;
 	uint64_t capture_ns;	/* primary's CLOCK_MONOTONIC at capture */
 };
@@ -138,6 +141,10 @@ struct ft {
 
 	/* primary */
 	bool trigger;			/* an output was held */
+	bool held_full;			/* held bytes passed held_bound: checkpoint now */
+	uint64_t held_bound;		/* FT_HELD_BOUND; migrate_set_parameter held-output-limit */
+	uint32_t outputs_chunk;		/* FT_OUTPUTS_CHUNK; x-outputs-chunk (tests) */
+	uint64_t forced_checkpoints;	/* checkpoints the held-output bound forced */
 	uint64_t first_trigger_ns;	/* hybrid: first held output since last checkpoint */
 	uint64_t epoch;			/* last checkpoint sent */
 	uint64_t acked_epoch;		/* last checkpoint the secondary committed */

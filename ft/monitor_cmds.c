@@ -113,7 +113,7 @@ static void cmd_set_parameter(struct mon_reply *r, int argc, char **argv, void *
 		mon_reply__error(r, MON_ERR_INVALID_PARAMETER,
 				 "usage: migrate_set_parameter compress on|off | heartbeat-ms N | "
 				 "heartbeat-timeout-ms N | event-hook PATH|none | event-hook-timeout-ms N | "
-				 "x-inject KIND");
+				 "held-output-limit BYTES | x-inject KIND | x-outputs-chunk BYTES");
 		return;
 	}
 	pthread_mutex_lock(&ft->lock);
@@ -123,6 +123,10 @@ static void cmd_set_parameter(struct mon_reply *r, int argc, char **argv, void *
 		ft->cfg.heartbeat_ms = v;
 	} else if (!strcmp(argv[0], "heartbeat-timeout-ms") && parse_ms(argv[1], 50, 600000, &v)) {
 		ft->cfg.heartbeat_timeout_ms = v;
+	} else if (!strcmp(argv[0], "held-output-limit") && parse_ms(argv[1], 4096, 1u << 30, &v)) {
+		ft->held_bound = v;
+	} else if (!strcmp(argv[0], "x-outputs-chunk") && parse_ms(argv[1], 64, FT_OUTPUTS_CHUNK, &v)) {
+		ft->outputs_chunk = v;
 	} else if (!strcmp(argv[0], "event-hook-timeout-ms") && parse_ms(argv[1], 100, 600000, &v)) {
 		ft->hook_timeout_ms = v;
 	} else if (!strcmp(argv[0], "event-hook") && strlen(argv[1]) < sizeof(ft->event_hook)) {
@@ -214,6 +218,8 @@ static void cmd_info_migrate(struct mon_reply *r, int argc, char **argv, void *o
 				       ? (ft__now_ns() - ft->acked_capture_ns) / 1000000 : 0;
 		mon_reply__u64(r, "peer_lag_ms", lag);
 		mon_reply__u64(r, "revoke_ms", ft->revoke_ms);
+		mon_reply__u64(r, "held_output_limit", ft->held_bound);
+		mon_reply__u64(r, "forced_checkpoints", ft->forced_checkpoints);
 	} else {
 		mon_reply__u64(r, "committed_epoch", ft->committed_epoch);
 		/* how old the state a failover here would resume is (0: none) */
@@ -315,7 +321,7 @@ int ft__register_monitor(struct ft *ft, struct monitor *m)
 			     "when to checkpoint", cmd_set_policy, ft);
 	monitor__add_command(m, "migrate_set_parameter", "NAME VALUE",
 			     "compress on|off, heartbeat-ms, heartbeat-timeout-ms, event-hook, "
-			     "event-hook-timeout-ms, x-inject (tests)",
+			     "event-hook-timeout-ms, held-output-limit, x-inject and x-outputs-chunk (tests)",
 			     cmd_set_parameter, ft);
 	monitor__add_command(m, "migrate_handover", NULL,
 			     "proactive failover: last checkpoint, the secondary takes over, exit",

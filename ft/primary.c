@@ -331,6 +331,9 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 	pthread_mutex_lock(&ft->lock);
 	ft->trigger = false;
 	ft->first_trigger_ns = 0;
+	if (ft->held_full)
+		ft->forced_checkpoints++;
+	ft->held_full = false;
 	pthread_mutex_unlock(&ft->lock);
 	/* Replicated sync: the blocks written since the last round, read
 	 * while the guest cannot write, so they match this checkpoint. */
@@ -380,8 +383,17 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 	cm.pages = (uint32_t)c->nr;
 	if (!ret)
 		ret = send_buf(ft, FT_MSG_STATE, 0, epoch, c->state.data, c->state.len);
-	if (!ret)
-		ret = send_buf(ft, FT_MSG_OUTPUTS, 0, epoch, c->outputs.data, c->outputs.len);
+	/* The held-output list, in pieces the secondary accepts; it joins
+	 * them and COMMIT says how many there were. */
+	pthread_mutex_lock(&ft->lock);
+	size_t chunk = ft->outputs_chunk;
+	pthread_mutex_unlock(&ft->lock);
+	for (size_t off = 0; !ret && (off < c->outputs.len || !cm.outputs); off += chunk) {
+		size_t n = c->outputs.len - off < chunk ? c->outputs.len - off : chunk;
+		bool more = off + n < c->outputs.len;
+		ret = send_buf(ft, FT_MSG_OUTPUTS, more ? FT_FLAG_MORE : 0, epoch, c->outputs.data + off, n);
+		cm.outputs++;
+	}
 	maybe_die(ft, FT_INJECT_DIE_BEFORE_COMMIT);
 	if (!ret) {
 		/* From here on the secondary may hold a checkpoint, whatever
@@ -441,11 +453,11 @@ static int64_t next_due_ms(struct ft *ft, uint64_t last_ckpt_ns)
 	int64_t due;
 
 	pthread_mutex_lock(&ft->lock);
-	bool trig = ft->trigger;
+	bool trig = ft->trigger, full = ft->held_full;
 	uint64_t first = ft->first_trigger_ns;
 	pthread_mutex_unlock(&ft->lock);
 
-	if (atomic_load(&ft->handover_req))
+	if (atomic_load(&ft->handover_req) || full)
 		return 0;
 	switch (p->policy) {
 	case ET_POLICY_EVENT:
@@ -706,15 +718,23 @@ static int initial_sync(struct ft *ft, struct capture *c)
 static void on_output_held(void *opaque)
 {
 	struct ft *ft = opaque;
+	struct et_stats es;
 	bool wake = false;
 
+	/* Held output is bounded whatever the policy: past the bound the
+	 * next checkpoint is due now (its OUTPUTS are split if need be). */
+	eventtap__stats(ft->cfg.et, &es);
 	pthread_mutex_lock(&ft->lock);
+	bool full = es.held_bytes >= ft->held_bound && !ft->held_full;
+	if (full)
+		ft->held_full = true;
 	if (!ft->trigger) {
 		ft->trigger = true;
 		ft->first_trigger_ns = ft__now_ns();
 		wake = true;
 	}
-	int fd = ft->cfg.policy.policy == ET_POLICY_EPOCH ? -1 : ft->wake_fd;
+	int fd = ft->cfg.policy.policy == ET_POLICY_EPOCH && !full ? -1 : ft->wake_fd;
+	wake |= full;
 	pthread_mutex_unlock(&ft->lock);
 	if (wake && fd >= 0) {
 		uint64_t one = 1;

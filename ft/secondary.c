@@ -18,15 +18,22 @@ struct stage {
 	uint64_t capture_ns;
 	struct sbuf idx;	/* u64 page indices */
 	struct sbuf data;	/* their contents, decoded */
-	uint32_t page_msgs;
+	uint32_t page_msgs, output_msgs;
 	struct sbuf state, outputs;
 	bool have_state, have_outputs;
+	uint64_t *seen;		/* pages staged in this epoch (one bit a page) */
 };
 
 static void stage__reset(struct stage *s)
 {
+	/* Forget the pages this epoch staged (cheaper than the whole bitmap). */
+	for (size_t i = 0; s->seen && i < s->idx.len / 8; i++) {
+		uint64_t p;
+		memcpy(&p, s->idx.data + i * 8, 8);
+		s->seen[p / 64] &= ~(1ull << (p % 64));
+	}
 	s->open = false;
-	s->page_msgs = 0;
+	s->page_msgs = s->output_msgs = 0;
 	s->have_state = s->have_outputs = false;
 	sbuf__reset(&s->idx);
 	sbuf__reset(&s->data);
@@ -36,6 +43,8 @@ static void stage__reset(struct stage *s)
 
 static void stage__free(struct stage *s)
 {
+	free(s->seen);
+	s->seen = NULL;
 	sbuf__free(&s->idx);
 	sbuf__free(&s->data);
 	sbuf__free(&s->state);
@@ -57,7 +66,7 @@ static void send_error(struct ft *ft, const char *msg)
  * checking every index against this VM's memory.
  */
 static int decode_pages(struct ft *ft, const struct xport_msg *m, struct sbuf *idx, struct sbuf *data,
-			char *err, size_t errlen)
+			uint64_t *seen, char *err, size_t errlen)
 {
 	uint64_t nr = vm__nr_pages(ft->cfg.vm);
 	struct sreader r;
@@ -79,6 +88,20 @@ static int decode_pages(struct ft *ft, const struct xport_msg *m, struct sbuf *i
 				 ft_msg_names[m->type], (unsigned long long)p, (unsigned long long)nr);
 			return -EBADMSG;
 		}
+		/* A checkpoint sends each dirty page once: a repeat is a lie,
+		 * and would let staging grow past the guest's RAM. */
+		if (seen && (seen[p / 64] & (1ull << (p % 64)))) {
+			for (uint32_t j = 0; j < i; j++) {	/* undo this message's marks */
+				uint64_t q;
+				memcpy(&q, &in[j], 8);
+				seen[q / 64] &= ~(1ull << (q % 64));
+			}
+			snprintf(err, errlen, "%s: page %llu sent twice in one checkpoint",
+				 ft_msg_names[m->type], (unsigned long long)p);
+			return -EBADMSG;
+		}
+		if (seen)
+			seen[p / 64] |= 1ull << (p % 64);
 	}
 	size_t at = data->len, bytes = (size_t)count * FT_PAGE;
 	int ret = sbuf__reserve(data, bytes);
@@ -131,12 +154,12 @@ static int commit(struct ft *ft, struct stage *s, const struct xport_msg *m, cha
 		return -EPROTO;
 	}
 	if (cm.pages != s->idx.len / 8 || cm.page_msgs != s->page_msgs || !s->have_state ||
-	    !s->have_outputs) {
+	    !s->have_outputs || cm.outputs != s->output_msgs) {
 		snprintf(err, errlen,
 			 "checkpoint %llu incomplete: %zu of %u pages, %u of %u page messages, state %s, "
-			 "outputs %s", (unsigned long long)s->epoch, s->idx.len / 8, cm.pages,
-			 s->page_msgs, cm.page_msgs, s->have_state ? "yes" : "missing",
-			 s->have_outputs ? "yes" : "missing");
+			 "outputs %s (%u of %u messages)", (unsigned long long)s->epoch, s->idx.len / 8,
+			 cm.pages, s->page_msgs, cm.page_msgs, s->have_state ? "yes" : "missing",
+			 s->have_outputs ? "yes" : "missing", s->output_msgs, cm.outputs);
 		return -EBADMSG;
 	}
 	ret = vm__check_state(ft->cfg.vm, s->state.data, s->state.len, verr);
@@ -339,7 +362,7 @@ static int serve(struct ft *ft)
 				snprintf(err, sizeof(err), "SYNC_RAM after the first checkpoint");
 				ret = -EPROTO;
 			} else {
-				ret = decode_pages(ft, &m, &idx, &data, err, sizeof(err));
+				ret = decode_pages(ft, &m, &idx, &data, NULL, err, sizeof(err));
 			}
 			if (!ret)
 				write_pages(ft, &idx, &data);
@@ -395,13 +418,31 @@ static int serve(struct ft *ft)
 				goto refuse;
 			}
 			if (m.type == FT_MSG_PAGES) {
-				ret = decode_pages(ft, &m, &s.idx, &s.data, err, sizeof(err));
+				if (!s.seen && !(s.seen = calloc((vm__nr_pages(ft->cfg.vm) + 63) / 64, 8)))
+					ret = -ENOMEM;
+				if (!ret)
+					ret = decode_pages(ft, &m, &s.idx, &s.data, s.seen, err, sizeof(err));
 				s.page_msgs++;
+			} else if (m.type == FT_MSG_STATE) {
+				sbuf__reset(&s.state);
+				ret = sbuf__append(&s.state, m.payload.data, m.payload.len);
+				s.have_state = true;
+			} else if (s.have_outputs) {
+				snprintf(err, sizeof(err), "OUTPUTS %llu after its last piece",
+					 (unsigned long long)m.epoch);
+				ret = -EPROTO;
+			} else if (s.outputs.len + m.payload.len > vm__mem_size(ft->cfg.vm) + (64u << 20)) {
+				/* Held output grows with what the guest wrote; more than
+				 * its RAM and a message's worth is no checkpoint of ours. */
+				snprintf(err, sizeof(err), "OUTPUTS %llu: over %llu MiB",
+					 (unsigned long long)m.epoch,
+					 (unsigned long long)((vm__mem_size(ft->cfg.vm) >> 20) + 64));
+				ret = -EBADMSG;
 			} else {
-				struct sbuf *dst = m.type == FT_MSG_STATE ? &s.state : &s.outputs;
-				sbuf__reset(dst);
-				ret = sbuf__append(dst, m.payload.data, m.payload.len);
-				*(m.type == FT_MSG_STATE ? &s.have_state : &s.have_outputs) = true;
+				/* Pieces join (FT_FLAG_MORE on all but the last). */
+				ret = sbuf__append(&s.outputs, m.payload.data, m.payload.len);
+				s.output_msgs++;
+				s.have_outputs = !(m.flags & FT_FLAG_MORE);
 			}
 			if (ret)
 				goto refuse;
