@@ -354,7 +354,9 @@ int ft__do_failover(struct ft *ft, const char *why, char *err)
 	ft->reissued_writes = writes;
 	pthread_mutex_unlock(&ft->lock);
 	ret = vm__resume(ft->cfg.vm);
+	pthread_mutex_lock(&ft->lock);
 	ft->failover_ms = (ft__now_ns() - t0) / 1000000;
+	pthread_mutex_unlock(&ft->lock);
 	ft__set_state(ft, FT_FAILED_OVER);
 	fprintf(stderr, "ftvm: ft: running as primary (unprotected) from checkpoint %llu; "
 		"re-issued %u frames, %u disk writes\n", (unsigned long long)epoch, frames, writes);

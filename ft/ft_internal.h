@@ -123,7 +123,10 @@ struct ft {
 	struct ft_config cfg;
 
 	/* lock protects everything below that is not atomic; cond signals
-	 * triggers, state changes and thread exits. */
+	 * triggers, state changes and thread exits. The rule: a field the
+	 * role thread writes is written under lock (the monitor reads it under
+	 * lock); the role thread may read its own fields without it. Fields
+	 * one thread alone touches say so. tests/tsan/run.sh checks the rule. */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	enum ft_state state;
@@ -145,6 +148,7 @@ struct ft {
 	uint64_t held_bound;		/* FT_HELD_BOUND; migrate_set_parameter held-output-limit */
 	uint32_t outputs_chunk;		/* FT_OUTPUTS_CHUNK; x-outputs-chunk (tests) */
 	uint64_t forced_checkpoints;	/* checkpoints the held-output bound forced */
+	uint64_t last_tx_ns;		/* primary thread only: when it last sent anything */
 	uint64_t first_trigger_ns;	/* hybrid: first held output since last checkpoint */
 	uint64_t epoch;			/* last checkpoint sent */
 	uint64_t acked_epoch;		/* last checkpoint the secondary committed */

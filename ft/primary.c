@@ -80,6 +80,7 @@ static int send_buf(struct ft *ft, uint16_t type, uint32_t flags, uint64_t epoch
 	int ret = xport__send_buf(ft->x, type, flags, epoch, p, len);
 	if (ret)
 		ft__error(ft, "sending %s to %s: %s", ft_msg_names[type], ft->peer, strerror(-ret));
+	ft->last_tx_ns = ft__now_ns();
 	return ret;
 }
 
@@ -176,8 +177,31 @@ static int send_pages(struct ft *ft, uint16_t type, uint64_t epoch, const uint64
 	ret = xport__send(ft->x, type, 0, epoch, iov, niov);
 	if (ret)
 		ft__error(ft, "sending %s to %s: %s", ft_msg_names[type], ft->peer, strerror(-ret));
+	ft->last_tx_ns = ft__now_ns();
 	free(iov);
 	return ret;
+}
+
+/* The sync's figures, read by `info migrate` under the lock. */
+static void sync_count(struct ft *ft, uint64_t *counter, uint64_t n)
+{
+	pthread_mutex_lock(&ft->lock);
+	*counter += n;
+	pthread_mutex_unlock(&ft->lock);
+}
+
+/*
+ * Long phases (the initial sync: scanning for zero pages, reading the
+ * disk) may send nothing for a while: a heartbeat when the link has been
+ * quiet for heartbeat_ms, or the secondary declares this primary lost.
+ */
+static int keepalive(struct ft *ft)
+{
+	uint64_t now = ft__now_ns();
+	if (now - ft->last_tx_ns < (uint64_t)ft->cfg.heartbeat_ms * 1000000u)
+		return 0;
+	ft->last_tx_ns = now;
+	return xport__send_buf(ft->x, FT_MSG_HEARTBEAT, 0, 0, NULL, 0);
 }
 
 /* Sends the pages set in bitmap straight from guest memory (initial sync). */
@@ -190,7 +214,12 @@ static int sync_pages(struct ft *ft, const uint64_t *bitmap, bool skip_zero, str
 	size_t n = 0;
 	int ret = 0;
 
+	/* The guest and the device threads write these pages meanwhile: by
+	 * design (a page written after it was read is dirty, and sent again). */
+	vm__racy_reads_begin();
 	for (uint64_t p = 0; p < nr && !ret; p++) {
+		if (!(p & 255) && (ret = keepalive(ft)))
+			break;
 		if (bitmap && !(bitmap[p / 64] & (1ull << (p % 64))))
 			continue;
 		if (skip_zero && vm__page_is_zero(vm, p))
@@ -206,13 +235,16 @@ static int sync_pages(struct ft *ft, const uint64_t *bitmap, bool skip_zero, str
 				pthread_mutex_unlock(&ft->lock);
 			}
 		}
-		if (stopping(ft))
+		if (stopping(ft)) {
+			vm__racy_reads_end();
 			return -ECANCELED;
+		}
 	}
 	if (!ret && n) {
 		ret = send_pages(ft, FT_MSG_SYNC_RAM, 0, batch, NULL, n, &c->wire);
 		total += n;
 	}
+	vm__racy_reads_end();
 	*sent = total;
 	return ret;
 }
@@ -231,6 +263,8 @@ static int sync_disk_blocks(struct ft *ft, const uint64_t *bitmap, uint64_t *sen
 	for (uint64_t b = 0; b < nr && !ret; b++) {
 		if (bitmap && !(bitmap[b / 64] & (1ull << (b % 64))))
 			continue;
+		if ((ret = keepalive(ft)))
+			break;
 		uint64_t off = b * FT_DISK_BLOCK;
 		size_t len = d->size - off < FT_DISK_BLOCK ? (size_t)(d->size - off) : FT_DISK_BLOCK;
 		struct iovec v = { buf + 8, len };
@@ -352,7 +386,11 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 			ft__error(ft, "capture of checkpoint %llu failed: %s", (unsigned long long)epoch, err);
 		return ret;
 	}
+	/* The primary thread writes epoch (and reads it unlocked); the
+	 * monitor reads it under the lock. */
+	pthread_mutex_lock(&ft->lock);
 	ft->epoch = epoch;
+	pthread_mutex_unlock(&ft->lock);
 
 	/* Ship it. */
 	struct ft_commit cm = { .capture_ns = t0 };
@@ -669,12 +707,12 @@ static int initial_sync(struct ft *ft, struct capture *c)
 		ret = eventtap__track_disk(et, true, FT_DISK_BLOCK);
 		if (!ret)
 			ret = sync_disk_blocks(ft, NULL, &sent);
-		ft->sync_disk_blocks += sent;
+		sync_count(ft, &ft->sync_disk_blocks, sent);
 		for (int round = 0; !ret && round < 5; round++) {
 			memset(c->disk_bitmap, 0, (nb + 63) / 64 * 8);
 			eventtap__collect_disk_dirty(et, c->disk_bitmap);
 			ret = sync_disk_blocks(ft, c->disk_bitmap, &sent);
-			ft->sync_disk_blocks += sent;
+			sync_count(ft, &ft->sync_disk_blocks, sent);
 			if (sent < 16)
 				break;
 		}
@@ -691,7 +729,7 @@ static int initial_sync(struct ft *ft, struct capture *c)
 		ret = vm__dirty_log_collect(vm, c->bitmap);	/* start a round */
 	if (!ret)
 		ret = sync_pages(ft, NULL, true, c, &sent);
-	ft->sync_ram_pages += sent;
+	sync_count(ft, &ft->sync_ram_pages, sent);
 	for (unsigned round = 1; !ret && round <= 30; round++) {
 		memset(c->bitmap, 0, words * 8);
 		ret = vm__dirty_log_collect(vm, c->bitmap);
@@ -701,8 +739,10 @@ static int initial_sync(struct ft *ft, struct capture *c)
 		if (ret || dirty < 1024)
 			break;	/* small enough for one pause */
 		ret = sync_pages(ft, c->bitmap, false, c, &sent);
-		ft->sync_ram_pages += sent;
+		sync_count(ft, &ft->sync_ram_pages, sent);
+		pthread_mutex_lock(&ft->lock);
 		ft->sync_rounds = round;
+		pthread_mutex_unlock(&ft->lock);
 	}
 	/* The pages found dirty in the last round stay in c->bitmap: they go
 	 * with checkpoint 1. */
@@ -711,7 +751,9 @@ static int initial_sync(struct ft *ft, struct capture *c)
 	pthread_mutex_unlock(&ft->lock);
 	if (!ret)
 		ret = checkpoint(ft, c, true, true);
+	pthread_mutex_lock(&ft->lock);
 	ft->sync_ms = (ft__now_ns() - t0) / 1000000;
+	pthread_mutex_unlock(&ft->lock);
 	return ret;
 }
 

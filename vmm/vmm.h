@@ -164,6 +164,15 @@ int vm__save(struct vm *vm, const char *path, uint64_t *bytes, uint64_t *pause_u
  * (vm__pause_internal). Check verifies and decodes without applying; load
  * checks everything first, then applies.
  */
+/*
+ * Guest RAM is shared with the guest and with the device threads. A
+ * reader that reads it while they run, knowing dirty tracking covers what
+ * changes (the initial sync), brackets those reads so ThreadSanitizer does
+ * not take them for races; no-ops in other builds.
+ */
+void vm__racy_reads_begin(void);
+void vm__racy_reads_end(void);
+
 /* True if guest page p (index, as vm__page_gpa) holds only zeros. */
 bool vm__page_is_zero(struct vm *vm, uint64_t p);
 

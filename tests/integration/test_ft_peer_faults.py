@@ -61,6 +61,7 @@ def handover_without_ok(work):
     with Topology() as topo:
         img = make_image(os.path.join(work, "h.img"))
         client = Client(topo, work)
+        client.acks = os.path.join(work, "h.acks")  # each part its own log
         nodes = []
         try:
             a = Node(topo, "A", work, "h", img, "shared", False)
@@ -130,6 +131,7 @@ def stray_connections(work):
     with Topology() as topo:
         img = make_image(os.path.join(work, "s.img"))
         client = Client(topo, work)
+        client.acks = os.path.join(work, "s.acks")  # each part its own log
         nodes = []
         try:
             a = Node(topo, "A", work, "s", img, "shared", False)
@@ -231,6 +233,7 @@ def cancel(work):
     with Topology() as topo:
         img = make_image(os.path.join(work, "c.img"))
         client = Client(topo, work)
+        client.acks = os.path.join(work, "c.acks")  # each part its own log
         nodes = []
         try:
             a = Node(topo, "A", work, "c", img, "shared", False, extra=["--event-hook", hook])

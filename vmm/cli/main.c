@@ -20,6 +20,11 @@
 #define FTVM_VERSION "0.1.0"
 
 /* SIGINT/SIGTERM/SIGHUP end the VM cleanly, like `quit`. */
+/*
+ * SIGINT/SIGTERM/SIGHUP end the VM. SIGUSR2 is main's own "done, exit":
+ * main joins this thread before the VM is freed, so a signal that comes
+ * as the VMM ends never reaches a freed VM.
+ */
 static void *signal_thread(void *arg)
 {
 	struct vm *vm = arg;
@@ -30,7 +35,8 @@ static void *signal_thread(void *arg)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGHUP);
-	if (sigwait(&set, &sig) == 0) {
+	sigaddset(&set, SIGUSR2);
+	if (sigwait(&set, &sig) == 0 && sig != SIGUSR2) {
 		fprintf(stderr, "ftvm: %s received, stopping the VM\n", strsignal(sig));
 		vm__request_quit(vm, 128 + sig);
 	}
@@ -104,6 +110,8 @@ int main(int argc, char **argv)
 	struct eventtap *et = NULL;
 	struct ft *ft = NULL;
 	struct et_policy_cfg policy = { .policy = ET_POLICY_EVENT };
+	pthread_t sig_tid;
+	bool sig_started = false;
 	int serial_fd = STDOUT_FILENO, code = 1, ret;
 	sigset_t set;
 
@@ -125,6 +133,7 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -230,9 +239,8 @@ int main(int argc, char **argv)
 		if (monitor__start(mon) < 0)
 			goto out;
 	}
-	pthread_t sig_tid;
 	pthread_create(&sig_tid, NULL, signal_thread, vm);
-	pthread_detach(sig_tid);
+	sig_started = true;
 
 	if (o.incoming) {
 		/* The secondary: the guest does not run here until failover. */
@@ -248,6 +256,10 @@ int main(int argc, char **argv)
 out:
 	if (err[0])
 		fprintf(stderr, "ftvm: %s\n", err);
+	if (sig_started) {
+		pthread_kill(sig_tid, SIGUSR2);
+		pthread_join(sig_tid, NULL);
+	}
 	monitor__destroy(mon);
 	if (disk.be)
 		disk_raw__on_fatal_error(&disk, NULL, NULL);	/* ft goes next */

@@ -282,6 +282,16 @@ void vm__request_quit(struct vm *vm, int code)
 	vm__kick_vcpus(vm);
 }
 
+#if defined(__SANITIZE_THREAD__)
+void AnnotateIgnoreReadsBegin(const char *file, int line);
+void AnnotateIgnoreReadsEnd(const char *file, int line);
+void vm__racy_reads_begin(void) { AnnotateIgnoreReadsBegin(__FILE__, __LINE__); }
+void vm__racy_reads_end(void) { AnnotateIgnoreReadsEnd(__FILE__, __LINE__); }
+#else
+void vm__racy_reads_begin(void) {}
+void vm__racy_reads_end(void) {}
+#endif
+
 bool vm__quit_requested(struct vm *vm)
 {
 	return atomic_load(&vm->quit_req);

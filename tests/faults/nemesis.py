@@ -1,0 +1,323 @@
+#!/usr/bin/env python3
+"""The nemesis: a protected pair under kv load, and one fault after another,
+each at a random moment (the seed is printed; --seed replays a run).
+
+The harness plays the cluster manager, the way ra/ftvm does: it promotes
+(`cont`) a secondary only when its primary is really gone (dead, or fenced:
+a SIGSTOPped primary is SIGKILLed first), never one its primary revoked
+(the event hook writes the session it revokes to a file, as the agent
+writes the CIB mark), and replaces a lost or stale secondary by a fresh
+one. After each fault the pair must be protected again (or, where the
+fault leaves one host, the survivor serves); the client's acknowledged
+writes are audited on the running primary after every fault and on the
+image booted alone at the end; a sampler checks every 20 ms that at most
+one VMM runs the guest and may release its output.
+
+Faults: kill-primary, kill-secondary, stop-primary (SIGSTOP, then fenced),
+stop-secondary, cut-link (the replication link down, both ways),
+stray-protected (garbage to the secondary's port while protected),
+stray-after-death (the primary killed, then garbage and a trickled HELLO
+to the secondary before it is promoted), eio-primary (x-disk-fault: the
+primary hands over), cancel (migrate_cancel under load), quit (under
+load), handover.
+
+usage: nemesis.py [--mode shared|replicated] [--faults N] [--seed S]
+                  [--kinds k1,k2,...]
+Exit 0 when every fault passed; the figures are printed at the end."""
+import argparse
+import collections
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from ftvmtest import FTVMCTL, Failure, check, require_kvm  # noqa: E402
+from drill import REP_IP, REP_PORT, Client, Node, Topology, make_image, other, wait_ready  # noqa: E402
+
+KINDS = ["kill-primary", "kill-secondary", "stop-primary", "stop-secondary", "cut-link",
+         "stray-protected", "stray-after-death", "eio-primary", "cancel", "quit", "handover"]
+
+HOOK = """#!/bin/sh
+# The agent's revocation, standing in: remember the revoked session.
+echo "$FTVM_SESSION" >>"$(dirname "$0")/revoked"
+exit 0
+"""
+
+RUNNING_STATES = ("setup", "syncing", "protected", "unprotected", "failed-over", "none")
+
+
+def quick_state(sock):
+    """(guest running, ft state) of one VMM, or None if it does not answer."""
+    try:
+        st = subprocess.run([FTVMCTL, sock, "--json", "info", "status"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, timeout=2)
+        mi = subprocess.run([FTVMCTL, sock, "--json", "info", "migrate"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, timeout=2)
+        return (json.loads(st.stdout)["return"]["status"] == "running",
+                json.loads(mi.stdout)["return"]["state"])
+    except Exception:
+        return None
+
+
+class Sampler(threading.Thread):
+    """Every 20 ms: how many VMMs run the guest in a state that releases output."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.nodes = []
+        self.lock = threading.Lock()
+        self.samples = self.violations = 0
+        self.last_violation = None
+        self.stop_evt = threading.Event()
+
+    def watch(self, nodes):
+        with self.lock:
+            self.nodes = [n for n in nodes]
+
+    def run(self):
+        while not self.stop_evt.is_set():
+            with self.lock:
+                nodes = [n for n in self.nodes if n.alive()]
+            live = []
+            for n in nodes:
+                q = quick_state(n.sock)
+                if q and q[0] and q[1] in RUNNING_STATES:
+                    live.append((n.name, q[1]))
+            self.samples += 1
+            if len(live) > 1:
+                self.violations += 1
+                self.last_violation = live
+            time.sleep(0.02)
+
+
+class Pair:
+    """The protected pair and its history."""
+
+    def __init__(self, topo, work, mode, rnd):
+        self.topo, self.work, self.mode, self.rnd = topo, work, mode, rnd
+        self.gen = 0
+        self.hook = os.path.join(work, "hook.sh")
+        with open(self.hook, "w") as f:
+            f.write(HOOK)
+        os.chmod(self.hook, 0o755)
+        self.shared = make_image(os.path.join(work, "shared.img")) if mode == "shared" else None
+        self.nodes = []
+        self.primary = self.node("A", secondary=False)
+        wait_ready(self.primary)
+        self.secondary = None
+
+    def image(self, h):
+        if self.shared:
+            return self.shared
+        path = os.path.join(self.work, "%s-%d.img" % (h, self.gen))
+        return make_image(path)
+
+    def node(self, h, secondary, image=None):
+        self.gen += 1
+        extra = ["--event-hook", self.hook]
+        if secondary:
+            extra += ["--incoming", "tcp:%s:%d" % (REP_IP[h], REP_PORT)]
+        image = image or self.image(h)
+        n = Node(self.topo, h, self.work, "n%d" % self.gen, image, self.mode, False, extra=extra)
+        n.image = image
+        self.nodes.append(n)
+        return n
+
+    def revoked(self):
+        try:
+            with open(os.path.join(self.work, "revoked")) as f:
+                return set(f.read().split())
+        except FileNotFoundError:
+            return set()
+
+    def protect(self):
+        """A fresh secondary on the other host, protected towards."""
+        if self.secondary and self.secondary.alive():
+            self.secondary.close()
+        h = other(self.primary.h)
+        self.secondary = self.node(h, secondary=True)
+        self.primary.ctl("migrate", "-d", "-k", "tcp:%s:%d" % (REP_IP[h], REP_PORT))
+        self.primary.wait_state(("protected",), 60)
+
+    def promote(self, why):
+        """The cluster's promote: only a secondary that is not stale."""
+        s = self.secondary
+        st = s.migrate_info()
+        check(st["session"] not in self.revoked(),
+              "%s: the harness would promote a revoked secondary: %s" % (why, st))
+        check(st["committed_epoch"] > 0, "%s: no checkpoint to promote: %s" % (why, st))
+        s.ctl("cont")
+        s.wait_state(("failed-over",), 10)
+        self.primary, self.secondary = s, None
+
+    def close(self):
+        for n in self.nodes:
+            n.close()
+
+
+def stray(topo, h, target, script):
+    code = "import socket,time\ns=socket.create_connection(%r)\n%s" % (target, script)
+    subprocess.run(topo.cmd(h, sys.executable, "-c", code), stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=30)
+
+
+def fault(pair, kind, rnd):
+    """Injects one fault and brings the pair back; returns what happened."""
+    p, s, topo = pair.primary, pair.secondary, pair.topo
+    target = (REP_IP[s.h], REP_PORT)
+    if kind == "kill-primary":
+        p.kill()
+        s.wait_state(("peer-lost",), 10)
+        pair.promote(kind)
+        return "secondary promoted"
+    if kind == "kill-secondary":
+        s.kill()
+        p.wait_state(("unprotected",), 20)
+        return "primary revoked it, serves alone"
+    if kind == "stop-primary":
+        p.proc.send_signal(signal.SIGSTOP)
+        s.wait_state(("peer-lost",), 10)
+        p.kill()                       # fencing
+        pair.promote(kind)
+        return "fenced, secondary promoted"
+    if kind == "stop-secondary":
+        s.proc.send_signal(signal.SIGSTOP)
+        p.wait_state(("unprotected",), 20)
+        s.kill()
+        return "primary revoked it"
+    if kind == "cut-link":
+        topo.cut_replication(p.h)
+        p.wait_state(("unprotected",), 20)
+        st = s.wait_state(("peer-lost", "waiting"), 10)
+        check(st["session"] in pair.revoked() or st["committed_epoch"] == 0,
+              "cut-link: the primary went on without revoking its secondary: %s" % st)
+        topo.ip(p.h, "link", "set", "rep" + p.h, "up")
+        s.kill()                       # the stale secondary is restarted fresh
+        return "primary revoked the stale secondary"
+    if kind == "stray-protected":
+        stray(topo, p.h, target, "s.sendall(b'\\x00garbage'*100)\ntime.sleep(0.2)")
+        st = p.migrate_info()
+        check(st["state"] == "protected", "a stray connection ended protection: %s" % st)
+        return "nothing changed"
+    if kind == "stray-after-death":
+        p.kill()
+        before = s.wait_state(("peer-lost",), 10)
+        stray(topo, p.h, target, "s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')\ntime.sleep(0.2)")
+        stray(topo, p.h, target, "for i in range(3):\n  s.sendall(b'F')\n  time.sleep(0.3)")
+        st = s.migrate_info()
+        check(st["state"] == "peer-lost" and st["committed_epoch"] == before["committed_epoch"],
+              "a stray connection changed the surviving secondary: %s" % st)
+        pair.promote(kind)
+        return "secondary unchanged, promoted"
+    if kind == "eio-primary":
+        p.ctl("x-disk-fault", "eio", "1")
+        pair.client.run("--deadline-ms", "10000", "put", "eio-%d" % rnd.randint(0, 1 << 30), "1")
+        s.wait_state(("failed-over",), 20)
+        p.proc.wait(20)
+        pair.primary, pair.secondary = s, None
+        return "primary handed over"
+    if kind == "cancel":
+        p.ctl("migrate_cancel")
+        p.wait_state(("unprotected",), 20)
+        return "cancelled"
+    if kind == "quit":
+        p.ctl("quit", check_rc=False)
+        p.proc.wait(20)
+        s.wait_state(("peer-lost",), 10)
+        pair.promote(kind)
+        return "secondary promoted"
+    if kind == "handover":
+        p.ctl("migrate_handover", check_rc=False)
+        s.wait_state(("failed-over",), 10)
+        p.proc.wait(20)
+        pair.primary, pair.secondary = s, None
+        return "handed over"
+    raise ValueError(kind)
+
+
+def run(args, work):
+    rnd = random.Random(args.seed)
+    kinds = args.kinds.split(",") if args.kinds else KINDS
+    figures = collections.Counter()
+    outcomes = collections.defaultdict(set)
+    sampler = Sampler()
+    with Topology() as topo:
+        pair = Pair(topo, work, args.mode, rnd)
+        client = Client(topo, work)
+        pair.client = client
+        try:
+            sampler.start()
+            pair.protect()
+            for i in range(args.faults):
+                kind = rnd.choice(kinds)
+                sampler.watch(pair.nodes)
+                client.start_load(seconds=3600, keys=100, seed=i + 1)
+                time.sleep(rnd.uniform(0.2, 1.0))
+                t = time.monotonic()
+                what = fault(pair, kind, rnd)
+                st, v = client.finish()
+                figures[kind] += 1
+                figures["acked"] += st["puts_acked"]
+                figures["stale"] += st["stale_reads"]
+                outcomes[kind].add(what)
+                print("fault %3d %-18s %-36s %5.2f s; acked %5d, verify %3d keys, %d lost"
+                      % (i + 1, kind, what, time.monotonic() - t, st["puts_acked"], v["checked"], v["lost"]),
+                      flush=True)
+                check(sampler.violations == 0, "two VMMs ran the guest at once: %s" % sampler.last_violation)
+                pair.protect()
+            sampler.stop_evt.set()
+            # The image booted alone (replicated: the last primary's own):
+            # every acknowledged write is on it.
+            alone_image = pair.primary.image
+            pair.close()
+            n = Node(topo, "A", work, "alone", alone_image, pair.mode, False)
+            wait_ready(n)
+            v = client.verify()
+            n.close()
+            print("image booted alone: verify %d keys, %d lost, %d wrong" % (v["checked"], v["lost"], v["wrong"]))
+            check(v["lost"] == 0 and v["wrong"] == 0, "the image lost acknowledged writes: %s" % v)
+        finally:
+            sampler.stop_evt.set()
+            if client.load and client.load.poll() is None:
+                client.load.kill()
+            pair.close()
+    total = sum(figures[k] for k in kinds)
+    print("nemesis %s, seed %d: %d faults, %d acknowledged writes, 0 lost, %d stale reads, "
+          "%d state samples, %d with two primaries" % (args.mode, args.seed, total, figures["acked"],
+                                                       figures["stale"], sampler.samples, sampler.violations))
+    for k in kinds:
+        print("  %-18s %3d  -> %s" % (k, figures[k], "; ".join(sorted(outcomes[k])) or "-"))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--mode", choices=("shared", "replicated"), default="shared")
+    ap.add_argument("--faults", type=int, default=30)
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--kinds", default="")
+    args = ap.parse_args()
+    if args.seed is None:
+        args.seed = random.randrange(1 << 31)
+    require_kvm()
+    print("nemesis: mode %s, %d faults, seed %d (replay with --seed %d)"
+          % (args.mode, args.faults, args.seed, args.seed), flush=True)
+    work = tempfile.mkdtemp(prefix="ftvm-nemesis-")
+    try:
+        run(args, work)
+    except Failure as e:
+        print("FAIL: nemesis (seed %d): %s" % (args.seed, e))
+        print("(work files kept in %s)" % work)
+        sys.exit(1)
+    print("PASS: nemesis")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
