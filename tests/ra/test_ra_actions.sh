@@ -9,7 +9,9 @@
 #  2. promote node1 with no Promoted anywhere: boots the guest;
 #  3. promote node2 while node1 is Promoted: refused, "not in sync";
 #  4. post-start notify on node1: protection towards node2; node2 in sync;
-#  5. node1's VMM killed: monitor says not running; promote node2 with
+#  5. node1's VMM killed: monitor says not running; a promote during which
+#     the stale mark appears is refused (re-checked right before cont);
+#     promote node2 with
 #     node1's instance being stopped: failover, the kv data is there;
 #  6. start node1 again, post-start notify on node2: re-protection;
 #  7. switchover: demote node2 (stops the guest), promote node1 (failover
@@ -150,6 +152,28 @@ sleep 1
 ra 1 monitor
 expect 7 "monitor node1 after SIGKILL"
 [ "$(state_of 2)" = peer-lost ] || fail "node2 is $(state_of 2), not peer-lost"
+# The primary's revocation may land while promote runs: a crm_attribute
+# that has no stale mark the first time it is asked and has one (this
+# session) from then on. promote must look again right before cont.
+sess=$(migrate_info 2 | sed -n 's/.*"session":"\([0-9a-f]*\)".*/\1/p')
+mkdir -p "$WORK/fakebin"
+{
+	echo '#!/bin/sh'
+	echo 'case " $* " in'
+	echo '*" -G "*stale*|*stale*" -G "*)'
+	echo "	n=\$(cat '$WORK/fakebin/asked' 2>/dev/null || echo 0)"
+	echo "	echo \$((n + 1)) >'$WORK/fakebin/asked'"
+	echo "	[ \"\$n\" -ge 1 ] && { echo '$sess'; exit 0; }"
+	echo '	exit 105 ;;'
+	echo 'esac'
+	echo 'exit 0'
+} >"$WORK/fakebin/crm_attribute"
+chmod 755 "$WORK/fakebin/crm_attribute"
+ra_n 2 promote node1 node2 "" node1 node2 "" PATH="$WORK/fakebin:$PATH"
+expect 1 "promote node2 while its session is revoked mid-promote"
+printf '%s\n' "$OUT" | grep -q "ocf-exit-reason:.*revoked session" || fail "no exit reason: $OUT"
+[ "$(state_of 2)" = peer-lost ] || fail "node2 is $(state_of 2) after a refused promote"
+echo "   reason: $(printf '%s\n' "$OUT" | sed -n 's/.*ocf-exit-reason://p')"
 ra_n 2 promote node1 node2 "" node1 node2 ""
 expect 0 "promote node2 (failover)"
 ra 2 monitor
