@@ -403,6 +403,11 @@ int ft__failover(struct ft *ft, char *err)
 	}
 	pthread_mutex_lock(&ft->lock);
 	bool have = ft->committed_epoch > 0;
+	if (ft->unusable[0]) {
+		snprintf(err, VMM_ERR_LEN, "this secondary cannot fail over: %s", ft->unusable);
+		pthread_mutex_unlock(&ft->lock);
+		return -EIO;
+	}
 	pthread_mutex_unlock(&ft->lock);
 	if (!have) {
 		snprintf(err, VMM_ERR_LEN, "no committed checkpoint to fail over to");

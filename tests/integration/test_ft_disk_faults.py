@@ -15,7 +15,11 @@ acknowledged write.
   the image booted alone afterwards.
 - Disk full on a replicated secondary: the checkpoint is refused before
   it changes anything (its disk space is reserved first); the primary
-  goes on unprotected and nothing acknowledged is lost."""
+  goes on unprotected and nothing acknowledged is lost.
+- EIO while a replicated secondary applies a checkpoint: the secondary is
+  marked unusable (it says why) and `cont` there is refused: its disk is
+  between two checkpoints (before the fix its memory had been written
+  first and `cont` resumed it); the primary goes on unprotected."""
 import json
 import os
 import subprocess
@@ -174,6 +178,41 @@ def replicated_secondary_full(work):
             close_all(client, nodes)
 
 
+def replicated_secondary_eio(work):
+    with Topology() as topo:
+        pimg = sparse(os.path.join(work, "eprimary.img"), 16)
+        simg = sparse(os.path.join(work, "esecondary.img"), 16)
+        client = Client(topo, work)
+        client.acks = os.path.join(work, "reio.acks")
+        nodes = []
+        try:
+            a = Node(topo, "A", work, "reio", pimg, "replicated", False)
+            nodes.append(a)
+            wait_ready(a)
+            b = Node(topo, "B", work, "reio", simg, "replicated", False,
+                     extra=["--incoming", "tcp:10.99.0.2:4444"])
+            nodes.append(b)
+            a.protect_to("B")
+            s = load_new_keys(client, 100, client.acks, "x")
+            check(s["puts_acked"] == 100, "load before the fault: %s" % s)
+            b.ctl("x-disk-fault", "eio", "1")
+            r = client.run("--deadline-ms", "10000", "put", "after-eio", "1")
+            sb = b.wait_state(("failed",), 10)
+            sa = a.wait_state(("unprotected",), 10)
+            cont = b.ctl("cont", check_rc=False)
+            print("repl eio   secondary %s, committed %d, unusable: %s; cont -> %s; primary %s; PUT rc %d"
+                  % (sb["state"], sb["committed_epoch"], sb["unusable"], cont, sa["state"], r.returncode))
+            check("writing its disk blocks" in sb["unusable"] and "Input/output error" in sb["unusable"],
+                  "the secondary does not say why it is unusable: %s" % sb)
+            check("error" in cont and "cannot fail over" in cont["error"]["desc"],
+                  "cont resumed a secondary between two checkpoints: %s" % cont)
+            check(b.ctl("info", "status")["status"] != "running", "the unusable secondary runs the guest")
+            v = client.verify()
+            check(v["lost"] == 0 and v["wrong"] == 0, "lost on the primary: %s" % v)
+        finally:
+            close_all(client, nodes)
+
+
 def test(work):
     require_kvm()
     if os.geteuid() != 0:
@@ -182,6 +221,7 @@ def test(work):
     disk_full(work)
     eio_at_release(work)
     replicated_secondary_full(work)
+    replicated_secondary_eio(work)
 
 
 main(test)
