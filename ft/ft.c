@@ -141,8 +141,8 @@ int ft__protect(struct ft *ft, const char *uri, char *err)
 			 "is held until that is done (migrate_cancel releases it now)", ft->peer);
 		return -EBUSY;
 	}
-	if (st == FT_STOPPED || st == FT_HANDED_OVER) {
-		snprintf(err, VMM_ERR_LEN, "the guest is stopped for good here (%s): %s",
+	if (st == FT_STOPPED || st == FT_HANDED_OVER || st == FT_HANDING_OVER) {
+		snprintf(err, VMM_ERR_LEN, "the guest is handed over or stopped for good here (%s): %s",
 			 ft_state__name(st), ft->last_error);
 		return -EINVAL;
 	}
@@ -160,6 +160,11 @@ int ft__protect(struct ft *ft, const char *uri, char *err)
 		return -EINVAL;
 	}
 	ft__stop_thread(ft);	/* a finished earlier attempt */
+	if (ft__set_state(ft, FT_SETUP) < 0) {
+		snprintf(err, VMM_ERR_LEN, "protection cannot start from state %s",
+			 ft_state__name(st));
+		return -EINVAL;
+	}
 	pthread_mutex_lock(&ft->lock);
 	snprintf(ft->uri, sizeof(ft->uri), "%s", uri);
 	ft->last_error[0] = '\0';
@@ -178,15 +183,14 @@ int ft__protect(struct ft *ft, const char *uri, char *err)
 	ft->bytes_raw = ft->bytes_wire = 0;
 	ft->sync_ram_pages = ft->sync_disk_blocks = ft->sync_rounds = 0;
 	ft->session = new_session();
-	ft->state = FT_SETUP;
 	ft->thread_running = true;
 	pthread_mutex_unlock(&ft->lock);
 	int ret = pthread_create(&ft->thread, NULL, primary_thread, ft);
 	if (ret) {
 		pthread_mutex_lock(&ft->lock);
 		ft->thread_running = false;
-		ft->state = FT_NONE;
 		pthread_mutex_unlock(&ft->lock);
+		ft__set_state(ft, FT_UNPROTECTED);
 		snprintf(err, VMM_ERR_LEN, "cannot start the ft thread");
 		return -ret;
 	}
@@ -234,7 +238,7 @@ int ft__listen(struct ft *ft, const char *uri, char *err)
 	if (ret)
 		return ret;
 	ft->primary_role = false;
-	ft->state = FT_WAITING;
+	ft__set_state(ft, FT_WAITING);
 	ft->thread_running = true;
 	ret = pthread_create(&ft->thread, NULL, secondary_thread, ft);
 	if (ret) {
@@ -361,18 +365,6 @@ int ft__do_failover(struct ft *ft, const char *why, char *err)
 	fprintf(stderr, "ftvm: ft: running as primary (unprotected) from checkpoint %llu; "
 		"re-issued %u frames, %u disk writes\n", (unsigned long long)epoch, frames, writes);
 	return ret;
-}
-
-bool ft__may_run_guest(struct ft *ft, char *err)
-{
-	pthread_mutex_lock(&ft->lock);
-	enum ft_state st = ft->state;
-	bool ok = st != FT_STOPPED && st != FT_HANDED_OVER;
-	if (!ok)
-		snprintf(err, VMM_ERR_LEN, "the guest must not run here (state %s): %s",
-			 ft_state__name(st), ft->last_error);
-	pthread_mutex_unlock(&ft->lock);
-	return ok;
 }
 
 int ft__incoming_reset(struct ft *ft, char *err)

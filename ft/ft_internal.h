@@ -106,6 +106,7 @@ enum ft_state {
 	FT_STOPPED,		/* primary: the guest is stopped for good here (its disk
 				 * output failed, or a handover was sent but not
 				 * confirmed); last_error says why. Never runs again. */
+	FT_HANDING_OVER,	/* primary: HANDOVER is on its way; never runs again */
 };
 const char *ft_state__name(enum ft_state s);
 
@@ -193,7 +194,15 @@ int ft_primary__run(struct ft *ft);	/* the primary thread's body */
 /* False (err says why) once this primary stopped its guest for good. */
 bool ft__may_run_guest(struct ft *ft, char *err);
 int ft_secondary__run(struct ft *ft);	/* the secondary thread's body */
-void ft__set_state(struct ft *ft, enum ft_state s);
+/*
+ * The state machine (role_state.c): set_state moves to s if the table
+ * allows it from the current state, move only from `from` (-EAGAIN if the
+ * state is another); a transition the table does not have is refused
+ * (-EPERM) and logged.
+ */
+int ft__set_state(struct ft *ft, enum ft_state s);
+int ft__move(struct ft *ft, enum ft_state from, enum ft_state to);
+bool ft_state__allowed(enum ft_state from, enum ft_state to);
 void ft__error(struct ft *ft, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 uint64_t ft__now_ns(void);
 /* Performs the failover (secondary thread or monitor). */

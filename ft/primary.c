@@ -622,6 +622,10 @@ static int handover(struct ft *ft, struct capture *c, bool must_stop)
 	ret = vm__pause(ft->cfg.vm);
 	if (!ret)
 		ret = checkpoint(ft, c, false, false);
+	/* The point of no return: from handing-over the guest never runs
+	 * here again (the table has no way back). */
+	if (!ret)
+		ret = ft__move(ft, FT_PROTECTED, FT_HANDING_OVER);
 	if (!ret) {
 		sent = true;
 		ret = send_buf(ft, FT_MSG_HANDOVER, 0, ft->epoch, NULL, 0);

@@ -122,27 +122,6 @@ int ft_hello__check(const struct ft_hello *me, const struct ft_hello *p, char *e
 	return -EPROTO;
 }
 
-const char *ft_state__name(enum ft_state s)
-{
-	switch (s) {
-	case FT_NONE: return "none";
-	case FT_SETUP: return "setup";
-	case FT_SYNCING: return "syncing";
-	case FT_PROTECTED: return "protected";
-	case FT_UNPROTECTED: return "unprotected";
-	case FT_WAITING: return "waiting";
-	case FT_RECEIVING: return "receiving";
-	case FT_PEER_LOST: return "peer-lost";
-	case FT_REFUSED: return "refused";
-	case FT_FAILED_OVER: return "failed-over";
-	case FT_FAILED: return "failed";
-	case FT_HANDED_OVER: return "handed-over";
-	case FT_REVOKING: return "revoking-peer";
-	case FT_STOPPED: return "stopped";
-	}
-	return "unknown";
-}
-
 void ft_samples__add(struct ft_samples *s, uint64_t v)
 {
 	s->v[s->n++ % FT_STAT_RING] = v;
@@ -178,16 +157,6 @@ uint64_t ft__now_ns(void)
 	struct timespec t;
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
-void ft__set_state(struct ft *ft, enum ft_state s)
-{
-	pthread_mutex_lock(&ft->lock);
-	if (ft->state != s)
-		fprintf(stderr, "ftvm: ft: %s -> %s\n", ft_state__name(ft->state), ft_state__name(s));
-	ft->state = s;
-	pthread_cond_broadcast(&ft->cond);
-	pthread_mutex_unlock(&ft->lock);
 }
 
 void ft__error(struct ft *ft, const char *fmt, ...)
