@@ -44,6 +44,8 @@ from drill import REP_IP, REP_PORT, Client, Node, Topology, make_image, other, w
 KINDS = ["kill-primary", "kill-secondary", "stop-primary", "stop-secondary", "cut-link",
          "stray-protected", "stray-after-death", "eio-primary", "cancel", "quit", "handover"]
 
+IMAGE_MB = 1024   # sparse
+
 HOOK = """#!/bin/sh
 # The agent's revocation, standing in: remember the revoked session.
 echo "$FTVM_SESSION" >>"$(dirname "$0")/revoked"
@@ -115,7 +117,9 @@ class Pair:
         with open(self.hook, "w") as f:
             f.write(HOOK)
         os.chmod(self.hook, 0o755)
-        self.shared = make_image(os.path.join(work, "shared.img")) if mode == "shared" else None
+        # Room for the whole run's log records (512 bytes a PUT): a full
+        # guest log would answer ERR and no disk fault could be injected.
+        self.shared = make_image(os.path.join(work, "shared.img"), IMAGE_MB) if mode == "shared" else None
         self.nodes = []
         self.primary = self.node("A", secondary=False)
         wait_ready(self.primary)
@@ -125,7 +129,7 @@ class Pair:
         if self.shared:
             return self.shared
         path = os.path.join(self.work, "%s-%d.img" % (h, self.gen))
-        return make_image(path)
+        return make_image(path, IMAGE_MB)
 
     def node(self, h, secondary, image=None):
         self.gen += 1
@@ -271,6 +275,7 @@ def run(args, work):
                 t = time.monotonic()
                 what = fault(pair, kind, rnd)
                 st, v = client.finish()
+                check(st["errors"] == 0, "%s: the guest answered ERR (%d): %s" % (kind, st["errors"], st))
                 figures[kind] += 1
                 figures["acked"] += st["puts_acked"]
                 figures["stale"] += st["stale_reads"]
