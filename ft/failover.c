@@ -102,9 +102,12 @@ int ft__do_failover(struct ft *ft, const char *why, char *err)
 		pthread_mutex_lock(&ft->lock);
 		snprintf(ft->unusable, sizeof(ft->unusable), "%s", err);
 		pthread_mutex_unlock(&ft->lock);
+		ft_audit(ft, "failover-failed", epoch, "%s", err);
 		ft__set_state(ft, FT_FAILED);
 		return ret;
 	}
+	ft_audit(ft, "failover", epoch, "why=%s reissued_frames=%u reissued_writes=%u", why, frames,
+		 writes);
 	for (int i = 0; i < 3; i++)
 		ft_announce__rarp(ft->cfg.et, ft->cfg.mac);
 	pthread_mutex_lock(&ft->lock);

@@ -28,6 +28,7 @@ int ft__create(const struct ft_config *cfg, struct ft **out, char *err)
 	ft->cfg.event_hook = NULL;	/* the copy above is the one in use */
 	ft->hook_timeout_ms = ft->cfg.hook_timeout_ms ? ft->cfg.hook_timeout_ms : 10000;
 	ft->held_bound = FT_HELD_BOUND;
+	ft->audit_fd = -1;
 	ft->outputs_chunk = FT_OUTPUTS_CHUNK;
 	pthread_mutex_init(&ft->lock, NULL);
 	pthread_cond_init(&ft->cond, NULL);
@@ -39,6 +40,15 @@ int ft__create(const struct ft_config *cfg, struct ft **out, char *err)
 		snprintf(err, VMM_ERR_LEN, "eventfd: %s", strerror(errno));
 		free(ft);
 		return -errno;
+	}
+	if (ft->cfg.audit_log) {
+		int ret = ft_audit__open(ft, ft->cfg.audit_log, err);
+		if (ret) {
+			close(ft->wake_fd);
+			free(ft);
+			return ret;
+		}
+		ft->cfg.audit_log = NULL;
 	}
 	*out = ft;
 	return 0;
@@ -90,6 +100,8 @@ void ft__destroy(struct ft *ft)
 	sbuf__free(&ft->committed_state);
 	sbuf__free(&ft->committed_outputs);
 	close(ft->wake_fd);
+	if (ft->audit_fd >= 0)
+		close(ft->audit_fd);
 	free(ft);
 }
 

@@ -47,6 +47,7 @@ struct ft_config {
 	 */
 	const char *event_hook;
 	uint32_t hook_timeout_ms;	/* one run of the hook at most this long (default 10000) */
+	const char *audit_log;		/* append the protocol's steps to this file (NULL: none) */
 };
 
 struct ft;

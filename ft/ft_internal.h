@@ -150,6 +150,7 @@ struct ft {
 	uint32_t outputs_chunk;		/* FT_OUTPUTS_CHUNK; x-outputs-chunk (tests) */
 	uint64_t forced_checkpoints;	/* checkpoints the held-output bound forced */
 	uint64_t last_tx_ns;		/* primary thread only: when it last sent anything */
+	int audit_fd;			/* --audit-log (audit.c), -1: off; set before any thread runs */
 	uint64_t first_trigger_ns;	/* hybrid: first held output since last checkpoint */
 	uint64_t epoch;			/* last checkpoint sent */
 	uint64_t acked_epoch;		/* last checkpoint the secondary committed */
@@ -221,5 +222,9 @@ int ft_announce__rarp(struct eventtap *et, const uint8_t mac[6]);
  * else a negative errno and why says what happened.
  */
 int ft_hook__run(struct ft *ft, const char *event, const char *detail, char *why, size_t len);
+/* The audit log (audit.c): one line per protocol step; no-op when off. */
+int ft_audit__open(struct ft *ft, const char *path, char *err);
+void ft_audit(struct ft *ft, const char *event, uint64_t epoch, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 
 #endif

@@ -440,6 +440,9 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 		ft->commit_sent = true;
 		pthread_mutex_unlock(&ft->lock);
 		ret = send_buf(ft, FT_MSG_COMMIT, 0, epoch, &cm, sizeof(cm));
+		if (!ret)
+			ft_audit(ft, "commit-sent", epoch, "pages=%u output_bytes=%zu", cm.pages,
+				 c->outputs.len);
 	}
 	maybe_die(ft, FT_INJECT_DIE_AFTER_COMMIT);
 	if (!ret && ft->inject == FT_INJECT_CUT_AFTER_COMMIT) {
@@ -464,11 +467,14 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 	if (ret)
 		return ret;
 	uint64_t t2 = ft__now_ns();
+	ft_audit(ft, "ack", epoch, NULL);
 	if (release) {
 		ret = eventtap__release(et, epoch);
 		if (ret)
 			ft__error(ft, "releasing the output of checkpoint %llu: a disk write or flush "
 				  "failed: %s", (unsigned long long)epoch, strerror(-ret));
+		ft_audit(ft, ret ? "release-failed" : "released", epoch, ret ? "%s" : NULL,
+			 strerror(-ret));
 	}
 
 	pthread_mutex_lock(&ft->lock);
@@ -585,6 +591,7 @@ static int wait_for_trigger(struct ft *ft, int wake_fd, uint64_t last_ckpt_ns)
 /* The guest stops for good here: its output can never be released. */
 static void stop_for_good(struct ft *ft, const char *why)
 {
+	ft_audit(ft, "stopped", ft->epoch, "%s", why);
 	vm__pause(ft->cfg.vm);
 	ft__error(ft, "%s", why);
 	ft__set_state(ft, FT_STOPPED);
@@ -629,6 +636,7 @@ static int handover(struct ft *ft, struct capture *c, bool must_stop)
 	if (!ret) {
 		sent = true;
 		ret = send_buf(ft, FT_MSG_HANDOVER, 0, ft->epoch, NULL, 0);
+		ft_audit(ft, "handover-sent", ft->epoch, NULL);
 	}
 	xport_msg__init(&m);
 	if (!ret)
@@ -661,6 +669,7 @@ static int handover(struct ft *ft, struct capture *c, bool must_stop)
 			vm__resume(ft->cfg.vm);	/* nothing sent: keep serving */
 		return ret;
 	}
+	ft_audit(ft, "handed-over", ft->epoch, "peer=%s", ft->peer);
 	fprintf(stderr, "ftvm: ft: handed over to %s at checkpoint %llu in %llu us\n", ft->peer,
 		(unsigned long long)ft->epoch, (unsigned long long)ft->handover_us);
 	return 0;
@@ -860,6 +869,8 @@ static void revoke_peer(struct ft *ft)
 	snprintf(cause, sizeof(cause), "%s", ft->last_error);
 	pthread_mutex_unlock(&ft->lock);
 	ft__set_state(ft, FT_REVOKING);
+	ft_audit(ft, "revoking", ft->epoch, "acked=%llu cause=%s", (unsigned long long)ft->acked_epoch,
+		 cause);
 	fprintf(stderr, "ftvm: ft: secondary %s lost at checkpoint %llu (%s); output held until "
 		"the event hook has revoked it\n", ft->peer, (unsigned long long)ft->acked_epoch, cause);
 	for (unsigned attempt = 1;; attempt++) {
@@ -872,6 +883,7 @@ static void revoke_peer(struct ft *ft)
 			pthread_mutex_lock(&ft->lock);
 			ft->revoke_ms = (ft__now_ns() - t0) / 1000000;
 			pthread_mutex_unlock(&ft->lock);
+			ft_audit(ft, "revoked", ft->epoch, "ms=%llu", (unsigned long long)ft->revoke_ms);
 			fprintf(stderr, "ftvm: ft: secondary %s revoked by the event hook in %llu ms; "
 				"releasing output, running unprotected\n", ft->peer,
 				(unsigned long long)ft->revoke_ms);
@@ -988,8 +1000,10 @@ out:
 	if (cancelled && !quitting && ft->x) {
 		char why[256] = "";
 		if (cancel_peer(ft, why, sizeof(why))) {
+			ft_audit(ft, "cancel-confirmed", ft->epoch, NULL);
 			ft__error(ft, "protection cancelled (migrate_cancel)");
 		} else {
+			ft_audit(ft, "cancel-unconfirmed", ft->epoch, "%s", why);
 			ft__error(ft, "migrate_cancel: the secondary did not confirm the CANCEL (%s)", why);
 			unconfirmed = committed;
 		}
@@ -1021,6 +1035,8 @@ out:
 	eventtap__track_disk(ft->cfg.et, false, 0);
 	vm__dirty_log_enable(vm, false);
 	capture__free(&c);
+	ft_audit(ft, quitting ? "quitting" : "unprotected", ft->epoch, "released_all=%s",
+		 quitting ? "no" : "yes");
 	ft__set_state(ft, FT_UNPROTECTED);
 	return ret;
 }

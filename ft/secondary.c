@@ -196,6 +196,7 @@ static int commit(struct ft *ft, struct stage *s, const struct xport_msg *m, cha
 			snprintf(err, errlen, "checkpoint %llu: writing its disk blocks: %s; this "
 				 "secondary's disk is no longer a checkpoint's, it cannot fail over",
 				 (unsigned long long)s->epoch, strerror(-ret));
+			ft_audit(ft, "unusable", s->epoch, "%s", err);
 			pthread_mutex_lock(&ft->lock);
 			snprintf(ft->unusable, sizeof(ft->unusable), "%s", err);
 			ft->committed_epoch = 0;
@@ -219,6 +220,7 @@ static int commit(struct ft *ft, struct stage *s, const struct xport_msg *m, cha
 	ft->acked_capture_ns = s->capture_ns;
 	ft_samples__add(&ft->ckpt_pages, cm.pages);
 	pthread_mutex_unlock(&ft->lock);
+	ft_audit(ft, "committed", s->epoch, "pages=%u", cm.pages);
 	stage__reset(s);
 	return 0;
 }
@@ -291,6 +293,7 @@ static int serve(struct ft *ft)
 		snprintf(ft->last_stray, sizeof(ft->last_stray), "%s: %s", ft->peer, err);
 		pthread_mutex_unlock(&ft->lock);
 		fprintf(stderr, "ftvm: ft: refused connection from %s: %s\n", ft->peer, err);
+		ft_audit(ft, "stray", held, "peer=%s %s", ft->peer, err);
 		if (ret != -ETIMEDOUT && ret != -EPIPE && ret != -ECANCELED)
 			send_error(ft, err);
 		why = SERVE_STRAY;
@@ -500,6 +503,7 @@ static int serve(struct ft *ft)
 
 refuse:
 	/* Bad input: say so, drop the link, keep the last committed state. */
+	ft_audit(ft, "refused", ft->committed_epoch, "%s", err);
 	send_error(ft, err);
 	why = SERVE_REFUSED;
 lost:

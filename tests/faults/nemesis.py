@@ -133,7 +133,7 @@ class Pair:
 
     def node(self, h, secondary, image=None):
         self.gen += 1
-        extra = ["--event-hook", self.hook]
+        extra = ["--event-hook", self.hook, "--audit-log", os.path.join(self.work, "audit.log")]
         if secondary:
             extra += ["--incoming", "tcp:%s:%d" % (REP_IP[h], REP_PORT)]
         image = image or self.image(h)
@@ -326,7 +326,7 @@ def main():
         run(args, work)
     except Failure as e:
         print("FAIL: nemesis (seed %d): %s" % (args.seed, e))
-        print("(work files kept in %s)" % work)
+        print("(work files kept in %s; the protocol's steps: audit.log there)" % work)
         sys.exit(1)
     print("PASS: nemesis")
     shutil.rmtree(work, ignore_errors=True)

@@ -47,10 +47,20 @@ def make_hook(work):
     return hook, os.path.join(work, "hook.log")
 
 
-def secondary(topo, work, tag, img, h="B"):
+def secondary(topo, work, tag, img, h="B", extra=()):
     """A secondary that waits for `cont` (no automatic failover)."""
     return Node(topo, h, work, tag, img, "shared", False,
-                extra=["--incoming", "tcp:%s:%d" % (REP_IP[h], REP_PORT)])
+                extra=["--incoming", "tcp:%s:%d" % (REP_IP[h], REP_PORT)] + list(extra))
+
+
+def audit_lines(path):
+    """The audit log's lines as dicts: vm, role, session, epoch, event, detail."""
+    out = []
+    for line in open(path).read().splitlines():
+        f = line.split(" ", 5)
+        out.append({"vm": f[1], "role": f[2], "session": f[3].split("=")[1],
+                    "epoch": int(f[4].split("=")[1]), "event": f[5].split(" ")[0], "line": line})
+    return out
 
 
 def answers(client):
@@ -64,10 +74,11 @@ def handover_without_ok(work):
         client.acks = os.path.join(work, "h.acks")  # each part its own log
         nodes = []
         try:
-            a = Node(topo, "A", work, "h", img, "shared", False)
+            audit = os.path.join(work, "h.audit")
+            a = Node(topo, "A", work, "h", img, "shared", False, extra=["--audit-log", audit])
             nodes.append(a)
             wait_ready(a)
-            b = secondary(topo, work, "h", img)
+            b = secondary(topo, work, "h", img, extra=["--audit-log", audit])
             nodes.append(b)
             a.protect_to("B")
             client.start_load(seconds=3600, keys=50)
@@ -87,6 +98,18 @@ def handover_without_ok(work):
             check(status != "running", "the old primary's guest runs again (two primaries)")
             check("error" in cont, "cont restarted the old primary's guest: %s" % cont)
             check(a.ctl("info", "status")["status"] != "running", "guest running after cont")
+            # The audit log names the steps: A sent HANDOVER at checkpoint E,
+            # B failed over from E, in one session; A then stopped.
+            log = audit_lines(audit)
+            sent = [l for l in log if l["vm"] == "h-A" and l["event"] == "handover-sent"]
+            fo = [l for l in log if l["vm"] == "h-B" and l["event"] == "failover"]
+            print("audit: %s | %s | %d lines" % (sent[-1]["line"] if sent else "-", fo[-1]["line"] if fo else "-",
+                                                 len(log)))
+            check(sent and fo and sent[-1]["session"] == fo[-1]["session"] and sent[-1]["epoch"] == fo[-1]["epoch"],
+                  "the audit log does not show the handover's steps: %s %s" % (sent, fo))
+            check(any(l["vm"] == "h-A" and l["event"] == "stopped" for l in log), "no 'stopped' in the audit log")
+            check(any(l["event"] == "committed" for l in log) and any(l["event"] == "released" for l in log),
+                  "no commits or releases in the audit log")
             st, v = client.finish()
             print("verify after the handover: %d keys, %d lost; load %s" % (v["checked"], v["lost"], st))
             check(v["lost"] == 0 and v["wrong"] == 0, "acknowledged writes lost: %s" % v)

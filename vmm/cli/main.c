@@ -222,6 +222,7 @@ int main(int argc, char **argv)
 		.failover_on_peer_loss = o.failover_on_peer_loss,
 		.advertise_tsc_khz = o.x_tsc_khz,
 		.event_hook = o.event_hook,
+		.audit_log = o.audit_log,
 	};
 	memcpy(fcfg.mac, o.mac, 6);
 	if (ft__create(&fcfg, &ft, err) < 0)

@@ -42,6 +42,8 @@ void options__usage(FILE *f)
 	      "                         until it exits 0 (the cluster agent's revocation;\n"
 	      "                         see docs/operations.md)\n"
 	      "  --pidfile PATH         write the process id to PATH (removed at exit)\n"
+	      "  --audit-log PATH       append every release, commit, ACK, revocation and\n"
+	      "                         failover, with session and checkpoint, to PATH\n"
 	      "  --no-compress          do not LZ4-compress pages\n"
 	      "  --restore-clock continue|catch-up\n"
 	      "                         guest time after --restore: resume where the\n"
@@ -264,7 +266,7 @@ int options__parse(struct ftvm_options *o, int argc, char **argv, char *err, siz
 			"--serial", "--monitor", "--name", "--restore", "--incoming",
 			"--ft-policy", "--heartbeat-ms", "--heartbeat-timeout-ms",
 			"--restore-clock", "--x-tsc-khz", "--event-hook", "--pidfile",
-			"--x-cpu-vendor", "--x-cpuid",
+			"--x-cpu-vendor", "--x-cpuid", "--audit-log",
 		};
 		bool ok = false;
 		for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
@@ -372,6 +374,12 @@ int options__parse(struct ftvm_options *o, int argc, char **argv, char *err, siz
 				return -EINVAL;
 			}
 			o->event_hook = val;
+		} else if (strcmp(flag, "--audit-log") == 0) {
+			if (!*val) {
+				snprintf(err, errlen, "--audit-log: a path is needed");
+				return -EINVAL;
+			}
+			o->audit_log = val;
 		} else if (strcmp(flag, "--pidfile") == 0) {
 			if (!*val) {
 				snprintf(err, errlen, "--pidfile: a path is needed");
