@@ -46,6 +46,7 @@ static const struct {
 	{ "kv", workload_kv },
 	{ "dirty", workload_dirty },
 	{ "dirtytest", workload_dirtytest },
+	{ "stringio", workload_stringio },
 };
 
 void guest_entry(uint64_t start_info, uint64_t cpu)
@@ -77,5 +78,5 @@ void guest_entry(uint64_t start_info, uint64_t cpu)
 			guest_exit(EXIT_OK);
 		}
 	}
-	guest_fatal("unknown workload '%s' (kv, dirty, dirtytest)", w);
+	guest_fatal("unknown workload '%s' (kv, dirty, dirtytest, stringio)", w);
 }

@@ -6,5 +6,6 @@
 void workload_kv(void);
 void workload_dirty(void);
 void workload_dirtytest(void);
+void workload_stringio(void);
 
 #endif
