@@ -149,7 +149,6 @@ struct ft {
 	uint64_t held_bound;		/* FT_HELD_BOUND; migrate_set_parameter held-output-limit */
 	uint32_t outputs_chunk;		/* FT_OUTPUTS_CHUNK; x-outputs-chunk (tests) */
 	uint64_t forced_checkpoints;	/* checkpoints the held-output bound forced */
-	uint64_t last_tx_ns;		/* primary thread only: when it last sent anything */
 	int audit_fd;			/* --audit-log (audit.c), -1: off; set before any thread runs */
 	uint64_t first_trigger_ns;	/* hybrid: first held output since last checkpoint */
 	uint64_t epoch;			/* last checkpoint sent */
@@ -222,6 +221,13 @@ int ft_announce__rarp(struct eventtap *et, const uint8_t mac[6]);
  * else a negative errno and why says what happened.
  */
 int ft_hook__run(struct ft *ft, const char *event, const char *detail, char *why, size_t len);
+/*
+ * The link's liveness (link.c): keepalive sends a HEARTBEAT if nothing was
+ * sent for heartbeat_ms; peer_silent is true (err says so) once nothing
+ * came from the peer for heartbeat_timeout_ms.
+ */
+int ft_link__keepalive(struct ft *ft);
+bool ft_link__peer_silent(struct ft *ft, char *err, size_t errlen);
 /* The audit log (audit.c): one line per protocol step; no-op when off. */
 int ft_audit__open(struct ft *ft, const char *path, char *err);
 void ft_audit(struct ft *ft, const char *event, uint64_t epoch, const char *fmt, ...)

@@ -80,7 +80,6 @@ static int send_buf(struct ft *ft, uint16_t type, uint32_t flags, uint64_t epoch
 	int ret = xport__send_buf(ft->x, type, flags, epoch, p, len);
 	if (ret)
 		ft__error(ft, "sending %s to %s: %s", ft_msg_names[type], ft->peer, strerror(-ret));
-	ft->last_tx_ns = ft__now_ns();
 	return ret;
 }
 
@@ -111,15 +110,13 @@ static int recv_msg(struct ft *ft, struct xport_msg *m, int timeout_ms)
 		}
 		if (stopping(ft))
 			return -ECANCELED;
-		uint64_t now = ft__now_ns();
-		if (now - xport__last_rx_ns(ft->x) > (uint64_t)ft->cfg.heartbeat_timeout_ms * 1000000u) {
-			ft__error(ft, "secondary %s silent for %u ms (heartbeat timeout)", ft->peer,
-				  ft->cfg.heartbeat_timeout_ms);
+		if (ft_link__peer_silent(ft, err, sizeof(err))) {
+			ft__error(ft, "%s", err);
 			return -ETIMEDOUT;
 		}
-		if (now >= deadline)
+		if (ft__now_ns() >= deadline)
 			return -ETIMEDOUT;
-		if (xport__send_buf(ft->x, FT_MSG_HEARTBEAT, 0, 0, NULL, 0))
+		if (ft_link__keepalive(ft))
 			return -EPIPE;
 	}
 }
@@ -177,7 +174,6 @@ static int send_pages(struct ft *ft, uint16_t type, uint64_t epoch, const uint64
 	ret = xport__send(ft->x, type, 0, epoch, iov, niov);
 	if (ret)
 		ft__error(ft, "sending %s to %s: %s", ft_msg_names[type], ft->peer, strerror(-ret));
-	ft->last_tx_ns = ft__now_ns();
 	free(iov);
 	return ret;
 }
@@ -188,20 +184,6 @@ static void sync_count(struct ft *ft, uint64_t *counter, uint64_t n)
 	pthread_mutex_lock(&ft->lock);
 	*counter += n;
 	pthread_mutex_unlock(&ft->lock);
-}
-
-/*
- * Long phases (the initial sync: scanning for zero pages, reading the
- * disk) may send nothing for a while: a heartbeat when the link has been
- * quiet for heartbeat_ms, or the secondary declares this primary lost.
- */
-static int keepalive(struct ft *ft)
-{
-	uint64_t now = ft__now_ns();
-	if (now - ft->last_tx_ns < (uint64_t)ft->cfg.heartbeat_ms * 1000000u)
-		return 0;
-	ft->last_tx_ns = now;
-	return xport__send_buf(ft->x, FT_MSG_HEARTBEAT, 0, 0, NULL, 0);
 }
 
 /* Sends the pages set in bitmap straight from guest memory (initial sync). */
@@ -218,7 +200,7 @@ static int sync_pages(struct ft *ft, const uint64_t *bitmap, bool skip_zero, str
 	 * design (a page written after it was read is dirty, and sent again). */
 	vm__racy_reads_begin();
 	for (uint64_t p = 0; p < nr && !ret; p++) {
-		if (!(p & 255) && (ret = keepalive(ft)))
+		if (!(p & 255) && (ret = ft_link__keepalive(ft)))
 			break;
 		if (bitmap && !(bitmap[p / 64] & (1ull << (p % 64))))
 			continue;
@@ -263,7 +245,7 @@ static int sync_disk_blocks(struct ft *ft, const uint64_t *bitmap, uint64_t *sen
 	for (uint64_t b = 0; b < nr && !ret; b++) {
 		if (bitmap && !(bitmap[b / 64] & (1ull << (b % 64))))
 			continue;
-		if ((ret = keepalive(ft)))
+		if ((ret = ft_link__keepalive(ft)))
 			break;
 		uint64_t off = b * FT_DISK_BLOCK;
 		size_t len = d->size - off < FT_DISK_BLOCK ? (size_t)(d->size - off) : FT_DISK_BLOCK;
@@ -525,7 +507,6 @@ static int wait_for_trigger(struct ft *ft, int wake_fd, uint64_t last_ckpt_ns)
 {
 	char err[256];
 	struct xport_msg m;
-	uint64_t last_hb = ft__now_ns();
 
 	xport_msg__init(&m);
 	for (;;) {
@@ -571,19 +552,14 @@ static int wait_for_trigger(struct ft *ft, int wake_fd, uint64_t last_ckpt_ns)
 				return ret;
 			}
 		}
-		uint64_t now = ft__now_ns();
-		if (now - xport__last_rx_ns(ft->x) > (uint64_t)ft->cfg.heartbeat_timeout_ms * 1000000u) {
-			ft__error(ft, "secondary %s silent for %u ms (heartbeat timeout)", ft->peer,
-				  ft->cfg.heartbeat_timeout_ms);
+		if (ft_link__peer_silent(ft, err, sizeof(err))) {
+			ft__error(ft, "%s", err);
 			xport_msg__free(&m);
 			return -ETIMEDOUT;
 		}
-		if (now - last_hb >= (uint64_t)ft->cfg.heartbeat_ms * 1000000u) {
-			if (xport__send_buf(ft->x, FT_MSG_HEARTBEAT, 0, 0, NULL, 0)) {
-				xport_msg__free(&m);
-				return -EPIPE;
-			}
-			last_hb = now;
+		if (ft_link__keepalive(ft)) {
+			xport_msg__free(&m);
+			return -EPIPE;
 		}
 	}
 }

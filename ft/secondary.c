@@ -259,7 +259,7 @@ static int serve(struct ft *ft)
 	struct stage s = { 0 };
 	struct ft_hello mine, peer;
 	char err[512] = "";
-	uint64_t last_hb = ft__now_ns(), last_drain = 0;
+	uint64_t last_drain = 0;
 	int ret, why = SERVE_LOST;
 
 	xport_msg__init(&m);
@@ -331,10 +331,7 @@ static int serve(struct ft *ft)
 		if (ret == -ETIMEDOUT) {
 			if (atomic_load(&ft->stop))
 				goto out;
-			if (now - xport__last_rx_ns(ft->x) >
-			    (uint64_t)ft->cfg.heartbeat_timeout_ms * 1000000u) {
-				snprintf(err, sizeof(err), "primary %s silent for %u ms (heartbeat timeout)",
-					 ft->peer, ft->cfg.heartbeat_timeout_ms);
+			if (ft_link__peer_silent(ft, err, sizeof(err))) {
 				ret = -ETIMEDOUT;
 				goto lost;
 			}
@@ -347,10 +344,7 @@ static int serve(struct ft *ft)
 				goto refuse;
 			goto lost;
 		}
-		if (now - last_hb >= (uint64_t)ft->cfg.heartbeat_ms * 1000000u) {
-			xport__send_buf(ft->x, FT_MSG_HEARTBEAT, 0, 0, NULL, 0);
-			last_hb = now;
-		}
+		ft_link__keepalive(ft);
 		if (ret == -ETIMEDOUT)
 			continue;
 

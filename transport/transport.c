@@ -97,6 +97,7 @@ int xport__base_init(struct xport *x, const struct xport_ops *ops,
 	x->type_names = NULL;
 	x->ntype_names = 0;
 	atomic_init(&x->last_rx_ns, xport__now_ns());
+	atomic_init(&x->last_tx_ns, xport__now_ns());
 	atomic_init(&x->bytes_sent, 0);
 	atomic_init(&x->bytes_received, 0);
 	atomic_init(&x->shut, false);
@@ -283,6 +284,11 @@ const char *xport__listener_addr(struct xport_listener *l)
 int xport__poll_fd(struct xport *x)
 {
 	return x->ops->poll_fd(x);
+}
+
+uint64_t xport__last_tx_ns(struct xport *x)
+{
+	return atomic_load_explicit(&x->last_tx_ns, memory_order_relaxed);
 }
 
 uint64_t xport__last_rx_ns(struct xport *x)
@@ -500,10 +506,13 @@ int xport__send(struct xport *x, uint16_t type, uint32_t flags,
 			rc = x->ops->writev(x, v, iovcnt + 1);
 		if (rc < 0)
 			x->send_err = rc; /* maybe cut mid-message: no retry */
-		else
+		else {
 			atomic_fetch_add_explicit(&x->bytes_sent,
 						  sizeof(hdr) + total,
 						  memory_order_relaxed);
+			atomic_store_explicit(&x->last_tx_ns, xport__now_ns(),
+					      memory_order_relaxed);
+		}
 	}
 	pthread_mutex_unlock(&x->send_lock);
 

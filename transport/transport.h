@@ -166,6 +166,8 @@ int xport__poll_fd(struct xport *x);
 /* CLOCK_MONOTONIC ns of the last byte received (connect/accept time before
  * any): heartbeat bookkeeping, readable from any thread. */
 uint64_t xport__last_rx_ns(struct xport *x);
+/* ... and of the last whole message sent (connect/accept time before any). */
+uint64_t xport__last_tx_ns(struct xport *x);
 uint64_t xport__bytes_sent(struct xport *x);
 uint64_t xport__bytes_received(struct xport *x);
 /* Wakes threads blocked in recv (-ESHUTDOWN) or send; the connection is

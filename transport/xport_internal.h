@@ -50,6 +50,7 @@ struct xport {
 
 	/* Read from any thread (heartbeat, `info migrate`). */
 	_Atomic uint64_t last_rx_ns;
+	_Atomic uint64_t last_tx_ns;	/* last whole message sent */
 	_Atomic uint64_t bytes_sent;
 	_Atomic uint64_t bytes_received;
 	atomic_bool shut;

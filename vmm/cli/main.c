@@ -237,16 +237,18 @@ int main(int argc, char **argv)
 			monitor__add_command(mon, "x-disk-fault", "eio|enxio COUNT",
 					     "test only: the next COUNT disk writes/flushes fail",
 					     cmd_disk_fault, &disk);
-		if (monitor__start(mon) < 0)
-			goto out;
 	}
+	/* The secondary listens before its monitor answers: whoever waits for
+	 * the monitor (a test, the cluster agent) may protect towards it at once. */
+	if (o.incoming && ft__listen(ft, o.incoming, err) < 0)
+		goto out;
+	if (mon && monitor__start(mon) < 0)
+		goto out;
 	pthread_create(&sig_tid, NULL, signal_thread, vm);
 	sig_started = true;
 
 	if (o.incoming) {
 		/* The secondary: the guest does not run here until failover. */
-		if (ft__listen(ft, o.incoming, err) < 0)
-			goto out;
 		fprintf(stderr, "ftvm: secondary: waiting for a primary on %s\n", o.incoming);
 	} else if (vm__start(vm) < 0) {
 		snprintf(err, sizeof(err), "cannot start vCPU threads");
