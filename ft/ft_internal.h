@@ -86,6 +86,7 @@ enum ft_inject {
 	FT_INJECT_HELLO_VERSION,	/* announce FT_PROTO_VERSION + 1 */
 	FT_INJECT_HANDOVER_NO_OK,	/* secondary: take over without sending HANDOVER_OK */
 	FT_INJECT_CUT_AFTER_COMMIT,	/* primary: cut the link once COMMIT is sent */
+	FT_INJECT_REPEAT_PAGE,		/* primary: send a checkpoint's first page twice */
 };
 
 enum ft_state {

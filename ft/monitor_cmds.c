@@ -106,6 +106,7 @@ static void cmd_set_parameter(struct mon_reply *r, int argc, char **argv, void *
 		{ "hello-version", FT_INJECT_HELLO_VERSION },
 		{ "handover-no-ok", FT_INJECT_HANDOVER_NO_OK },
 		{ "cut-after-commit", FT_INJECT_CUT_AFTER_COMMIT },
+		{ "repeat-page", FT_INJECT_REPEAT_PAGE },
 	};
 	uint32_t v;
 

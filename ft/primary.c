@@ -397,6 +397,15 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 		cm.page_msgs++;
 		if (off == 0)
 			maybe_die(ft, FT_INJECT_DIE_MID_PAGES);
+		if (!ret && off == 0 && ft->inject == FT_INJECT_REPEAT_PAGE) {
+			/* A lying primary: the first page again, in a second message. */
+			fprintf(stderr, "ftvm: ft: injected a repeated page in checkpoint %llu\n",
+				(unsigned long long)epoch);
+			ft->inject = FT_INJECT_NONE;
+			ret = send_pages(ft, FT_MSG_PAGES, epoch, c->pages, c->data, 1, &c->wire);
+			cm.page_msgs++;
+			cm.pages++;
+		}
 	}
 	if (!c->nr)
 		maybe_die(ft, FT_INJECT_DIE_MID_PAGES);

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """What a secondary does with a primary it cannot trust: a corrupted
-message, a stream truncated mid-message, a peer speaking another protocol
+message, a stream truncated mid-message, a page sent twice in one
+checkpoint, a peer speaking another protocol
 version, a peer with another memory size, another device set, another CPU
 vendor or another guest-visible CPUID word are each refused with an error naming the problem; the secondary keeps its
 last good checkpoint (and a later `cont` resumes it with nothing that was
@@ -100,6 +101,8 @@ def test(work):
     require_kvm()
     stream_fault(work, "corrupt-pages", ["checksum mismatch"])
     stream_fault(work, "truncate-pages", ["truncated"])
+    # A page sent twice in one checkpoint (staging would outgrow the RAM).
+    stream_fault(work, "repeat-page", ["sent twice in one checkpoint"])
     hello_refused(work, "version", [], {}, ["protocol version 4", "speaks 3"], inject="hello-version")
     hello_refused(work, "memory-size", [], {"memory": "512M"}, ["memory size differs", "256 MiB", "512 MiB"])
     hello_refused(work, "vcpu-count", [], {"smp": 2}, ["vCPU count differs"])
