@@ -391,15 +391,16 @@ static struct et_item *et__pop(struct eventtap *et, uint64_t t)
 	return it;
 }
 
-/* Puts frames taken off the list back in front (lock held): they are
- * older than anything still on it. */
-static void et__unpop_frames(struct eventtap *et, struct et_item *frames)
+/* Puts items taken off the list back in front, in their order (lock
+ * held): they are older than anything still on it. */
+static void et__unpop(struct eventtap *et, struct et_item *items)
 {
 	struct et_item *last = NULL;
-	for (struct et_item *it = frames; it; last = it, it = it->next) {
+	for (struct et_item *it = items; it; last = it, it = it->next) {
 		et->held_items++;
 		et->held_bytes += it->len;
-		et->held_frames++;
+		et->held_frames += it->kind == ET_NET_FRAME;
+		et->held_writes += it->kind == ET_DISK_WRITE;
 		et->released_items--;
 		et->released_bytes -= it->len;
 	}
@@ -408,7 +409,7 @@ static void et__unpop_frames(struct eventtap *et, struct et_item *frames)
 	last->next = et->head;
 	if (!et->head)
 		et->tail = last;
-	et->head = frames;
+	et->head = items;
 }
 
 /*
@@ -419,15 +420,17 @@ static void et__unpop_frames(struct eventtap *et, struct et_item *frames)
  * overtakes the write it reports.
  *
  * A write or flush that fails stops everything: the failed write and
- * what follows stay held, the frames taken off go back, and the event tap
- * is failed for good (holding, releasing nothing). The guest was told
+ * what follows stay held, everything this release took off goes back
+ * (writes already done too: after a failed flush nobody knows whether they
+ * are durable, and whoever takes the guest over re-issues them), and the
+ * event tap is failed for good (holding, releasing nothing). The guest was told
  * its write was done; the only outputs that may still leave are those of
  * a checkpoint another host can complete (the caller hands over or stops
  * the VM). A frame is never sent after a write it may depend on failed.
  */
 static int et__release_upto(struct eventtap *et, uint64_t epoch, bool all)
 {
-	struct et_item *frames = NULL, **ftail = &frames;
+	struct et_item *taken = NULL, **ttail = &taken;	/* in issue order */
 	bool need_flush = false;
 	int ret = 0;
 	uint64_t t = now_ns();
@@ -458,12 +461,8 @@ static int et__release_upto(struct eventtap *et, uint64_t epoch, bool all)
 			need_flush = true;
 		}
 		it = et__pop(et, t);
-		if (it->kind == ET_NET_FRAME) {
-			*ftail = it;
-			ftail = &it->next;
-		} else {
-			free(it);
-		}
+		*ttail = it;
+		ttail = &it->next;
 	}
 	bool locked = true;
 	if (!ret && !all) {
@@ -477,14 +476,16 @@ static int et__release_upto(struct eventtap *et, uint64_t epoch, bool all)
 			pthread_mutex_lock(&et->lock);
 		et->failed = ret;
 		et->holding = true;
-		et__unpop_frames(et, frames);
+		et__unpop(et, taken);
 		pthread_mutex_unlock(&et->lock);
 		return ret;
 	}
-	for (struct et_item *it = frames; it;) {
+	for (struct et_item *it = taken; it;) {
 		struct et_item *n = it->next;
-		struct iovec v = { it->data, it->len };
-		et->inner_net->ops->tx(et->inner_net->be, &v, 1);	/* a lost frame is like a lost packet */
+		if (it->kind == ET_NET_FRAME) {
+			struct iovec v = { it->data, it->len };
+			et->inner_net->ops->tx(et->inner_net->be, &v, 1);	/* lost: like a lost packet */
+		}
 		free(it);
 		it = n;
 	}

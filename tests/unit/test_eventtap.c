@@ -194,6 +194,49 @@ int main(void)
 	CHECK(eventtap__collect_disk_dirty(et, bm) == 0 && bm[0] == (1ull << 3), "block 3 dirty (%llx)",
 	      (unsigned long long)bm[0]);
 
+	/* A release whose write fails: nothing of it is sent, everything it
+	 * took off goes back (in order), and the event tap stays failed. */
+	eventtap__track_disk(et, false, 0);
+	eventtap__set_holding(et, true, 20);
+	memset(a, 'F', 512);
+	CHECK(disk_rw(d, true, 8192, a, 512) == 0, "held write (fails at release)");
+	frame(f, "fail20");
+	CHECK(n->ops->tx(n->be, &fv, 1) == 0, "held frame after it");
+	CHECK(eventtap__seal(et) == 20, "seal 20");
+	unsigned sent0 = w.sent;
+	disk_raw__inject_error(&disk, EIO, 1);
+	CHECK(eventtap__release(et, 20) == -EIO, "release with a failing write");
+	CHECK(w.sent == sent0 && wire_recv(&w, rx, sizeof(rx)) < 0,
+	      "no frame sent after the write it follows failed");
+	eventtap__stats(et, &st);
+	CHECK(st.held_items == 2 && st.held_writes == 1 && st.held_frames == 1,
+	      "the failed release's items are held again (%llu)", (unsigned long long)st.held_items);
+	CHECK(eventtap__failed(et) == -EIO && eventtap__release(et, 20) == -EIO &&
+	      eventtap__release_all(et) == -EIO && w.sent == sent0, "failed for good");
+	CHECK(disk_rw(d, false, 8192, got, 512) == 0 && got[0] == 'F', "reads still see the write");
+	sbuf__reset(&list);
+	CHECK(eventtap__serialize(et, &list, &count) == 0 && count == 2,
+	      "the next checkpoint carries them (%u)", count);
+	eventtap__destroy(et);
+
+	/* A failing flush (the path where the lock was let go): the frame
+	 * after it is not sent, flush and frame are held again. */
+	CHECK(eventtap__create(&disk, &net, &et) == 0, "a second event tap");
+	d = eventtap__disk(et);
+	n = eventtap__net(et);
+	eventtap__set_holding(et, true, 30);
+	CHECK(d->ops->flush(d->be) == 0, "held flush");
+	frame(f, "flush30");
+	CHECK(n->ops->tx(n->be, &fv, 1) == 0, "held frame");
+	eventtap__seal(et);
+	sent0 = w.sent;
+	disk_raw__inject_error(&disk, EIO, 1);
+	CHECK(eventtap__release(et, 30) == -EIO && w.sent == sent0, "release with a failing flush");
+	eventtap__stats(et, &st);
+	CHECK(st.held_items == 2 && st.held_frames == 1, "flush and frame held again (%llu)",
+	      (unsigned long long)st.held_items);
+	CHECK(wire_recv(&w, rx, sizeof(rx)) < 0, "nothing on the wire");
+
 	/* Policies. */
 	struct et_policy_cfg p;
 	CHECK(et_policy__parse("event", &p, err, sizeof(err)) == 0 && p.policy == ET_POLICY_EVENT, "event");
