@@ -15,6 +15,13 @@ one VMM runs the guest in a state where it releases output on its own.
 
 Faults: kill-primary, kill-secondary, stop-primary (SIGSTOP, then fenced),
 stop-secondary, cut-link (the replication link down, both ways),
+drop-link (nftables drops every replication packet, silently), rst-link
+(nftables answers the replication link with TCP resets), throttle-link
+(tc tbf at 2 Mbit/s on the primary's side for a second: protection must
+survive it), eio-secondary (replicated: the secondary's disk fails while it
+applies; it becomes unusable and is replaced; shared: its disk is not
+written before a failover, the fault is a no-op), failed-handover (the
+secondary takes over without answering HANDOVER_OK: the old primary stops),
 stray-protected (garbage to the secondary's port while protected),
 stray-after-death (the primary killed, then garbage and a trickled HELLO
 to the secondary before it is promoted), eio-primary (x-disk-fault: the
@@ -42,7 +49,8 @@ from ftvmtest import FTVMCTL, Failure, check, require_kvm  # noqa: E402
 from drill import REP_IP, REP_PORT, Client, Node, Topology, make_image, other, wait_ready  # noqa: E402
 
 KINDS = ["kill-primary", "kill-secondary", "stop-primary", "stop-secondary", "cut-link",
-         "stray-protected", "stray-after-death", "eio-primary", "cancel", "quit", "handover"]
+         "drop-link", "rst-link", "throttle-link", "stray-protected", "stray-after-death",
+         "eio-primary", "eio-secondary", "cancel", "quit", "handover", "failed-handover"]
 
 IMAGE_MB = 1024   # sparse
 
@@ -174,6 +182,34 @@ class Pair:
             n.close()
 
 
+def nft(topo, h, verdict):
+    """nftables in host h's namespace: every packet to or from the replication
+    port gets `verdict` ("drop" or "reject with tcp reset"); None removes it."""
+    subprocess.run(topo.cmd(h, "nft", "delete", "table", "inet", "nemesis"), stderr=subprocess.DEVNULL)
+    if verdict is None:
+        return
+    rules = ("table inet nemesis { chain out { type filter hook output priority 0; "
+             "tcp dport %d %s; tcp sport %d %s; }; chain in { type filter hook input priority 0; "
+             "tcp dport %d %s; tcp sport %d %s; }; }" % ((REP_PORT, verdict) * 4))
+    r = subprocess.run(topo.cmd(h, "nft", rules), stderr=subprocess.PIPE, text=True)
+    check(r.returncode == 0, "nft: %s" % r.stderr)
+
+
+def link_fault(pair, verdict):
+    """The replication link fails in the primary's namespace: the primary
+    revokes its secondary and goes on; the stale secondary is replaced."""
+    p, s, topo = pair.primary, pair.secondary, pair.topo
+    nft(topo, p.h, verdict)
+    try:
+        p.wait_state(("unprotected",), 20)
+        st = s.wait_state(("peer-lost", "waiting", "refused"), 10)
+        check(st["session"] in pair.revoked() or st["committed_epoch"] == 0,
+              "%s: the primary went on without revoking its secondary: %s" % (verdict, st))
+    finally:
+        nft(topo, p.h, None)
+    s.kill()
+
+
 def stray(topo, h, target, script):
     code = "import socket,time\ns=socket.create_connection(%r)\n%s" % (target, script)
     subprocess.run(topo.cmd(h, sys.executable, "-c", code), stdout=subprocess.DEVNULL,
@@ -213,6 +249,44 @@ def fault(pair, kind, rnd):
         topo.ip(p.h, "link", "set", "rep" + p.h, "up")
         s.kill()                       # the stale secondary is restarted fresh
         return "primary revoked the stale secondary"
+    if kind == "drop-link":
+        link_fault(pair, "drop")
+        return "primary revoked the stale secondary"
+    if kind == "rst-link":
+        link_fault(pair, "reject with tcp reset")
+        return "primary revoked the stale secondary"
+    if kind == "throttle-link":
+        dev = "rep" + p.h
+        subprocess.run(topo.cmd(p.h, "tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", "2mbit",
+                                "burst", "32kbit", "latency", "200ms"), check=True)
+        time.sleep(1.0)
+        subprocess.run(topo.cmd(p.h, "tc", "qdisc", "del", "dev", dev, "root"), check=True)
+        st = p.migrate_info()
+        if st["state"] == "protected":
+            return "protection held"
+        # A throttled link may starve the heartbeat: then a revocation.
+        p.wait_state(("unprotected",), 20)
+        s.kill()
+        return "heartbeat starved: revoked, replaced"
+    if kind == "eio-secondary":
+        if pair.mode != "replicated":
+            return "no-op (shared: the secondary writes nothing before a failover)"
+        s.ctl("x-disk-fault", "eio", "1")
+        pair.client.run("--deadline-ms", "10000", "put", "eio-s-%d" % rnd.randint(0, 1 << 30), "1")
+        st = s.wait_state(("failed",), 10)
+        check(st["unusable"], "eio-secondary: not marked unusable: %s" % st)
+        p.wait_state(("unprotected",), 20)
+        s.kill()
+        return "secondary unusable, replaced"
+    if kind == "failed-handover":
+        s.ctl("migrate_set_parameter", "x-inject", "handover-no-ok")
+        p.ctl("migrate_handover", check_rc=False)
+        s.wait_state(("failed-over",), 10)
+        st = p.wait_state(("stopped",), 10)
+        check(p.ctl("info", "status")["status"] != "running", "failed-handover: old primary runs")
+        p.kill()
+        pair.primary, pair.secondary = s, None
+        return "old primary stopped, secondary runs"
     if kind == "stray-protected":
         stray(topo, p.h, target, "s.sendall(b'\\x00garbage'*100)\ntime.sleep(0.2)")
         st = p.migrate_info()
