@@ -117,10 +117,10 @@ static int et__hold(struct eventtap *et, uint8_t kind, uint64_t offset, const st
 	return 0;
 }
 
-static void et__fire(struct eventtap *et)
+static void et__fire(struct eventtap *et, uint64_t held_bytes)
 {
 	if (et->trigger)
-		et->trigger(et->trigger_opaque);
+		et->trigger(et->trigger_opaque, held_bytes);
 }
 
 static void et__mark_blocks(struct eventtap *et, uint64_t off, size_t len)
@@ -175,9 +175,10 @@ static int etd__write(void *be, uint64_t off, const struct iovec *iov, int iovcn
 		ret = 0;
 	if (!ret)
 		ret = et__hold(et, ET_DISK_WRITE, off, iov, iovcnt);
+	uint64_t held = et->held_bytes;
 	pthread_mutex_unlock(&et->lock);
 	if (!ret)
-		et__fire(et);
+		et__fire(et, held);
 	return ret;
 }
 
@@ -192,9 +193,10 @@ static int etd__flush(void *be)
 		return et->inner_disk->ops->flush(et->inner_disk->be);
 	}
 	ret = et__hold(et, ET_DISK_FLUSH, 0, NULL, 0);
+	uint64_t held = et->held_bytes;
 	pthread_mutex_unlock(&et->lock);
 	if (!ret)
-		et__fire(et);
+		et__fire(et, held);
 	return ret;
 }
 
@@ -217,9 +219,10 @@ static int etn__tx(void *be, const struct iovec *iov, int iovcnt)
 		return et->inner_net->ops->tx(et->inner_net->be, iov, iovcnt);
 	}
 	ret = et__hold(et, ET_NET_FRAME, 0, iov, iovcnt);
+	uint64_t held = et->held_bytes;
 	pthread_mutex_unlock(&et->lock);
 	if (!ret)
-		et__fire(et);
+		et__fire(et, held);
 	return ret;
 }
 

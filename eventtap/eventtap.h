@@ -49,8 +49,9 @@ enum et_item_kind { ET_NET_FRAME = 1, ET_DISK_WRITE = 2, ET_DISK_FLUSH = 3 };
 
 struct eventtap;
 
-/* Called when an output is held (the ft primary decides what to do). */
-typedef void (*et_trigger_fn)(void *opaque);
+/* Called when an output is held, with the bytes now held (the ft primary
+ * decides what to do; held bytes past its bound force a checkpoint). */
+typedef void (*et_trigger_fn)(void *opaque, uint64_t held_bytes);
 
 /* disk and net may be NULL; the wrappers then are NULL too. */
 int eventtap__create(struct disk *disk, struct net *net, struct eventtap **out);

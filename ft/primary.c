@@ -755,17 +755,15 @@ static int initial_sync(struct ft *ft, struct capture *c)
 	return ret;
 }
 
-static void on_output_held(void *opaque)
+static void on_output_held(void *opaque, uint64_t held_bytes)
 {
 	struct ft *ft = opaque;
-	struct et_stats es;
 	bool wake = false;
 
 	/* Held output is bounded whatever the policy: past the bound the
 	 * next checkpoint is due now (its OUTPUTS are split if need be). */
-	eventtap__stats(ft->cfg.et, &es);
 	pthread_mutex_lock(&ft->lock);
-	bool full = es.held_bytes >= ft->held_bound && !ft->held_full;
+	bool full = held_bytes >= ft->held_bound && !ft->held_full;
 	if (full)
 		ft->held_full = true;
 	if (!ft->trigger) {

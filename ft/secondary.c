@@ -288,17 +288,22 @@ static int serve(struct ft *ft)
 	if (ret) {
 		/* Not our primary (a scanner, a health check, a stranger, a
 		 * mismatched host): it changes nothing here. */
+		const char *from = xport__peer(ft->x);
 		pthread_mutex_lock(&ft->lock);
 		ft->stray_connections++;
-		snprintf(ft->last_stray, sizeof(ft->last_stray), "%s: %s", ft->peer, err);
+		snprintf(ft->last_stray, sizeof(ft->last_stray), "%s: %s", from, err);
 		pthread_mutex_unlock(&ft->lock);
-		fprintf(stderr, "ftvm: ft: refused connection from %s: %s\n", ft->peer, err);
-		ft_audit(ft, "stray", held, "peer=%s %s", ft->peer, err);
+		fprintf(stderr, "ftvm: ft: refused connection from %s: %s\n", from, err);
+		ft_audit(ft, "stray", held, "peer=%s %s", from, err);
 		if (ret != -ETIMEDOUT && ret != -EPIPE && ret != -ECANCELED)
 			send_error(ft, err);
 		why = SERVE_STRAY;
 		goto out;
 	}
+	/* Only a connection that passed HELLO becomes the peer we report. */
+	pthread_mutex_lock(&ft->lock);
+	snprintf(ft->peer, sizeof(ft->peer), "%s", xport__peer(ft->x));
+	pthread_mutex_unlock(&ft->lock);
 	xport__set_max_payload(ft->x, 64u << 20);
 	ret = send_buf_ok(ft);
 	if (ret)
@@ -537,12 +542,9 @@ int ft_secondary__run(struct ft *ft)
 		xport__set_type_names(x, ft_msg_names, FT_MSG_MAX);
 		xport__set_max_payload(x, 64u << 20);
 		pthread_mutex_lock(&ft->lock);
-		char known_peer[sizeof(ft->peer)];
-		snprintf(known_peer, sizeof(known_peer), "%s", ft->peer);
 		ft->x = x;
-		snprintf(ft->peer, sizeof(ft->peer), "%s", xport__peer(x));
 		pthread_mutex_unlock(&ft->lock);
-		fprintf(stderr, "ftvm: ft: %s connected\n", ft->peer);
+		fprintf(stderr, "ftvm: ft: %s connected\n", xport__peer(x));
 
 		int why = serve(ft);
 
@@ -550,8 +552,6 @@ int ft_secondary__run(struct ft *ft)
 		ft->x = NULL;
 		bool have = ft->committed_epoch > 0;
 		bool unusable = ft->unusable[0] != '\0';
-		if (why == SERVE_STRAY)	/* the peer we report stays the real one */
-			snprintf(ft->peer, sizeof(ft->peer), "%s", known_peer);
 		pthread_mutex_unlock(&ft->lock);
 		xport__close(x);
 		if (atomic_load(&ft->stop))

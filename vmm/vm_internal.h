@@ -141,6 +141,7 @@ struct vm {
 	struct guest_mem mem;
 	uint32_t tsc_khz;
 	struct vm_cpu_model cpu_model;	/* from vCPU 0's CPUID table, set at creation */
+	int xsave2_size;		/* KVM_CAP_XSAVE2 (0: KVM_GET_XSAVE), checked at creation */
 
 	struct vcpu vcpus[VMM_MAX_VCPUS];
 	unsigned nr_vcpus;

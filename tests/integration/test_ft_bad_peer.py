@@ -112,8 +112,9 @@ def test(work):
     other = "AuthenticAMD" if me == "GenuineIntel" else "GenuineIntel"
     hello_refused(work, "cpu-vendor", ["--x-cpu-vendor", other], {},
                   ["CPU vendor differs: primary %s, secondary %s" % (other, me)])
-    hello_refused(work, "cpuid-word", ["--x-cpuid", "0x7.0.ebx=0x1"], {},
-                  ["guest-visible CPUID differs", "leaf 0x7.0 EBX", "primary 0x00000001"])
+    # All 32 bits, reserved ones included: no CPU of either vendor has it.
+    hello_refused(work, "cpuid-word", ["--x-cpuid", "0x7.0.ebx=0xffffffff"], {},
+                  ["guest-visible CPUID differs", "leaf 0x7.0 EBX", "primary 0xffffffff"])
 
 
 main(test)

@@ -52,7 +52,7 @@ static int wire_recv(struct wire *w, char *buf, size_t len)
 }
 
 static int triggers;
-static void on_trigger(void *opaque) { (void)opaque; triggers++; }
+static void on_trigger(void *opaque, uint64_t held) { (void)opaque; (void)held; triggers++; }
 
 static void frame(char *buf, const char *text)
 {

@@ -96,6 +96,7 @@ static unsigned cpu__msr_list(struct vcpu *c, uint32_t *out)
 int cpu_state__check_host(struct vm *vm, char *err)
 {
 	int size = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
+	vm->xsave2_size = size > 0 ? size : 0;
 	if (size > CPU_XSAVE_SIZE) {
 		snprintf(err, VMM_ERR_LEN, "KVM's XSAVE area is %d bytes; ftvm saves at most %d",
 			 size, CPU_XSAVE_SIZE);
@@ -104,12 +105,11 @@ int cpu_state__check_host(struct vm *vm, char *err)
 	return 0;
 }
 
+/* The size was checked when the VM was created (cpu_state__check_host):
+ * no ioctl here beyond the one that reads the state. */
 static int cpu__xsave_get(struct vcpu *c, void *buf)
 {
-	int size = ioctl(c->vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
-	if (size > CPU_XSAVE_SIZE)
-		return -EOVERFLOW;	/* AMX-sized state: not supported yet */
-	unsigned long req = size > 0 ? KVM_GET_XSAVE2 : KVM_GET_XSAVE;
+	unsigned long req = c->vm->xsave2_size ? KVM_GET_XSAVE2 : KVM_GET_XSAVE;
 	return ioctl(c->fd, req, buf) < 0 ? -errno : 0;
 }
 
