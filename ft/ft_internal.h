@@ -160,7 +160,7 @@ struct ft {
 	uint64_t sync_ram_pages, sync_disk_blocks, sync_rounds;
 	struct ft_samples pause_us, ckpt_bytes, ckpt_pages, ckpt_ship_us;
 	uint64_t bytes_raw, bytes_wire;	/* pages before/after compression */
-	enum ft_inject inject;
+	_Atomic enum ft_inject inject;	/* x-inject (tests): the monitor writes it, the role thread reads it */
 	atomic_bool handover_req;	/* proactive failover requested */
 	int handover_result;		/* 0 done, <0 failed; valid once handover_done */
 	bool handover_done;
