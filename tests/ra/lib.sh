@@ -125,3 +125,56 @@ ftvm=$FTVM
 ftvmctl=$FTVMCTL
 EOF
 }
+
+# fake_pacemaker DIR: Pacemaker's command-line tools as the agent uses them,
+# with node attributes kept as files (DIR/attr/NODE/NAME) and the Promoted
+# instances crm_resource --locate reports in DIR/promoted (node names, one
+# per line). Put DIR/bin first in PATH. crm_attribute without -N is the
+# node in OCF_RESKEY_CRM_meta_on_node, as the agent's own node.
+fake_pacemaker() {
+	mkdir -p "$1/bin" "$1/attr"
+	: >"$1/promoted"
+	cat >"$1/bin/crm_attribute" <<FAKE
+#!/bin/sh
+node=\${OCF_RESKEY_CRM_meta_on_node:-} name="" op="" val=""
+while [ \$# -gt 0 ]; do
+	case "\$1" in
+	--promotion) name="master-\${OCF_RESOURCE_INSTANCE%%:*}" ;;
+	-N) node=\$2; shift ;;
+	-n) name=\$2; shift ;;
+	-l) shift ;;
+	-G) op=get ;;
+	-D) op=del ;;
+	-v) op=set val=\$2; shift ;;
+	-q) ;;
+	*) echo "fake crm_attribute: unexpected \$1" >&2; exit 64 ;;
+	esac
+	shift
+done
+f="$1/attr/\$node/\$name"
+case \$op in
+get) [ -f "\$f" ] || exit 105; cat "\$f" ;;
+del) rm -f "\$f" ;;
+set) mkdir -p "$1/attr/\$node" && echo "\$val" >"\$f" ;;
+*) exit 64 ;;
+esac
+FAKE
+	cat >"$1/bin/crm_resource" <<FAKE
+#!/bin/sh
+case " \$* " in
+*" --locate "*)
+	echo "resource \$2 is running on: (unpromoted elsewhere)"
+	while read -r n; do echo "resource \$2 is running on: \$n Promoted"; done <"$1/promoted"
+	;;
+esac
+exit 0
+FAKE
+	printf '#!/bin/sh\n[ "$1" = -q ] && echo 1\nexit 0\n' >"$1/bin/crm_node"
+	printf '#!/bin/sh\nexit 0\n' >"$1/bin/attrd_updater"
+	chmod 755 "$1/bin/"*
+}
+
+# attr_of DIR NODE NAME: a node attribute in a fake_pacemaker store ("" if none).
+attr_of() {
+	cat "$1/attr/$2/$3" 2>/dev/null
+}

@@ -19,7 +19,13 @@
 #  8. a stale secondary (it refused a corrupt stream; the primary went on
 #     unprotected) is never promoted; the primary's next monitor protects
 #     it again;
-#  9. a hung VMM (SIGSTOP): monitor fails with a reason; stop still ends it.
+#  9. a hung VMM (SIGSTOP): monitor fails with a reason; stop still ends it;
+# 10. promotion scores when a primary dies (Pacemaker's attribute tools
+#     faked, attributes kept in files): the protected primary gives its
+#     secondary the in-sync score; a secondary that lost its primary keeps
+#     it; a waiting secondary then gets no boot score and may not boot the
+#     guest; once a primary runs on a third node, the one that lost its
+#     primary drops its score and is re-armed for the new primary.
 #
 # Exit 0 passed, 1 failed, 77 skipped (not root, no /dev/kvm, no
 # resource-agents).
@@ -99,6 +105,25 @@ ra_n() {
 		"OCF_RESKEY_CRM_meta_notify_demote_uname=${_de:- }" "$@"
 }
 
+# wait_state N STATE [TENTHS]: waits (default 5 s) for node N's VMM to reach STATE.
+wait_state() {
+	_i=0
+	while [ "$(state_of "$1")" != "$2" ] && [ $_i -lt "${3:-50}" ]; do
+		sleep 0.1
+		_i=$((_i + 1))
+	done
+	[ "$(state_of "$1")" = "$2" ]
+}
+
+# notify_start P U: the post-start notification on primary node P, with
+# node U starting; P must then be protected.
+notify_start() {
+	ra_n "$1" notify "node$1" "node$2" "node$2" "" "" "" \
+		OCF_RESKEY_CRM_meta_notify_type=post OCF_RESKEY_CRM_meta_notify_operation=start
+	expect 0 "notify post-start on node$1"
+	[ "$(state_of "$1")" = protected ] || fail "node$1 is $(state_of "$1") after notify, not protected"
+}
+
 kv() {
 	# kv NODE put|get ...: through the guest on that node's tap
 	on "$1" "$KV" --server 10.0.0.10:7777 --deadline-ms 5000 "$2" "$3" ${4:+"$4"}
@@ -131,10 +156,7 @@ ra 2 monitor
 expect 0 "monitor node2 (still a secondary)"
 
 echo "== 4. post-start notify on the primary protects towards node2"
-ra_n 1 notify node1 node2 node2 "" "" "" \
-	OCF_RESKEY_CRM_meta_notify_type=post OCF_RESKEY_CRM_meta_notify_operation=start
-expect 0 "notify post-start on node1"
-[ "$(state_of 1)" = protected ] || fail "node1 is $(state_of 1) after notify, not protected"
+notify_start 1 2
 [ "$(cat "$WORK/run1/vm1.peers")" = "node2 " ] || fail "peers file: '$(cat "$WORK/run1/vm1.peers")'"
 kv 1 put colour green >/dev/null || fail "kv put while protected"
 kv 1 put shape circle >/dev/null || fail "kv put while protected"
@@ -187,10 +209,7 @@ ra 1 stop
 expect 0 "stop node1 (clean its files)"
 ra 1 start
 expect 0 "start node1"
-ra_n 2 notify node2 node1 node1 "" "" "" \
-	OCF_RESKEY_CRM_meta_notify_type=post OCF_RESKEY_CRM_meta_notify_operation=start
-expect 0 "notify post-start on node2"
-[ "$(state_of 2)" = protected ] || fail "node2 is $(state_of 2), not protected"
+notify_start 2 1
 kv 2 put colour red >/dev/null || fail "kv put on node2"
 ra 1 monitor
 expect 0 "monitor node1 (in sync)"
@@ -213,12 +232,7 @@ expect 0 "notify post-promote on node1"
 echo "== 8. a stale secondary is never promoted"
 on 1 "$FTVMCTL" "$WORK/run1/vm1.sock" migrate_set_parameter x-inject corrupt-pages >/dev/null
 kv 1 put colour yellow >/dev/null || fail "kv put while the stream is corrupted"
-i=0
-while [ "$(state_of 2)" != refused ] && [ $i -lt 50 ]; do
-	sleep 0.1
-	i=$((i + 1))
-done
-[ "$(state_of 2)" = refused ] || fail "node2 did not refuse the corrupt stream: $(migrate_info 2)"
+wait_state 2 refused || fail "node2 did not refuse the corrupt stream: $(migrate_info 2)"
 echo "   node2 refused the stream, keeps checkpoint $(committed_of 2); node1 is $(state_of 1)"
 ra 2 monitor
 expect 0 "monitor node2 (refused: running, not in sync)"
@@ -232,12 +246,7 @@ v=$(kv 1 get colour) || fail "kv get on node1"
 # its notifications named.
 ra 1 monitor
 expect 8 "monitor node1 (unprotected primary: retries protection)"
-i=0
-while [ "$(state_of 1)" != protected ] && [ $i -lt 100 ]; do
-	sleep 0.1
-	i=$((i + 1))
-done
-[ "$(state_of 1)" = protected ] || fail "node1 not protected again: $(migrate_info 1)"
+wait_state 1 protected 100 || fail "node1 not protected again: $(migrate_info 1)"
 ra 2 monitor
 expect 0 "monitor node2 (in sync again)"
 [ "$(state_of 2)" = receiving ] && [ "$(committed_of 2)" -gt 0 ] ||
@@ -254,6 +263,51 @@ ra 2 stop OCF_RESKEY_CRM_meta_timeout=15000
 expect 0 "stop node2 (hung: quit, TERM, KILL)"
 ra 2 monitor
 expect 7 "monitor node2 after stop"
+
+echo "== 10. promotion scores when the primary dies"
+PM=$WORK/pacemaker
+fake_pacemaker "$PM"
+FAKE="PATH=$PM/bin:$PATH"
+SCORE=master-ftvm
+ra 2 start
+expect 0 "start node2"
+notify_start 1 2
+kv 1 put colour violet >/dev/null || fail "kv put while protected"
+ra 1 monitor "$FAKE"
+expect 8 "monitor node1 (protected primary)"
+[ "$(attr_of "$PM" node2 $SCORE)" = 100 ] ||
+	fail "the protected primary left node2's score at '$(attr_of "$PM" node2 $SCORE)', not 100"
+echo "   node2's score is 100, set by the primary"
+rm -rf "$PM/attr"
+kill -s KILL "$(cat "$WORK/run1/vm1.pid")"
+wait_state 2 peer-lost || fail "node2 is $(state_of 2), not peer-lost"
+ra 2 monitor "$FAKE"
+expect 0 "monitor node2 (lost its primary)"
+[ "$(attr_of "$PM" node2 $SCORE)" = 100 ] ||
+	fail "node2, holding the last checkpoint, has score '$(attr_of "$PM" node2 $SCORE)', not 100"
+ra 1 stop
+expect 0 "stop node1 (its VMM was killed)"
+ra 1 start
+expect 0 "start node1 (a waiting secondary)"
+ra 1 monitor "$FAKE"
+expect 0 "monitor node1 (waiting, no Promoted anywhere)"
+[ -z "$(attr_of "$PM" node1 $SCORE)" ] ||
+	fail "waiting node1 got boot score $(attr_of "$PM" node1 $SCORE) while node2 holds the last checkpoint"
+ra_n 1 promote "" "node1 node2" "" "" node1 "" "$FAKE"
+expect 1 "promote waiting node1 while node2 holds the last checkpoint"
+printf '%s\n' "$OUT" | grep -q "ocf-exit-reason:.*node2 holds the guest's last checkpoint" ||
+	fail "no exit reason: $OUT"
+echo "   reason: $(printf '%s\n' "$OUT" | sed -n 's/.*ocf-exit-reason://p')"
+[ "$(state_of 1)" = waiting ] || fail "node1 is $(state_of 1) after a refused promote"
+echo node3 >"$PM/promoted"
+ra 2 monitor "$FAKE" OCF_RESKEY_node_addrs="node1=10.99.0.1 node2=10.99.0.2 node3=10.99.0.3"
+expect 0 "monitor node2 (lost node1; a primary runs on node3)"
+[ -z "$(attr_of "$PM" node2 $SCORE)" ] ||
+	fail "superseded node2 kept score $(attr_of "$PM" node2 $SCORE)"
+migrate_info 2 | grep -q '"rearmed":true' || fail "superseded node2 not re-armed: $(migrate_info 2)"
+echo "   node2 dropped its score and takes the new primary's stream"
+ra 2 stop
+expect 0 "stop node2"
 ra 1 stop
 expect 0 "stop node1"
 for n in 1 2; do
