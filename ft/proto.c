@@ -1,6 +1,6 @@
 /*
- * proto.c - what both sides of the checkpoint protocol share: message
- * names, the HELLO that pairs a primary with a secondary, statistics.
+ * proto.c - what both sides of the checkpoint protocol share: the HELLO
+ * that pairs a primary with a secondary, statistics.
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -11,16 +11,6 @@
 
 #include "clock/clock.h"
 #include "ft/ft_internal.h"
-
-const char *const ft_msg_names[FT_MSG_MAX] = {
-	[FT_MSG_HELLO] = "HELLO", [FT_MSG_HELLO_OK] = "HELLO_OK", [FT_MSG_ERROR] = "ERROR",
-	[FT_MSG_SYNC_RAM] = "SYNC_RAM", [FT_MSG_SYNC_DISK] = "SYNC_DISK",
-	[FT_MSG_BEGIN] = "BEGIN", [FT_MSG_PAGES] = "PAGES", [FT_MSG_STATE] = "STATE",
-	[FT_MSG_OUTPUTS] = "OUTPUTS", [FT_MSG_COMMIT] = "COMMIT", [FT_MSG_ACK] = "ACK",
-	[FT_MSG_HEARTBEAT] = "HEARTBEAT", [FT_MSG_CANCEL] = "CANCEL",
-	[FT_MSG_HANDOVER] = "HANDOVER", [FT_MSG_HANDOVER_OK] = "HANDOVER_OK",
-	[FT_MSG_CANCEL_OK] = "CANCEL_OK",
-};
 
 static const struct vmstate_field hello_fields[] = {
 	VMSTATE_FIELD(struct ft_hello, ft_version),

@@ -5,7 +5,8 @@ set -eu
 
 PKGS="build-essential cmake pkg-config iproute2 socat python3 \
       liblz4-dev librdmacm-dev libibverbs-dev libqb-dev libcpg-dev libvotequorum-dev procps qemu-system-x86 \
-      resource-agents libxml2-utils pacemaker-cli-utils corosync pacemaker pcs crmsh nftables"
+      resource-agents libxml2-utils pacemaker-cli-utils corosync pacemaker pcs crmsh nftables \
+      clang libclang-rt-dev"
 
 missing=""
 for p in $PKGS; do
