@@ -29,11 +29,12 @@ struct eventtap {
 	struct disk disk;	/* what the VM sees */
 	struct net net;
 
-	et_trigger_fn trigger;
-	void *trigger_opaque;
-
 	/* lock protects everything below. */
 	pthread_mutex_t lock;
+	/* Set by eventtap__set_trigger (the primary's thread, at its start and
+	 * end); read under lock by whoever holds an output (vCPU threads). */
+	et_trigger_fn trigger;
+	void *trigger_opaque;
 	bool holding;
 	int failed;		/* a release failed (-errno): nothing is ever released again */
 	uint64_t epoch;		/* tag of new output */
@@ -117,10 +118,24 @@ static int et__hold(struct eventtap *et, uint8_t kind, uint64_t offset, const st
 	return 0;
 }
 
-static void et__fire(struct eventtap *et, uint64_t held_bytes)
+/* The trigger to call for an output just held, taken under et->lock (the
+ * primary sets and clears it from its own thread); called after the lock
+ * is dropped. */
+struct et_fire {
+	et_trigger_fn fn;
+	void *opaque;
+	uint64_t held_bytes;
+};
+
+static struct et_fire et__fire_locked(const struct eventtap *et)
 {
-	if (et->trigger)
-		et->trigger(et->trigger_opaque, held_bytes);
+	return (struct et_fire){ et->trigger, et->trigger_opaque, et->held_bytes };
+}
+
+static void et__fire(struct et_fire f)
+{
+	if (f.fn)
+		f.fn(f.opaque, f.held_bytes);
 }
 
 static void et__mark_blocks(struct eventtap *et, uint64_t off, size_t len)
@@ -175,10 +190,10 @@ static int etd__write(void *be, uint64_t off, const struct iovec *iov, int iovcn
 		ret = 0;
 	if (!ret)
 		ret = et__hold(et, ET_DISK_WRITE, off, iov, iovcnt);
-	uint64_t held = et->held_bytes;
+	struct et_fire f = et__fire_locked(et);
 	pthread_mutex_unlock(&et->lock);
 	if (!ret)
-		et__fire(et, held);
+		et__fire(f);
 	return ret;
 }
 
@@ -193,10 +208,10 @@ static int etd__flush(void *be)
 		return et->inner_disk->ops->flush(et->inner_disk->be);
 	}
 	ret = et__hold(et, ET_DISK_FLUSH, 0, NULL, 0);
-	uint64_t held = et->held_bytes;
+	struct et_fire f = et__fire_locked(et);
 	pthread_mutex_unlock(&et->lock);
 	if (!ret)
-		et__fire(et, held);
+		et__fire(f);
 	return ret;
 }
 
@@ -219,10 +234,10 @@ static int etn__tx(void *be, const struct iovec *iov, int iovcnt)
 		return et->inner_net->ops->tx(et->inner_net->be, iov, iovcnt);
 	}
 	ret = et__hold(et, ET_NET_FRAME, 0, iov, iovcnt);
-	uint64_t held = et->held_bytes;
+	struct et_fire f = et__fire_locked(et);
 	pthread_mutex_unlock(&et->lock);
 	if (!ret)
-		et__fire(et, held);
+		et__fire(f);
 	return ret;
 }
 
