@@ -56,17 +56,17 @@ static char **hook_env(char extra[HOOK_ENV_EXTRA][320])
 int ft_hook__run(struct ft *ft, const char *event, const char *detail, char *why, size_t len)
 {
 	char extra[HOOK_ENV_EXTRA][320];
-	char hook[sizeof(ft->event_hook)];
+	char hook[sizeof(ft->pri.event_hook)];
 
 	pthread_mutex_lock(&ft->lock);
-	snprintf(hook, sizeof(hook), "%s", ft->event_hook);
+	snprintf(hook, sizeof(hook), "%s", ft->pri.event_hook);
 	snprintf(extra[0], sizeof(extra[0]), "FTVM_EVENT=%s", event);
 	snprintf(extra[1], sizeof(extra[1]), "FTVM_PEER=%s", ft->peer);
 	snprintf(extra[2], sizeof(extra[2]), "FTVM_SESSION=%016llx", (unsigned long long)ft->session);
-	snprintf(extra[3], sizeof(extra[3]), "FTVM_EPOCH=%llu", (unsigned long long)ft->acked_epoch);
+	snprintf(extra[3], sizeof(extra[3]), "FTVM_EPOCH=%llu", (unsigned long long)ft->pri.acked_epoch);
 	snprintf(extra[4], sizeof(extra[4]), "FTVM_VM=%s", vm__name(ft->cfg.vm));
 	snprintf(extra[5], sizeof(extra[5]), "FTVM_DETAIL=%s", detail ? detail : "");
-	uint32_t timeout_ms = ft->hook_timeout_ms;
+	uint32_t timeout_ms = ft->pri.hook_timeout_ms;
 	pthread_mutex_unlock(&ft->lock);
 
 	if (!hook[0]) {
@@ -145,7 +145,7 @@ static void *event_thread(void *arg)
 		fprintf(stderr, "ftvm: ft: event hook reported %s (%s)\n", e->event, e->detail);
 	else
 		fprintf(stderr, "ftvm: ft: event hook for %s: %s\n", e->event, why);
-	atomic_store(&e->ft->event_busy, false);
+	atomic_store(&e->ft->pri.event_busy, false);
 	free(e);
 	return NULL;
 }
@@ -153,20 +153,20 @@ static void *event_thread(void *arg)
 int ft__report_event(struct ft *ft, const char *event, const char *detail)
 {
 	pthread_mutex_lock(&ft->lock);
-	bool have = ft->event_hook[0] != '\0';
+	bool have = ft->pri.event_hook[0] != '\0';
 	pthread_mutex_unlock(&ft->lock);
 	if (!have)
 		return -ENOENT;
 	bool idle = false;
 	/* One report at a time: a failing disk fails every write; the first
 	 * report is the one that matters. */
-	if (!atomic_compare_exchange_strong(&ft->event_busy, &idle, true))
+	if (!atomic_compare_exchange_strong(&ft->pri.event_busy, &idle, true))
 		return -EBUSY;
 	struct hook_event *e = calloc(1, sizeof(*e));
 	pthread_t t;
 	pthread_attr_t attr;
 	if (!e) {
-		atomic_store(&ft->event_busy, false);
+		atomic_store(&ft->pri.event_busy, false);
 		return -ENOMEM;
 	}
 	e->ft = ft;
@@ -178,7 +178,7 @@ int ft__report_event(struct ft *ft, const char *event, const char *detail)
 	pthread_attr_destroy(&attr);
 	if (ret) {
 		free(e);
-		atomic_store(&ft->event_busy, false);
+		atomic_store(&ft->pri.event_busy, false);
 		return -ret;
 	}
 	return 0;

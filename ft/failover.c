@@ -46,14 +46,14 @@ int ft__do_failover(struct ft *ft, const char *why, char *err)
 	int ret;
 
 	pthread_mutex_lock(&ft->lock);
-	uint64_t epoch = ft->committed_epoch;
+	uint64_t epoch = ft->sec.committed_epoch;
 	if (ft->primary_role) {
 		pthread_mutex_unlock(&ft->lock);
 		snprintf(err, VMM_ERR_LEN, "not a secondary");
 		return -EINVAL;
 	}
-	if (ft->unusable[0]) {
-		snprintf(err, VMM_ERR_LEN, "this secondary cannot fail over: %s", ft->unusable);
+	if (ft->sec.unusable[0]) {
+		snprintf(err, VMM_ERR_LEN, "this secondary cannot fail over: %s", ft->sec.unusable);
 		pthread_mutex_unlock(&ft->lock);
 		return -EIO;
 	}
@@ -69,7 +69,7 @@ int ft__do_failover(struct ft *ft, const char *why, char *err)
 	if (stale)
 		fprintf(stderr, "ftvm: ft: dropped %u frames that reached this host's tap before the "
 			"failover\n", stale);
-	ret = vm__load_state(ft->cfg.vm, ft->committed_state.data, ft->committed_state.len, verr);
+	ret = vm__load_state(ft->cfg.vm, ft->sec.committed_state.data, ft->sec.committed_state.len, verr);
 	if (ret) {
 		snprintf(err, VMM_ERR_LEN, "loading checkpoint %llu: %s", (unsigned long long)epoch, verr);
 		ft__set_state(ft, FT_FAILED);
@@ -78,19 +78,19 @@ int ft__do_failover(struct ft *ft, const char *why, char *err)
 	/* Guest time: forward by the wall time since the capture, never back. */
 	struct vm_clock rec;
 	struct clock_result cr = { .method = "" };
-	ret = vm__state_clock(ft->committed_state.data, ft->committed_state.len, &rec, verr);
+	ret = vm__state_clock(ft->sec.committed_state.data, ft->sec.committed_state.len, &rec, verr);
 	if (!ret)
 		ret = clock__resume(ft->cfg.vm, &rec, CLOCK_CATCH_UP, &cr, verr);
 	if (ret)
 		ft__error(ft, "failover: guest clock: %s", verr);	/* run anyway: availability first */
 	pthread_mutex_lock(&ft->lock);
-	snprintf(ft->clock_method, sizeof(ft->clock_method), "%s", cr.method);
-	ft->clock_elapsed_ns = cr.elapsed_ns;
-	ft->clock_step_ns = cr.step_ns;
-	ft->clock_skew_ns = cr.vcpu_skew_ns;
+	snprintf(ft->sec.clock_method, sizeof(ft->sec.clock_method), "%s", cr.method);
+	ft->sec.clock_elapsed_ns = cr.elapsed_ns;
+	ft->sec.clock_step_ns = cr.step_ns;
+	ft->sec.clock_skew_ns = cr.vcpu_skew_ns;
 	pthread_mutex_unlock(&ft->lock);
 	uint32_t frames = 0, writes = 0;
-	ret = et_list__reissue(ft->cfg.et, ft->committed_outputs.data, ft->committed_outputs.len,
+	ret = et_list__reissue(ft->cfg.et, ft->sec.committed_outputs.data, ft->sec.committed_outputs.len,
 			       ft->cfg.drive_mode == VM_DRIVE_SHARED, &frames, &writes);
 	if (ret) {
 		/* The guest was told those writes were done; without them it
@@ -100,7 +100,7 @@ int ft__do_failover(struct ft *ft, const char *why, char *err)
 			 (unsigned long long)epoch, strerror(-ret), writes);
 		ft__error(ft, "%s", err);
 		pthread_mutex_lock(&ft->lock);
-		snprintf(ft->unusable, sizeof(ft->unusable), "%s", err);
+		snprintf(ft->sec.unusable, sizeof(ft->sec.unusable), "%s", err);
 		pthread_mutex_unlock(&ft->lock);
 		ft_audit(ft, "failover-failed", epoch, "%s", err);
 		ft__set_state(ft, FT_FAILED);
@@ -112,12 +112,12 @@ int ft__do_failover(struct ft *ft, const char *why, char *err)
 		ft_announce__rarp(ft->cfg.et, ft->cfg.mac);
 	pthread_mutex_lock(&ft->lock);
 	ft->primary_role = true;
-	ft->reissued_frames = frames;
-	ft->reissued_writes = writes;
+	ft->sec.reissued_frames = frames;
+	ft->sec.reissued_writes = writes;
 	pthread_mutex_unlock(&ft->lock);
 	ret = vm__resume(ft->cfg.vm);
 	pthread_mutex_lock(&ft->lock);
-	ft->failover_ms = (ft__now_ns() - t0) / 1000000;
+	ft->sec.failover_ms = (ft__now_ns() - t0) / 1000000;
 	pthread_mutex_unlock(&ft->lock);
 	ft__set_state(ft, FT_FAILED_OVER);
 	fprintf(stderr, "ftvm: ft: running as primary (unprotected) from checkpoint %llu; "

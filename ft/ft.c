@@ -24,16 +24,16 @@ int ft__create(const struct ft_config *cfg, struct ft **out, char *err)
 	if (!ft->cfg.heartbeat_timeout_ms)
 		ft->cfg.heartbeat_timeout_ms = 500;
 	if (ft->cfg.event_hook)
-		snprintf(ft->event_hook, sizeof(ft->event_hook), "%s", ft->cfg.event_hook);
+		snprintf(ft->pri.event_hook, sizeof(ft->pri.event_hook), "%s", ft->cfg.event_hook);
 	ft->cfg.event_hook = NULL;	/* the copy above is the one in use */
-	ft->hook_timeout_ms = ft->cfg.hook_timeout_ms ? ft->cfg.hook_timeout_ms : 10000;
-	ft->held_bound = FT_HELD_BOUND;
+	ft->pri.hook_timeout_ms = ft->cfg.hook_timeout_ms ? ft->cfg.hook_timeout_ms : 10000;
+	ft->pri.held_bound = FT_HELD_BOUND;
 	ft->audit_fd = -1;
-	ft->outputs_chunk = FT_OUTPUTS_CHUNK;
+	ft->pri.outputs_chunk = FT_OUTPUTS_CHUNK;
 	pthread_mutex_init(&ft->lock, NULL);
 	pthread_cond_init(&ft->cond, NULL);
-	sbuf__init(&ft->committed_state);
-	sbuf__init(&ft->committed_outputs);
+	sbuf__init(&ft->sec.committed_state);
+	sbuf__init(&ft->sec.committed_outputs);
 	ft->primary_role = true;
 	ft->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (ft->wake_fd < 0) {
@@ -78,7 +78,7 @@ static void ft__stop_thread(struct ft *ft)
 	pthread_mutex_lock(&ft->lock);
 	ft->thread_running = false;
 	atomic_store(&ft->stop, false);
-	atomic_store(&ft->cancel_req, false);
+	atomic_store(&ft->pri.cancel_req, false);
 	pthread_mutex_unlock(&ft->lock);
 }
 
@@ -87,18 +87,18 @@ void ft__destroy(struct ft *ft)
 	if (!ft)
 		return;
 	pthread_mutex_lock(&ft->lock);
-	ft->quitting = true;
+	ft->pri.quitting = true;
 	pthread_mutex_unlock(&ft->lock);
 	ft__stop_thread(ft);
 	/* A background event report uses ft: let it end (its hook is bounded). */
-	while (atomic_load(&ft->event_busy)) {
+	while (atomic_load(&ft->pri.event_busy)) {
 		struct timespec ts = { 0, 10 * 1000000 };
 		nanosleep(&ts, NULL);
 	}
 	xport__close(ft->x);
 	xport__listener_close(ft->listener);
-	sbuf__free(&ft->committed_state);
-	sbuf__free(&ft->committed_outputs);
+	sbuf__free(&ft->sec.committed_state);
+	sbuf__free(&ft->sec.committed_outputs);
 	close(ft->wake_fd);
 	if (ft->audit_fd >= 0)
 		close(ft->audit_fd);
@@ -179,20 +179,20 @@ int ft__protect(struct ft *ft, const char *uri, char *err)
 	pthread_mutex_lock(&ft->lock);
 	snprintf(ft->uri, sizeof(ft->uri), "%s", uri);
 	ft->last_error[0] = '\0';
-	ft->sync_percent = 0;
+	ft->pri.sync_percent = 0;
 	ft->epochs = 0;
-	ft->epoch = ft->acked_epoch = 0;	/* a new secondary starts at checkpoint 1 */
+	ft->pri.epoch = ft->pri.acked_epoch = 0;	/* a new secondary starts at checkpoint 1 */
 	ft->acked_capture_ns = 0;
-	ft->commit_sent = false;
-	ft->trigger = false;
-	ft->held_full = false;
-	ft->forced_checkpoints = 0;
-	memset(&ft->pause_us, 0, sizeof(ft->pause_us));
-	memset(&ft->ckpt_bytes, 0, sizeof(ft->ckpt_bytes));
+	ft->pri.commit_sent = false;
+	ft->pri.trigger = false;
+	ft->pri.held_full = false;
+	ft->pri.forced_checkpoints = 0;
+	memset(&ft->pri.pause_us, 0, sizeof(ft->pri.pause_us));
+	memset(&ft->pri.ckpt_bytes, 0, sizeof(ft->pri.ckpt_bytes));
 	memset(&ft->ckpt_pages, 0, sizeof(ft->ckpt_pages));
-	memset(&ft->ckpt_ship_us, 0, sizeof(ft->ckpt_ship_us));
-	ft->bytes_raw = ft->bytes_wire = 0;
-	ft->sync_ram_pages = ft->sync_disk_blocks = ft->sync_rounds = 0;
+	memset(&ft->pri.ckpt_ship_us, 0, sizeof(ft->pri.ckpt_ship_us));
+	ft->pri.bytes_raw = ft->pri.bytes_wire = 0;
+	ft->pri.sync_ram_pages = ft->pri.sync_disk_blocks = ft->pri.sync_rounds = 0;
 	ft->session = new_session();
 	ft->thread_running = true;
 	pthread_mutex_unlock(&ft->lock);
@@ -223,7 +223,7 @@ int ft__cancel(struct ft *ft, char *err)
 	pthread_mutex_lock(&ft->lock);
 	bool revoking = ft->state == FT_REVOKING;
 	pthread_mutex_unlock(&ft->lock);
-	atomic_store(revoking ? &ft->stop : &ft->cancel_req, true);
+	atomic_store(revoking ? &ft->stop : &ft->pri.cancel_req, true);
 	wake(ft);
 	/* Waits for the handshake, not for a revocation that may take long:
 	 * that goes on in the thread (state revoking-peer; cancel again ends it). */
@@ -238,7 +238,7 @@ int ft__cancel(struct ft *ft, char *err)
 	pthread_mutex_lock(&ft->lock);
 	ft->thread_running = false;
 	atomic_store(&ft->stop, false);
-	atomic_store(&ft->cancel_req, false);
+	atomic_store(&ft->pri.cancel_req, false);
 	pthread_mutex_unlock(&ft->lock);
 	return 0;
 }
@@ -279,12 +279,12 @@ int ft__incoming_reset(struct ft *ft, char *err)
 		snprintf(err, VMM_ERR_LEN, "receiving from %s: its stream is the live one", ft->peer);
 		ret = -EBUSY;
 	} else {
-		ft->rearmed = true;
+		ft->sec.rearmed = true;
 	}
 	pthread_mutex_unlock(&ft->lock);
 	if (!ret)
 		fprintf(stderr, "ftvm: ft: re-armed: the next primary replaces checkpoint %llu\n",
-			(unsigned long long)ft->committed_epoch);
+			(unsigned long long)ft->sec.committed_epoch);
 	return ret;
 }
 
@@ -295,9 +295,9 @@ int ft__failover(struct ft *ft, char *err)
 		return -EINVAL;
 	}
 	pthread_mutex_lock(&ft->lock);
-	bool have = ft->committed_epoch > 0;
-	if (ft->unusable[0]) {
-		snprintf(err, VMM_ERR_LEN, "this secondary cannot fail over: %s", ft->unusable);
+	bool have = ft->sec.committed_epoch > 0;
+	if (ft->sec.unusable[0]) {
+		snprintf(err, VMM_ERR_LEN, "this secondary cannot fail over: %s", ft->sec.unusable);
 		pthread_mutex_unlock(&ft->lock);
 		return -EIO;
 	}
@@ -321,18 +321,18 @@ int ft__handover(struct ft *ft, uint64_t *us, char *err)
 			 ft_state__name(ft->state));
 		return -EINVAL;
 	}
-	ft->handover_done = false;
-	atomic_store(&ft->handover_req, true);
+	ft->pri.handover_done = false;
+	atomic_store(&ft->pri.handover_req, true);
 	pthread_mutex_unlock(&ft->lock);
 	wake(ft);
 	clock_gettime(CLOCK_REALTIME, &deadline);
 	deadline.tv_sec += 5;
 	pthread_mutex_lock(&ft->lock);
-	while (!ft->handover_done)
+	while (!ft->pri.handover_done)
 		if (pthread_cond_timedwait(&ft->cond, &ft->lock, &deadline) == ETIMEDOUT)
 			break;
-	int ret = ft->handover_done ? ft->handover_result : -ETIMEDOUT;
-	*us = ft->handover_us;
+	int ret = ft->pri.handover_done ? ft->pri.handover_result : -ETIMEDOUT;
+	*us = ft->pri.handover_us;
 	pthread_mutex_unlock(&ft->lock);
 	if (ret)
 		snprintf(err, VMM_ERR_LEN, "handover failed: %s (%s)", strerror(-ret), ft->last_error);

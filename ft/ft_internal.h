@@ -121,74 +121,94 @@ void ft_samples__add(struct ft_samples *s, uint64_t v);
 /* p in 0..100 over the samples kept; 0 if none. */
 uint64_t ft_samples__pct(const struct ft_samples *s, double p);
 
-struct ft {
-	struct ft_config cfg;
+/*
+ * The rule for fields threads share. The role thread (ft-primary or
+ * ft-secondary; the monitor thread for a failover by `cont`) writes a
+ * shared field under lock; the monitor and other threads read it under
+ * lock; the role thread may read its own fields without it. Notes beside
+ * each field name the writer ("W:") and the readers ("R:") where that is
+ * not the rule: set before any thread runs, atomic, or one thread only.
+ * tests/tsan/run.sh checks it.
+ */
 
-	/* lock protects everything below that is not atomic; cond signals
-	 * triggers, state changes and thread exits. The rule: a field the
-	 * role thread writes is written under lock (the monitor reads it under
-	 * lock); the role thread may read its own fields without it. Fields
-	 * one thread alone touches say so. tests/tsan/run.sh checks the rule. */
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	enum ft_state state;
-	bool primary_role;		/* this process runs the guest */
-	char peer[128];
-	char last_error[256];
-	pthread_t thread;
-	bool thread_running;
-	atomic_bool stop;		/* end the role thread now (revocation abandoned too) */
-	atomic_bool cancel_req;		/* migrate_cancel: end protection with a CANCEL handshake */
-	struct xport *x;
-	struct xport_listener *listener;
-	char uri[256];
-	int wake_fd;			/* eventfd: an output was held, or stop */
-
-	/* primary */
-	bool trigger;			/* an output was held */
-	bool held_full;			/* held bytes passed held_bound: checkpoint now */
-	uint64_t held_bound;		/* FT_HELD_BOUND; migrate_set_parameter held-output-limit */
-	uint32_t outputs_chunk;		/* FT_OUTPUTS_CHUNK; x-outputs-chunk (tests) */
+/* The primary's side: the ft-primary thread's, shown by `info migrate`. */
+struct ft_primary {
+	bool trigger;			/* an output was held. W: vCPU threads (the event tap's trigger) */
+	bool held_full;			/* held bytes passed held_bound: checkpoint now. W: as trigger */
+	uint64_t held_bound;		/* FT_HELD_BOUND; W: monitor (held-output-limit) */
+	uint32_t outputs_chunk;		/* FT_OUTPUTS_CHUNK; W: monitor (x-outputs-chunk, tests) */
 	uint64_t forced_checkpoints;	/* checkpoints the held-output bound forced */
-	int audit_fd;			/* --audit-log (audit.c), -1: off; set before any thread runs */
-	uint64_t first_trigger_ns;	/* hybrid: first held output since last checkpoint */
+	uint64_t first_trigger_ns;	/* hybrid: first held output since last checkpoint. W: as trigger */
 	uint64_t epoch;			/* last checkpoint sent */
 	uint64_t acked_epoch;		/* last checkpoint the secondary committed */
-	uint64_t acked_capture_ns;
-	uint64_t epochs;
 	unsigned sync_percent;
 	uint64_t sync_ram_pages, sync_disk_blocks, sync_rounds;
-	struct ft_samples pause_us, ckpt_bytes, ckpt_pages, ckpt_ship_us;
+	struct ft_samples pause_us, ckpt_bytes, ckpt_ship_us;
 	uint64_t bytes_raw, bytes_wire;	/* pages before/after compression */
-	_Atomic enum ft_inject inject;	/* x-inject (tests): the monitor writes it, the role thread reads it */
-	atomic_bool handover_req;	/* proactive failover requested */
-	int handover_result;		/* 0 done, <0 failed; valid once handover_done */
-	bool handover_done;
-	uint64_t handover_us;
 	uint64_t sync_ms;
-	uint64_t session;		/* this protection run (primary: drawn at migrate; secondary: from HELLO) */
-	char event_hook[512];		/* run on peer loss before held output is released ("": none) */
-	uint32_t hook_timeout_ms;
+	atomic_bool handover_req;	/* proactive failover requested. W: monitor; R: ft-primary */
+	atomic_bool cancel_req;		/* migrate_cancel: end protection with a CANCEL handshake. W: monitor */
+	int handover_result;		/* 0 done, <0 failed; valid once handover_done */
+	bool handover_done;		/* W: ft-primary; R: the monitor waiting on cond */
+	uint64_t handover_us;
+	char event_hook[512];		/* run on peer loss before held output is released ("": none). W: monitor */
+	uint32_t hook_timeout_ms;	/* W: monitor */
 	uint64_t revoke_ms;		/* last peer-lost hook: loss -> release */
-	bool quitting;			/* the VMM is ending: held output is never released */
+	bool quitting;			/* the VMM is ending: held output is never released. W: ft__destroy */
 	bool commit_sent;		/* a COMMIT went out in this run: the secondary may hold a checkpoint */
-	atomic_bool event_busy;		/* an ft__report_event hook runs */
+	atomic_bool event_busy;		/* an ft__report_event hook runs. W: ft-event */
+};
 
-	/* secondary */
-	bool rearmed;			/* migrate_incoming_reset: the next primary may replace the checkpoint */
+/* The secondary's side: the ft-secondary thread's, and failover's. */
+struct ft_secondary {
+	bool rearmed;			/* migrate_incoming_reset: the next primary may replace the checkpoint. W: monitor */
 	char unusable[256];		/* why this secondary cannot fail over ("": it can) */
 	uint64_t stray_connections;	/* connections refused before a HELLO passed */
 	char last_stray[256];
-	uint64_t committed_epoch;
+	uint64_t committed_epoch;	/* the checkpoint to fail over to (0: none) */
 	uint64_t committed_ns;		/* local CLOCK_MONOTONIC when it was committed */
 	uint64_t discarded_epochs;
 	uint64_t last_discarded;
 	struct sbuf committed_state;	/* STATE of the last committed checkpoint */
 	struct sbuf committed_outputs;	/* OUTPUTS of the last committed checkpoint */
+	/* Failover's figures. W: the thread that fails over (ft-secondary, or
+	 * the monitor's `cont`), under lock. */
 	uint64_t failover_ms;		/* peer loss/cont -> guest running */
 	uint32_t reissued_frames, reissued_writes;
 	char clock_method[16];		/* how guest time was set at failover */
 	int64_t clock_elapsed_ns, clock_step_ns, clock_skew_ns;
+};
+
+struct ft {
+	struct ft_config cfg;		/* set before any thread runs */
+
+	/* lock protects every field of ft, pri and sec that is not atomic
+	 * (the rule above); cond signals triggers, state changes, thread
+	 * exits and the end of a handover. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	enum ft_state state;		/* W: ft__set_state/ft__move (role_state.c) only */
+	bool primary_role;		/* this process runs the guest. W: ft__create, ft__listen, failover */
+	char peer[128];
+	char last_error[256];
+	pthread_t thread;
+	bool thread_running;
+	atomic_bool stop;		/* end the role thread now (revocation abandoned too) */
+	struct xport *x;		/* the link. W: the role thread; R: the monitor, under lock */
+	struct xport_listener *listener;
+	char uri[256];
+	int wake_fd;			/* eventfd: an output was held, or stop. Set before threads run */
+	int audit_fd;			/* --audit-log (audit.c), -1: off; set before any thread runs */
+	_Atomic enum ft_inject inject;	/* x-inject (tests). W: monitor; R: role threads */
+	uint64_t session;		/* this protection run (primary: drawn at migrate; secondary: from HELLO) */
+	/* Both roles count checkpoints: the primary those the secondary
+	 * acknowledged, the secondary those it committed. */
+	uint64_t epochs;
+	uint64_t acked_capture_ns;
+	struct ft_samples ckpt_pages;
+
+	struct ft_primary pri;
+	struct ft_secondary sec;
 };
 
 int ft_primary__run(struct ft *ft);	/* the primary thread's body */

@@ -125,13 +125,13 @@ static void cmd_set_parameter(struct mon_reply *r, int argc, char **argv, void *
 	} else if (!strcmp(argv[0], "heartbeat-timeout-ms") && parse_ms(argv[1], 50, 600000, &v)) {
 		ft->cfg.heartbeat_timeout_ms = v;
 	} else if (!strcmp(argv[0], "held-output-limit") && parse_ms(argv[1], 4096, 1u << 30, &v)) {
-		ft->held_bound = v;
+		ft->pri.held_bound = v;
 	} else if (!strcmp(argv[0], "x-outputs-chunk") && parse_ms(argv[1], 64, FT_OUTPUTS_CHUNK, &v)) {
-		ft->outputs_chunk = v;
+		ft->pri.outputs_chunk = v;
 	} else if (!strcmp(argv[0], "event-hook-timeout-ms") && parse_ms(argv[1], 100, 600000, &v)) {
-		ft->hook_timeout_ms = v;
-	} else if (!strcmp(argv[0], "event-hook") && strlen(argv[1]) < sizeof(ft->event_hook)) {
-		snprintf(ft->event_hook, sizeof(ft->event_hook), "%s",
+		ft->pri.hook_timeout_ms = v;
+	} else if (!strcmp(argv[0], "event-hook") && strlen(argv[1]) < sizeof(ft->pri.event_hook)) {
+		snprintf(ft->pri.event_hook, sizeof(ft->pri.event_hook), "%s",
 			 strcmp(argv[1], "none") ? argv[1] : "");
 	} else if (!strcmp(argv[0], "x-inject")) {
 		size_t i;
@@ -192,56 +192,56 @@ static void cmd_info_migrate(struct mon_reply *r, int argc, char **argv, void *o
 	char session[20];
 	snprintf(session, sizeof(session), "%016llx", (unsigned long long)ft->session);
 	mon_reply__str(r, "session", ft->session ? session : "");
-	mon_reply__str(r, "event_hook", ft->event_hook);
+	mon_reply__str(r, "event_hook", ft->pri.event_hook);
 	if (ft->primary_role && ft->state != FT_FAILED_OVER) {
-		mon_reply__u64(r, "sync_percent", ft->sync_percent);
-		mon_reply__u64(r, "sync_ms", ft->sync_ms);
-		mon_reply__u64(r, "sync_ram_pages", ft->sync_ram_pages);
-		mon_reply__u64(r, "sync_disk_blocks", ft->sync_disk_blocks);
-		mon_reply__u64(r, "epoch", ft->epoch);
-		mon_reply__u64(r, "acked_epoch", ft->acked_epoch);
+		mon_reply__u64(r, "sync_percent", ft->pri.sync_percent);
+		mon_reply__u64(r, "sync_ms", ft->pri.sync_ms);
+		mon_reply__u64(r, "sync_ram_pages", ft->pri.sync_ram_pages);
+		mon_reply__u64(r, "sync_disk_blocks", ft->pri.sync_disk_blocks);
+		mon_reply__u64(r, "epoch", ft->pri.epoch);
+		mon_reply__u64(r, "acked_epoch", ft->pri.acked_epoch);
 		mon_reply__u64(r, "epochs", ft->epochs);
-		samples(r, "pause_us", &ft->pause_us);
-		samples(r, "ship_us", &ft->ckpt_ship_us);
+		samples(r, "pause_us", &ft->pri.pause_us);
+		samples(r, "ship_us", &ft->pri.ckpt_ship_us);
 		samples(r, "pages_per_checkpoint", &ft->ckpt_pages);
-		samples(r, "bytes_per_checkpoint", &ft->ckpt_bytes);
+		samples(r, "bytes_per_checkpoint", &ft->pri.ckpt_bytes);
 		if (ls) {
 			for (size_t i = 0; i < nlat; i++)
 				ft_samples__add(ls, lat[i] / 1000);
 			samples(r, "output_latency_us", ls);
 		}
 		mon_reply__bool(r, "compress", ft->cfg.compress);
-		mon_reply__u64(r, "page_bytes_raw", ft->bytes_raw);
-		mon_reply__u64(r, "page_bytes_sent", ft->bytes_wire);
+		mon_reply__u64(r, "page_bytes_raw", ft->pri.bytes_raw);
+		mon_reply__u64(r, "page_bytes_sent", ft->pri.bytes_wire);
 		mon_reply__double(r, "compression_ratio",
-				  ft->bytes_wire ? (double)ft->bytes_raw / (double)ft->bytes_wire : 1.0);
+				  ft->pri.bytes_wire ? (double)ft->pri.bytes_raw / (double)ft->pri.bytes_wire : 1.0);
 		uint64_t lag = ft->acked_capture_ns && ft->state == FT_PROTECTED
 				       ? (ft__now_ns() - ft->acked_capture_ns) / 1000000 : 0;
 		mon_reply__u64(r, "peer_lag_ms", lag);
-		mon_reply__u64(r, "revoke_ms", ft->revoke_ms);
-		mon_reply__u64(r, "held_output_limit", ft->held_bound);
-		mon_reply__u64(r, "forced_checkpoints", ft->forced_checkpoints);
+		mon_reply__u64(r, "revoke_ms", ft->pri.revoke_ms);
+		mon_reply__u64(r, "held_output_limit", ft->pri.held_bound);
+		mon_reply__u64(r, "forced_checkpoints", ft->pri.forced_checkpoints);
 	} else {
-		mon_reply__u64(r, "committed_epoch", ft->committed_epoch);
+		mon_reply__u64(r, "committed_epoch", ft->sec.committed_epoch);
 		/* how old the state a failover here would resume is (0: none) */
 		mon_reply__u64(r, "committed_age_ms",
-			       ft->committed_epoch ? (ft__now_ns() - ft->committed_ns) / 1000000 : 0);
+			       ft->sec.committed_epoch ? (ft__now_ns() - ft->sec.committed_ns) / 1000000 : 0);
 		mon_reply__u64(r, "epochs", ft->epochs);
-		mon_reply__u64(r, "discarded_epochs", ft->discarded_epochs);
-		mon_reply__u64(r, "last_discarded_epoch", ft->last_discarded);
-		mon_reply__u64(r, "failover_ms", ft->failover_ms);
-		mon_reply__u64(r, "reissued_frames", ft->reissued_frames);
-		mon_reply__u64(r, "reissued_writes", ft->reissued_writes);
-		mon_reply__str(r, "clock_method", ft->clock_method);
-		mon_reply__i64(r, "clock_elapsed_us", ft->clock_elapsed_ns / 1000);
-		mon_reply__i64(r, "clock_step_us", ft->clock_step_ns / 1000);
-		mon_reply__i64(r, "clock_vcpu_skew_us", ft->clock_skew_ns / 1000);
+		mon_reply__u64(r, "discarded_epochs", ft->sec.discarded_epochs);
+		mon_reply__u64(r, "last_discarded_epoch", ft->sec.last_discarded);
+		mon_reply__u64(r, "failover_ms", ft->sec.failover_ms);
+		mon_reply__u64(r, "reissued_frames", ft->sec.reissued_frames);
+		mon_reply__u64(r, "reissued_writes", ft->sec.reissued_writes);
+		mon_reply__str(r, "clock_method", ft->sec.clock_method);
+		mon_reply__i64(r, "clock_elapsed_us", ft->sec.clock_elapsed_ns / 1000);
+		mon_reply__i64(r, "clock_step_us", ft->sec.clock_step_ns / 1000);
+		mon_reply__i64(r, "clock_vcpu_skew_us", ft->sec.clock_skew_ns / 1000);
 		/* connections that were not its primary: they changed nothing */
-		mon_reply__u64(r, "stray_connections", ft->stray_connections);
-		mon_reply__str(r, "last_stray", ft->last_stray);
+		mon_reply__u64(r, "stray_connections", ft->sec.stray_connections);
+		mon_reply__str(r, "last_stray", ft->sec.last_stray);
 		/* why a failover here is impossible ("": it is possible) */
-		mon_reply__str(r, "unusable", ft->unusable);
-		mon_reply__bool(r, "rearmed", ft->rearmed);
+		mon_reply__str(r, "unusable", ft->sec.unusable);
+		mon_reply__bool(r, "rearmed", ft->sec.rearmed);
 	}
 	mon_reply__u64(r, "held_outputs", es.held_items);
 	mon_reply__u64(r, "held_bytes", es.held_bytes);

@@ -63,7 +63,7 @@ static void maybe_die(struct ft *ft, enum ft_inject at)
 {
 	if (ft->inject == at) {
 		fprintf(stderr, "ftvm: ft: injected death (%d) at epoch %llu\n", (int)at,
-			(unsigned long long)ft->epoch);
+			(unsigned long long)ft->pri.epoch);
 		raise(SIGKILL);
 	}
 }
@@ -71,7 +71,7 @@ static void maybe_die(struct ft *ft, enum ft_inject at)
 /* Protection is to end: migrate_cancel, or the thread is being stopped. */
 static bool stopping(struct ft *ft)
 {
-	return atomic_load(&ft->stop) || atomic_load(&ft->cancel_req);
+	return atomic_load(&ft->stop) || atomic_load(&ft->pri.cancel_req);
 }
 
 static int send_buf(struct ft *ft, uint16_t type, uint32_t flags, uint64_t epoch, const void *p,
@@ -166,8 +166,8 @@ static int send_pages(struct ft *ft, uint16_t type, uint64_t epoch, const uint64
 		return ret;
 	}
 	pthread_mutex_lock(&ft->lock);
-	ft->bytes_raw += n * FT_PAGE;
-	ft->bytes_wire += lz4 ? wire->len - head : n * FT_PAGE;
+	ft->pri.bytes_raw += n * FT_PAGE;
+	ft->pri.bytes_wire += lz4 ? wire->len - head : n * FT_PAGE;
 	pthread_mutex_unlock(&ft->lock);
 	if (lz4)
 		return send_buf(ft, type, FT_FLAG_LZ4, epoch, wire->data, wire->len);
@@ -213,7 +213,7 @@ static int sync_pages(struct ft *ft, const uint64_t *bitmap, bool skip_zero, str
 			n = 0;
 			if (!bitmap) {
 				pthread_mutex_lock(&ft->lock);
-				ft->sync_percent = (unsigned)(10 + 80 * p / nr);
+				ft->pri.sync_percent = (unsigned)(10 + 80 * p / nr);
 				pthread_mutex_unlock(&ft->lock);
 			}
 		}
@@ -283,7 +283,7 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 	uint64_t disk_blocks = 0;
 	int ret;
 
-	uint64_t epoch = ft->epoch + 1;
+	uint64_t epoch = ft->pri.epoch + 1;
 	uint64_t t0 = ft__now_ns();
 	ret = vm__pause_internal(vm);
 	if (ret)
@@ -345,11 +345,11 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 		ret = eventtap__serialize(et, &c->outputs, &n_out);
 	}
 	pthread_mutex_lock(&ft->lock);
-	ft->trigger = false;
-	ft->first_trigger_ns = 0;
-	if (ft->held_full)
-		ft->forced_checkpoints++;
-	ft->held_full = false;
+	ft->pri.trigger = false;
+	ft->pri.first_trigger_ns = 0;
+	if (ft->pri.held_full)
+		ft->pri.forced_checkpoints++;
+	ft->pri.held_full = false;
 	pthread_mutex_unlock(&ft->lock);
 	/* Replicated sync: the blocks written since the last round, read
 	 * while the guest cannot write, so they match this checkpoint. */
@@ -371,7 +371,7 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 	/* The primary thread writes epoch (and reads it unlocked); the
 	 * monitor reads it under the lock. */
 	pthread_mutex_lock(&ft->lock);
-	ft->epoch = epoch;
+	ft->pri.epoch = epoch;
 	pthread_mutex_unlock(&ft->lock);
 
 	/* Ship it. */
@@ -415,7 +415,7 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 	/* The held-output list, in pieces the secondary accepts; it joins
 	 * them and COMMIT says how many there were. */
 	pthread_mutex_lock(&ft->lock);
-	size_t chunk = ft->outputs_chunk;
+	size_t chunk = ft->pri.outputs_chunk;
 	pthread_mutex_unlock(&ft->lock);
 	for (size_t off = 0; !ret && (off < c->outputs.len || !cm.outputs); off += chunk) {
 		size_t n = c->outputs.len - off < chunk ? c->outputs.len - off : chunk;
@@ -428,7 +428,7 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 		/* From here on the secondary may hold a checkpoint, whatever
 		 * becomes of its ACK. */
 		pthread_mutex_lock(&ft->lock);
-		ft->commit_sent = true;
+		ft->pri.commit_sent = true;
 		pthread_mutex_unlock(&ft->lock);
 		ret = send_buf(ft, FT_MSG_COMMIT, 0, epoch, &cm, sizeof(cm));
 		if (!ret)
@@ -469,13 +469,13 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 	}
 
 	pthread_mutex_lock(&ft->lock);
-	ft->acked_epoch = epoch;
+	ft->pri.acked_epoch = epoch;
 	ft->acked_capture_ns = t0;
 	ft->epochs++;
-	ft_samples__add(&ft->pause_us, (t1 - t0) / 1000);
+	ft_samples__add(&ft->pri.pause_us, (t1 - t0) / 1000);
 	ft_samples__add(&ft->ckpt_pages, c->nr);
-	ft_samples__add(&ft->ckpt_bytes, c->nr * FT_PAGE + c->state.len + c->outputs.len);
-	ft_samples__add(&ft->ckpt_ship_us, (t2 - t1) / 1000);
+	ft_samples__add(&ft->pri.ckpt_bytes, c->nr * FT_PAGE + c->state.len + c->outputs.len);
+	ft_samples__add(&ft->pri.ckpt_ship_us, (t2 - t1) / 1000);
 	pthread_mutex_unlock(&ft->lock);
 	return ret;
 }
@@ -488,11 +488,11 @@ static int64_t next_due_ms(struct ft *ft, uint64_t last_ckpt_ns)
 	int64_t due;
 
 	pthread_mutex_lock(&ft->lock);
-	bool trig = ft->trigger, full = ft->held_full;
-	uint64_t first = ft->first_trigger_ns;
+	bool trig = ft->pri.trigger, full = ft->pri.held_full;
+	uint64_t first = ft->pri.first_trigger_ns;
 	pthread_mutex_unlock(&ft->lock);
 
-	if (atomic_load(&ft->handover_req) || full)
+	if (atomic_load(&ft->pri.handover_req) || full)
 		return 0;
 	switch (p->policy) {
 	case ET_POLICY_EVENT:
@@ -576,7 +576,7 @@ static int wait_for_trigger(struct ft *ft, int wake_fd, uint64_t last_ckpt_ns)
 /* The guest stops for good here: its output can never be released. */
 static void stop_for_good(struct ft *ft, const char *why)
 {
-	ft_audit(ft, "stopped", ft->epoch, "%s", why);
+	ft_audit(ft, "stopped", ft->pri.epoch, "%s", why);
 	vm__pause(ft->cfg.vm);
 	ft__error(ft, "%s", why);
 	ft__set_state(ft, FT_STOPPED);
@@ -620,13 +620,13 @@ static int handover(struct ft *ft, struct capture *c, bool must_stop)
 		ret = ft__move(ft, FT_PROTECTED, FT_HANDING_OVER);
 	if (!ret) {
 		sent = true;
-		ret = send_buf(ft, FT_MSG_HANDOVER, 0, ft->epoch, NULL, 0);
-		ft_audit(ft, "handover-sent", ft->epoch, NULL);
+		ret = send_buf(ft, FT_MSG_HANDOVER, 0, ft->pri.epoch, NULL, 0);
+		ft_audit(ft, "handover-sent", ft->pri.epoch, NULL);
 	}
 	xport_msg__init(&m);
 	if (!ret)
 		ret = recv_msg(ft, &m, 2000);
-	if (!ret && (m.type != FT_MSG_HANDOVER_OK || m.epoch != ft->epoch)) {
+	if (!ret && (m.type != FT_MSG_HANDOVER_OK || m.epoch != ft->pri.epoch)) {
 		ft__error(ft, "secondary did not accept the handover");
 		ret = -EPROTO;
 	}
@@ -643,10 +643,10 @@ static int handover(struct ft *ft, struct capture *c, bool must_stop)
 		stop_for_good(ft, msg);
 	}
 	pthread_mutex_lock(&ft->lock);
-	ft->handover_us = (ft__now_ns() - t0) / 1000;
-	ft->handover_result = ret;
-	ft->handover_done = true;
-	atomic_store(&ft->handover_req, false);
+	ft->pri.handover_us = (ft__now_ns() - t0) / 1000;
+	ft->pri.handover_result = ret;
+	ft->pri.handover_done = true;
+	atomic_store(&ft->pri.handover_req, false);
 	pthread_cond_broadcast(&ft->cond);
 	pthread_mutex_unlock(&ft->lock);
 	if (ret) {
@@ -654,9 +654,9 @@ static int handover(struct ft *ft, struct capture *c, bool must_stop)
 			vm__resume(ft->cfg.vm);	/* nothing sent: keep serving */
 		return ret;
 	}
-	ft_audit(ft, "handed-over", ft->epoch, "peer=%s", ft->peer);
+	ft_audit(ft, "handed-over", ft->pri.epoch, "peer=%s", ft->peer);
 	fprintf(stderr, "ftvm: ft: handed over to %s at checkpoint %llu in %llu us\n", ft->peer,
-		(unsigned long long)ft->epoch, (unsigned long long)ft->handover_us);
+		(unsigned long long)ft->pri.epoch, (unsigned long long)ft->pri.handover_us);
 	return 0;
 }
 
@@ -705,12 +705,12 @@ static int initial_sync(struct ft *ft, struct capture *c)
 		ret = eventtap__track_disk(et, true, FT_DISK_BLOCK);
 		if (!ret)
 			ret = sync_disk_blocks(ft, NULL, &sent);
-		sync_count(ft, &ft->sync_disk_blocks, sent);
+		sync_count(ft, &ft->pri.sync_disk_blocks, sent);
 		for (int round = 0; !ret && round < 5; round++) {
 			memset(c->disk_bitmap, 0, (nb + 63) / 64 * 8);
 			eventtap__collect_disk_dirty(et, c->disk_bitmap);
 			ret = sync_disk_blocks(ft, c->disk_bitmap, &sent);
-			sync_count(ft, &ft->sync_disk_blocks, sent);
+			sync_count(ft, &ft->pri.sync_disk_blocks, sent);
 			if (sent < 16)
 				break;
 		}
@@ -719,7 +719,7 @@ static int initial_sync(struct ft *ft, struct capture *c)
 		memset(c->disk_bitmap, 0, (nb + 63) / 64 * 8);
 	}
 	pthread_mutex_lock(&ft->lock);
-	ft->sync_percent = 10;
+	ft->pri.sync_percent = 10;
 	pthread_mutex_unlock(&ft->lock);
 
 	ret = vm__dirty_log_enable(vm, true);
@@ -727,7 +727,7 @@ static int initial_sync(struct ft *ft, struct capture *c)
 		ret = vm__dirty_log_collect(vm, c->bitmap);	/* start a round */
 	if (!ret)
 		ret = sync_pages(ft, NULL, true, c, &sent);
-	sync_count(ft, &ft->sync_ram_pages, sent);
+	sync_count(ft, &ft->pri.sync_ram_pages, sent);
 	for (unsigned round = 1; !ret && round <= 30; round++) {
 		memset(c->bitmap, 0, words * 8);
 		ret = vm__dirty_log_collect(vm, c->bitmap);
@@ -737,20 +737,20 @@ static int initial_sync(struct ft *ft, struct capture *c)
 		if (ret || dirty < 1024)
 			break;	/* small enough for one pause */
 		ret = sync_pages(ft, c->bitmap, false, c, &sent);
-		sync_count(ft, &ft->sync_ram_pages, sent);
+		sync_count(ft, &ft->pri.sync_ram_pages, sent);
 		pthread_mutex_lock(&ft->lock);
-		ft->sync_rounds = round;
+		ft->pri.sync_rounds = round;
 		pthread_mutex_unlock(&ft->lock);
 	}
 	/* The pages found dirty in the last round stay in c->bitmap: they go
 	 * with checkpoint 1. */
 	pthread_mutex_lock(&ft->lock);
-	ft->sync_percent = 95;
+	ft->pri.sync_percent = 95;
 	pthread_mutex_unlock(&ft->lock);
 	if (!ret)
 		ret = checkpoint(ft, c, true, true);
 	pthread_mutex_lock(&ft->lock);
-	ft->sync_ms = (ft__now_ns() - t0) / 1000000;
+	ft->pri.sync_ms = (ft__now_ns() - t0) / 1000000;
 	pthread_mutex_unlock(&ft->lock);
 	return ret;
 }
@@ -763,12 +763,12 @@ static void on_output_held(void *opaque, uint64_t held_bytes)
 	/* Held output is bounded whatever the policy: past the bound the
 	 * next checkpoint is due now (its OUTPUTS are split if need be). */
 	pthread_mutex_lock(&ft->lock);
-	bool full = held_bytes >= ft->held_bound && !ft->held_full;
+	bool full = held_bytes >= ft->pri.held_bound && !ft->pri.held_full;
 	if (full)
-		ft->held_full = true;
-	if (!ft->trigger) {
-		ft->trigger = true;
-		ft->first_trigger_ns = ft__now_ns();
+		ft->pri.held_full = true;
+	if (!ft->pri.trigger) {
+		ft->pri.trigger = true;
+		ft->pri.first_trigger_ns = ft__now_ns();
 		wake = true;
 	}
 	int fd = ft->cfg.policy.policy == ET_POLICY_EPOCH && !full ? -1 : ft->wake_fd;
@@ -806,7 +806,7 @@ static bool cancel_peer(struct ft *ft, char *why, size_t len)
 	uint64_t deadline = ft__now_ns() + (uint64_t)ft->cfg.heartbeat_timeout_ms * 1000000u;
 	bool ok = false;
 
-	if (xport__send_buf(ft->x, FT_MSG_CANCEL, 0, ft->epoch, NULL, 0)) {
+	if (xport__send_buf(ft->x, FT_MSG_CANCEL, 0, ft->pri.epoch, NULL, 0)) {
 		snprintf(why, len, "sending CANCEL failed");
 		return false;
 	}
@@ -852,10 +852,10 @@ static void revoke_peer(struct ft *ft)
 	snprintf(cause, sizeof(cause), "%s", ft->last_error);
 	pthread_mutex_unlock(&ft->lock);
 	ft__set_state(ft, FT_REVOKING);
-	ft_audit(ft, "revoking", ft->epoch, "acked=%llu cause=%s", (unsigned long long)ft->acked_epoch,
+	ft_audit(ft, "revoking", ft->pri.epoch, "acked=%llu cause=%s", (unsigned long long)ft->pri.acked_epoch,
 		 cause);
 	fprintf(stderr, "ftvm: ft: secondary %s lost at checkpoint %llu (%s); output held until "
-		"the event hook has revoked it\n", ft->peer, (unsigned long long)ft->acked_epoch, cause);
+		"the event hook has revoked it\n", ft->peer, (unsigned long long)ft->pri.acked_epoch, cause);
 	for (unsigned attempt = 1;; attempt++) {
 		if (vm__quit_requested(ft->cfg.vm)) {
 			fprintf(stderr, "ftvm: ft: revocation of %s abandoned: the VMM is ending\n", ft->peer);
@@ -864,12 +864,12 @@ static void revoke_peer(struct ft *ft)
 		int r = ft_hook__run(ft, "peer-lost", cause, why, sizeof(why));
 		if (!r) {
 			pthread_mutex_lock(&ft->lock);
-			ft->revoke_ms = (ft__now_ns() - t0) / 1000000;
+			ft->pri.revoke_ms = (ft__now_ns() - t0) / 1000000;
 			pthread_mutex_unlock(&ft->lock);
-			ft_audit(ft, "revoked", ft->epoch, "ms=%llu", (unsigned long long)ft->revoke_ms);
+			ft_audit(ft, "revoked", ft->pri.epoch, "ms=%llu", (unsigned long long)ft->pri.revoke_ms);
 			fprintf(stderr, "ftvm: ft: secondary %s revoked by the event hook in %llu ms; "
 				"releasing output, running unprotected\n", ft->peer,
-				(unsigned long long)ft->revoke_ms);
+				(unsigned long long)ft->pri.revoke_ms);
 			ft__error(ft, "%s; revoked by the event hook", cause);
 			return;
 		}
@@ -911,7 +911,7 @@ int ft_primary__run(struct ft *ft)
 	if (ret)
 		goto out;
 	pthread_mutex_lock(&ft->lock);
-	ft->sync_percent = 100;
+	ft->pri.sync_percent = 100;
 	pthread_mutex_unlock(&ft->lock);
 	ft__set_state(ft, FT_PROTECTED);
 
@@ -921,14 +921,14 @@ int ft_primary__run(struct ft *ft)
 		if (ret)
 			break;
 		bool disk_failed = false;
-		if (!atomic_load(&ft->handover_req)) {
+		if (!atomic_load(&ft->pri.handover_req)) {
 			last = ft__now_ns();
 			ret = checkpoint(ft, &c, false, true);
 			disk_failed = ret && eventtap__failed(ft->cfg.et);
 			if (ret && !disk_failed)
 				break;
 		}
-		if (disk_failed || atomic_load(&ft->handover_req)) {
+		if (disk_failed || atomic_load(&ft->pri.handover_req)) {
 			/* A disk that failed under held output: the guest was told its
 			 * write was done, this host cannot do it, the secondary holds
 			 * it in its checkpoint. It takes over, or the guest stops. */
@@ -966,8 +966,8 @@ out:
 	 * a checkpoint that failed because the VM is going away is no lost
 	 * secondary: neither revoke it nor release what no secondary has. */
 	pthread_mutex_lock(&ft->lock);
-	bool quitting = ft->quitting || vm__quit_requested(vm), stopped = ft->state == FT_STOPPED,
-	     committed = ft->commit_sent;
+	bool quitting = ft->pri.quitting || vm__quit_requested(vm), stopped = ft->state == FT_STOPPED,
+	     committed = ft->pri.commit_sent;
 	pthread_mutex_unlock(&ft->lock);
 	if (stopped) {
 		/* Stopped for good: nothing it holds may ever leave. */
@@ -978,15 +978,15 @@ out:
 	/* migrate_cancel: the secondary drops its checkpoint and says so
 	 * before anything held goes out. Unconfirmed, it may still hold one:
 	 * then it is treated as lost. */
-	bool cancelled = ret == -ECANCELED && atomic_load(&ft->cancel_req) && !atomic_load(&ft->stop);
+	bool cancelled = ret == -ECANCELED && atomic_load(&ft->pri.cancel_req) && !atomic_load(&ft->stop);
 	bool unconfirmed = false;
 	if (cancelled && !quitting && ft->x) {
 		char why[256] = "";
 		if (cancel_peer(ft, why, sizeof(why))) {
-			ft_audit(ft, "cancel-confirmed", ft->epoch, NULL);
+			ft_audit(ft, "cancel-confirmed", ft->pri.epoch, NULL);
 			ft__error(ft, "protection cancelled (migrate_cancel)");
 		} else {
-			ft_audit(ft, "cancel-unconfirmed", ft->epoch, "%s", why);
+			ft_audit(ft, "cancel-unconfirmed", ft->pri.epoch, "%s", why);
 			ft__error(ft, "migrate_cancel: the secondary did not confirm the CANCEL (%s)", why);
 			unconfirmed = committed;
 		}
@@ -996,10 +996,10 @@ out:
 	/* A secondary that may have committed a checkpoint (any COMMIT sent:
 	 * its ACK may be what was lost) may still be promoted by the
 	 * cluster: first make sure it never is (output-commit rule). */
-	if (!quitting && ((ret && ret != -ECANCELED && committed) || unconfirmed) && ft->event_hook[0]) {
+	if (!quitting && ((ret && ret != -ECANCELED && committed) || unconfirmed) && ft->pri.event_hook[0]) {
 		revoke_peer(ft);
 		pthread_mutex_lock(&ft->lock);
-		quitting = ft->quitting || vm__quit_requested(vm);	/* it may have begun to end meanwhile */
+		quitting = ft->pri.quitting || vm__quit_requested(vm);	/* it may have begun to end meanwhile */
 		pthread_mutex_unlock(&ft->lock);
 	}
 	/* Alone again: everything held goes out, new output passes through.
@@ -1018,7 +1018,7 @@ out:
 	eventtap__track_disk(ft->cfg.et, false, 0);
 	vm__dirty_log_enable(vm, false);
 	capture__free(&c);
-	ft_audit(ft, quitting ? "quitting" : "unprotected", ft->epoch, "released_all=%s",
+	ft_audit(ft, quitting ? "quitting" : "unprotected", ft->pri.epoch, "released_all=%s",
 		 quitting ? "no" : "yes");
 	ft__set_state(ft, FT_UNPROTECTED);
 	return ret;

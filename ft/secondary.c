@@ -56,9 +56,9 @@ static void target_of(struct ft *ft, struct ft_rx_target *t)
 static void publish_commit(struct ft *ft, struct ft_rx *rx)
 {
 	pthread_mutex_lock(&ft->lock);
-	ft_rx__take_committed(rx, &ft->committed_state, &ft->committed_outputs);
-	ft->committed_epoch = rx->committed;
-	ft->committed_ns = ft__now_ns();
+	ft_rx__take_committed(rx, &ft->sec.committed_state, &ft->sec.committed_outputs);
+	ft->sec.committed_epoch = rx->committed;
+	ft->sec.committed_ns = ft__now_ns();
 	ft->epochs++;
 	ft->acked_capture_ns = rx->committed_capture_ns;
 	ft_samples__add(&ft->ckpt_pages, rx->committed_pages);
@@ -71,10 +71,10 @@ static void drop_committed(struct ft *ft, const char *unusable)
 {
 	pthread_mutex_lock(&ft->lock);
 	if (unusable)
-		snprintf(ft->unusable, sizeof(ft->unusable), "%s", unusable);
-	ft->committed_epoch = 0;
-	sbuf__reset(&ft->committed_state);
-	sbuf__reset(&ft->committed_outputs);
+		snprintf(ft->sec.unusable, sizeof(ft->sec.unusable), "%s", unusable);
+	ft->sec.committed_epoch = 0;
+	sbuf__reset(&ft->sec.committed_state);
+	sbuf__reset(&ft->sec.committed_outputs);
 	pthread_mutex_unlock(&ft->lock);
 }
 
@@ -131,8 +131,8 @@ static int serve(struct ft *ft)
 	if (!ret)
 		ret = ft_hello__check(&mine, &peer, err, sizeof(err));
 	pthread_mutex_lock(&ft->lock);
-	bool holds = ft->committed_epoch > 0 && !ft->rearmed;
-	uint64_t held = ft->committed_epoch, held_session = ft->session;
+	bool holds = ft->sec.committed_epoch > 0 && !ft->sec.rearmed;
+	uint64_t held = ft->sec.committed_epoch, held_session = ft->session;
 	pthread_mutex_unlock(&ft->lock);
 	if (!ret && holds) {
 		/* The only copy of a guest whose primary may be gone: replaced
@@ -147,8 +147,8 @@ static int serve(struct ft *ft)
 		 * mismatched host): it changes nothing here. */
 		const char *from = xport__peer(ft->x);
 		pthread_mutex_lock(&ft->lock);
-		ft->stray_connections++;
-		snprintf(ft->last_stray, sizeof(ft->last_stray), "%s: %s", from, err);
+		ft->sec.stray_connections++;
+		snprintf(ft->sec.last_stray, sizeof(ft->sec.last_stray), "%s: %s", from, err);
 		pthread_mutex_unlock(&ft->lock);
 		fprintf(stderr, "ftvm: ft: refused connection from %s: %s\n", from, err);
 		ft_audit(ft, "stray", held, "peer=%s %s", from, err);
@@ -168,11 +168,11 @@ static int serve(struct ft *ft)
 
 	/* A fresh stream: forget any earlier primary's state. */
 	pthread_mutex_lock(&ft->lock);
-	ft->rearmed = false;
-	ft->unusable[0] = '\0';
-	ft->committed_epoch = 0;
-	sbuf__reset(&ft->committed_state);
-	sbuf__reset(&ft->committed_outputs);
+	ft->sec.rearmed = false;
+	ft->sec.unusable[0] = '\0';
+	ft->sec.committed_epoch = 0;
+	sbuf__reset(&ft->sec.committed_state);
+	sbuf__reset(&ft->sec.committed_outputs);
 	ft->last_error[0] = '\0';
 	ft->session = peer.session;
 	pthread_mutex_unlock(&ft->lock);
@@ -250,21 +250,21 @@ static int serve(struct ft *ft)
 
 refuse:
 	/* Bad input: say so, drop the link, keep the last committed state. */
-	ft_audit(ft, "refused", ft->committed_epoch, "%s", err);
+	ft_audit(ft, "refused", ft->sec.committed_epoch, "%s", err);
 	send_error(ft, err);
 	why = SERVE_REFUSED;
 lost:
 	if (ft_rx__open_epoch(&rx)) {
 		pthread_mutex_lock(&ft->lock);
-		ft->discarded_epochs++;
-		ft->last_discarded = ft_rx__open_epoch(&rx);
+		ft->sec.discarded_epochs++;
+		ft->sec.last_discarded = ft_rx__open_epoch(&rx);
 		pthread_mutex_unlock(&ft->lock);
 		ft__error(ft, "%s; discarded incomplete checkpoint %llu, keeping committed checkpoint %llu",
 			  err, (unsigned long long)ft_rx__open_epoch(&rx),
-			  (unsigned long long)ft->committed_epoch);
+			  (unsigned long long)ft->sec.committed_epoch);
 	} else {
 		ft__error(ft, "%s; keeping committed checkpoint %llu", err,
-			  (unsigned long long)ft->committed_epoch);
+			  (unsigned long long)ft->sec.committed_epoch);
 	}
 out:
 	xport_msg__free(&m);
@@ -299,8 +299,8 @@ int ft_secondary__run(struct ft *ft)
 
 		pthread_mutex_lock(&ft->lock);
 		ft->x = NULL;
-		bool have = ft->committed_epoch > 0;
-		bool unusable = ft->unusable[0] != '\0';
+		bool have = ft->sec.committed_epoch > 0;
+		bool unusable = ft->sec.unusable[0] != '\0';
 		pthread_mutex_unlock(&ft->lock);
 		xport__close(x);
 		if (atomic_load(&ft->stop))
