@@ -26,13 +26,29 @@ stray-protected (garbage to the secondary's port while protected),
 stray-after-death (the primary killed, then garbage and a trickled HELLO
 to the secondary before it is promoted), eio-primary (x-disk-fault: the
 primary hands over), cancel (migrate_cancel under load), quit (under
-load), handover.
+load), handover; and through a user-space relay on the replication link
+(relay.py; this kernel has no netem): delay-link (every chunk both ways
+delayed 50 to 800 ms for 1.5 s: protection holds, or past the heartbeat
+timeout the secondary is revoked), reorder-link (two chunks from the
+primary swap places) and corrupt-link (one byte flipped): the secondary
+refuses the stream, the primary revokes it. full-disk: the images live on
+a tmpfs of their own, which a filler file fills for a second: the guest's
+writes fail then (the kv guest answers ERR io_error, as it would
+unprotected), none of them is acknowledged, protection holds or (a
+replicated secondary that cannot reserve its checkpoint's blocks) the
+secondary is revoked and replaced.
+
+Which VMM answered: a capture on each host's tap (capture.py) records
+every reply frame the guest sends; the replies must come from one host at
+a time (a switch of host and back within 100 ms would be two primaries
+answering).
 
 usage: nemesis.py [--mode shared|replicated] [--faults N] [--seed S]
                   [--kinds k1,k2,...]
 Exit 0 when every fault passed; the figures are printed at the end."""
 import argparse
 import collections
+import errno
 import json
 import os
 import random
@@ -45,14 +61,20 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from ftvmtest import FTVMCTL, Failure, check, require_kvm  # noqa: E402
+from ftvmtest import FTVMCTL, GUEST_IP, KV_PORT, Failure, check, require_kvm  # noqa: E402
 from drill import REP_IP, REP_PORT, Client, Node, Topology, make_image, other, wait_ready  # noqa: E402
 
 KINDS = ["kill-primary", "kill-secondary", "stop-primary", "stop-secondary", "cut-link",
          "drop-link", "rst-link", "throttle-link", "stray-protected", "stray-after-death",
-         "eio-primary", "eio-secondary", "cancel", "quit", "handover", "failed-handover"]
+         "eio-primary", "eio-secondary", "cancel", "quit", "handover", "failed-handover",
+         "delay-link", "reorder-link", "corrupt-link", "full-disk"]
+RELAY_KINDS = ("delay-link", "reorder-link", "corrupt-link")
+RELAY_PORT = 4555
+HERE = os.path.dirname(os.path.abspath(__file__))
+SWITCH_GAP = 0.1   # s: replies from one host, another, and the first again within this = two answering
 
 IMAGE_MB = 1024   # sparse
+FS_MB = 1024      # the images' tmpfs (only what is written takes room)
 
 HOOK = """#!/bin/sh
 # The agent's revocation, standing in: remember the revoked session.
@@ -115,6 +137,78 @@ class Sampler(threading.Thread):
             time.sleep(0.02)
 
 
+def scan_replies(ev, i, last, horizon, per_host, what):
+    """Goes through the (time, host) replies ev[i:] up to horizon, counting
+    them per host; fails if the answering host changes and changes back
+    within SWITCH_GAP. Returns (next i, last reply, changes of host)."""
+    switches = 0
+    while i < len(ev) and ev[i][0] <= horizon:
+        t, h = ev[i]
+        per_host[h] += 1
+        if last and h != last[1]:
+            switches += 1
+            for t2, h2 in ev[i + 1:]:
+                if t2 - t > SWITCH_GAP:
+                    break
+                check(h2 != last[1], "%s: replies from %s at %.3f, from %s at %.3f and from %s again at "
+                      "%.3f: two VMMs answered" % (what, last[1], last[0], h, t, last[1], t2))
+        last = (t, h)
+        i += 1
+    return i, last, switches
+
+
+def selftest_replies():
+    """The two-answering check can fail: interleaved replies must trip it."""
+    c = collections.Counter()
+    _, _, n = scan_replies([(0.0, "A"), (1.0, "B"), (1.5, "B"), (3.0, "A")], 0, None, 10, c, "self-test")
+    check(n == 2 and c["A"] == 2, "scan_replies miscounted: %d changes, %s" % (n, c))
+    try:
+        scan_replies([(0.0, "A"), (0.01, "B"), (0.02, "A")], 0, None, 10, c, "self-test")
+    except Failure:
+        return
+    raise Failure("scan_replies missed two hosts answering at once")
+
+
+class Replies:
+    """Which host's tap each reply frame of the guest left by (capture.py)."""
+
+    def __init__(self, topo):
+        self.lock = threading.Lock()
+        self.events = []          # (monotonic time, host)
+        self.procs = []
+        for h in ("A", "B"):
+            p = subprocess.Popen(topo.cmd(h, sys.executable, os.path.join(HERE, "capture.py"), "tap" + h,
+                                          GUEST_IP, str(KV_PORT)),
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            check(p.stdout.readline().startswith("capturing"), "capture on tap%s did not start" % h)
+            threading.Thread(target=self._read, args=(p, h), daemon=True).start()
+            self.procs.append(p)
+        self.checked = 0
+        self.last = None
+        self.per_host = collections.Counter()
+        self.switches = 0
+
+    def _read(self, p, h):
+        for line in p.stdout:
+            with self.lock:
+                self.events.append((float(line), h))
+
+    def check(self, what):
+        """Replies so far came from one host at a time. (Those of the last
+        SWITCH_GAP are left for the next check: what follows them counts.)"""
+        time.sleep(SWITCH_GAP + 0.05)
+        with self.lock:
+            ev = sorted(self.events)
+        self.checked, self.last, n = scan_replies(ev, self.checked, self.last, time.monotonic() - SWITCH_GAP,
+                                                  self.per_host, what)
+        self.switches += n
+
+    def close(self):
+        for p in self.procs:
+            p.kill()
+            p.wait()
+
+
 class Pair:
     """The protected pair and its history."""
 
@@ -125,10 +219,16 @@ class Pair:
         with open(self.hook, "w") as f:
             f.write(HOOK)
         os.chmod(self.hook, 0o755)
+        # The images on a file system of their own, which full-disk fills.
+        self.fs = os.path.join(work, "fs")
+        os.mkdir(self.fs)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%dm" % FS_MB, "nemesis", self.fs], check=True)
         # Room for the whole run's log records (512 bytes a PUT): a full
         # guest log would answer ERR and no disk fault could be injected.
-        self.shared = make_image(os.path.join(work, "shared.img"), IMAGE_MB) if mode == "shared" else None
+        self.shared = make_image(os.path.join(self.fs, "shared.img"), IMAGE_MB) if mode == "shared" else None
         self.nodes = []
+        self.relay = None
+        self.relay_ctl = os.path.join(work, "relay.ctl")
         self.primary = self.node("A", secondary=False)
         wait_ready(self.primary)
         self.secondary = None
@@ -136,7 +236,7 @@ class Pair:
     def image(self, h):
         if self.shared:
             return self.shared
-        path = os.path.join(self.work, "%s-%d.img" % (h, self.gen))
+        path = os.path.join(self.fs, "%s-%d.img" % (h, self.gen))
         return make_image(path, IMAGE_MB)
 
     def node(self, h, secondary, image=None):
@@ -157,14 +257,37 @@ class Pair:
         except FileNotFoundError:
             return set()
 
-    def protect(self):
-        """A fresh secondary on the other host, protected towards."""
+    def protect(self, via_relay=False):
+        """A fresh secondary on the other host, protected towards (through
+        the relay in the primary's namespace if via_relay)."""
         if self.secondary and self.secondary.alive():
             self.secondary.close()
+        self.stop_relay()
+        self.drop_old_images()
         h = other(self.primary.h)
         self.secondary = self.node(h, secondary=True)
-        self.primary.ctl("migrate", "-d", "-k", "tcp:%s:%d" % (REP_IP[h], REP_PORT))
+        uri = "tcp:%s:%d" % (REP_IP[h], REP_PORT)
+        if via_relay:
+            self.set_relay("pass")
+            self.relay = subprocess.Popen(
+                self.topo.cmd(self.primary.h, sys.executable, os.path.join(HERE, "relay.py"),
+                              "127.0.0.1:%d" % RELAY_PORT, "%s:%d" % (REP_IP[h], REP_PORT), self.relay_ctl),
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            check(self.relay.stdout.readline().startswith("relay:"), "the relay did not start")
+            uri = "tcp:127.0.0.1:%d" % RELAY_PORT
+        self.primary.ctl("migrate", "-d", "-k", uri)
         self.primary.wait_state(("protected",), 60)
+
+    def set_relay(self, mode):
+        with open(self.relay_ctl + ".new", "w") as f:
+            f.write(mode + "\n")
+        os.replace(self.relay_ctl + ".new", self.relay_ctl)
+
+    def stop_relay(self):
+        if self.relay:
+            self.relay.kill()
+            self.relay.wait()
+            self.relay = None
 
     def promote(self, why):
         """The cluster's promote: only a secondary that is not stale."""
@@ -178,8 +301,37 @@ class Pair:
         self.primary, self.secondary = s, None
 
     def close(self):
+        self.stop_relay()
         for n in self.nodes:
             n.close()
+
+    def unmount(self):
+        subprocess.run(["umount", "-l", self.fs], stderr=subprocess.DEVNULL)
+
+    def fill(self, on):
+        """Fills the images' file system but for a few KiB (on), or frees it."""
+        filler = os.path.join(self.fs, "filler")
+        if not on:
+            os.unlink(filler)
+            return
+        size = 0
+        with open(filler, "wb") as f:
+            for chunk in (64 << 20, 1 << 20, 64 << 10, 4 << 10):
+                while True:
+                    try:
+                        os.posix_fallocate(f.fileno(), size, chunk)
+                    except OSError as e:
+                        if e.errno != errno.ENOSPC:
+                            raise
+                        break
+                    size += chunk
+
+    def drop_old_images(self):
+        """Replicated: the images of VMMs that are gone (the file system is small)."""
+        keep = {self.primary.image, self.shared}
+        for n in self.nodes:
+            if not n.alive() and n.image not in keep and os.path.exists(n.image):
+                os.unlink(n.image)
 
 
 def nft(topo, h, verdict):
@@ -208,6 +360,34 @@ def link_fault(pair, verdict):
     finally:
         nft(topo, p.h, None)
     s.kill()
+
+
+def revoked_and_replaced(pair, kind):
+    """The primary went on alone: its secondary must have been revoked (or
+    held nothing); it is then replaced."""
+    p, s = pair.primary, pair.secondary
+    p.wait_state(("unprotected",), 20)
+    st = s.wait_state(("peer-lost", "waiting", "refused"), 10)
+    check(st["session"] in pair.revoked() or st["committed_epoch"] == 0,
+          "%s: the primary went on without revoking its secondary: %s" % (kind, st))
+    s.kill()
+
+
+def relay_fault(pair, kind, rnd):
+    """Faults of the relay between primary and secondary."""
+    if kind == "delay-link":
+        ms = rnd.choice((50, 150, 300, 800))
+        pair.set_relay("delay %d" % ms)
+        time.sleep(1.5)
+        pair.set_relay("pass")
+        time.sleep(1.0)
+        if pair.primary.migrate_info()["state"] == "protected":
+            return "protection held (%d ms)" % ms
+        revoked_and_replaced(pair, kind)
+        return "past the heartbeat timeout (%d ms): revoked, replaced" % ms
+    pair.set_relay("reorder" if kind == "reorder-link" else "corrupt")
+    revoked_and_replaced(pair, kind)
+    return "stream refused: revoked, replaced"
 
 
 def stray(topo, h, target, script):
@@ -319,6 +499,19 @@ def fault(pair, kind, rnd):
         s.wait_state(("peer-lost",), 10)
         pair.promote(kind)
         return "secondary promoted"
+    if kind in RELAY_KINDS:
+        return relay_fault(pair, kind, rnd)
+    if kind == "full-disk":
+        pair.fill(True)
+        try:
+            time.sleep(1.0)
+        finally:
+            pair.fill(False)
+        time.sleep(0.5)
+        if p.migrate_info()["state"] == "protected":
+            return "writes refused while full, protection held"
+        revoked_and_replaced(pair, kind)
+        return "secondary refused a checkpoint it had no room for: revoked, replaced"
     if kind == "handover":
         p.ctl("migrate_handover", check_rc=False)
         s.wait_state(("failed-over",), 10)
@@ -338,18 +531,22 @@ def run(args, work):
         pair = Pair(topo, work, args.mode, rnd)
         client = Client(topo, work)
         pair.client = client
+        replies = Replies(topo)
         try:
             sampler.start()
-            pair.protect()
             for i in range(args.faults):
                 kind = rnd.choice(kinds)
+                pair.protect(via_relay=kind in RELAY_KINDS)
                 sampler.watch(pair.nodes)
                 client.start_load(seconds=3600, keys=100, seed=i + 1)
                 time.sleep(rnd.uniform(0.2, 1.0))
                 t = time.monotonic()
                 what = fault(pair, kind, rnd)
                 st, v = client.finish()
-                check(st["errors"] == 0, "%s: the guest answered ERR (%d): %s" % (kind, st["errors"], st))
+                # Only a full disk makes the guest refuse writes (not acknowledged: nothing to lose).
+                check(st["errors"] == 0 or kind == "full-disk",
+                      "%s: the guest answered ERR (%d): %s" % (kind, st["errors"], st))
+                figures["refused"] += st["errors"]
                 figures[kind] += 1
                 figures["acked"] += st["puts_acked"]
                 figures["stale"] += st["stale_reads"]
@@ -358,7 +555,7 @@ def run(args, work):
                       % (i + 1, kind, what, time.monotonic() - t, st["puts_acked"], v["checked"], v["lost"]),
                       flush=True)
                 check(sampler.violations == 0, "two VMMs ran the guest at once: %s" % sampler.last_violation)
-                pair.protect()
+                replies.check(kind)
             sampler.stop_evt.set()
             # The image booted alone (replicated: the last primary's own):
             # every acknowledged write is on it.
@@ -374,11 +571,17 @@ def run(args, work):
             sampler.stop_evt.set()
             if client.load and client.load.poll() is None:
                 client.load.kill()
+            replies.close()
             pair.close()
+            pair.unmount()
     total = sum(figures[k] for k in kinds)
     print("nemesis %s, seed %d: %d faults, %d acknowledged writes, 0 lost, %d stale reads, "
-          "%d state samples, %d with two primaries" % (args.mode, args.seed, total, figures["acked"],
-                                                       figures["stale"], sampler.samples, sampler.violations))
+          "%d refused (disk full, never acknowledged), %d state samples, %d with two primaries"
+          % (args.mode, args.seed, total, figures["acked"], figures["stale"], figures["refused"],
+             sampler.samples, sampler.violations))
+    print("replies seen leaving the guest: %d by host A, %d by host B; %d changes of host, "
+          "none back within %d ms" % (replies.per_host["A"], replies.per_host["B"], replies.switches,
+                                      SWITCH_GAP * 1000))
     for k in kinds:
         print("  %-18s %3d  -> %s" % (k, figures[k], "; ".join(sorted(outcomes[k])) or "-"))
 
@@ -392,6 +595,7 @@ def main():
     args = ap.parse_args()
     if args.seed is None:
         args.seed = random.randrange(1 << 31)
+    selftest_replies()
     require_kvm()
     print("nemesis: mode %s, %d faults, seed %d (replay with --seed %d)"
           % (args.mode, args.faults, args.seed, args.seed), flush=True)

@@ -286,6 +286,26 @@ int main(void)
 	CHECK(step(&rx, msg(&b, FT_MSG_COMMIT, 0, 1, &cm, sizeof(cm)), &r, err) == FT_RX_COMMITTED,
 	      "COMMIT of a two-piece list: %s", err);
 
+	/* 6b. A checkpoint's held output is bounded by the guest's RAM + 64 MiB:
+	 * pieces past that are refused (staging must not grow without end). */
+	{
+		struct ft_rx big;
+		size_t piece = 32u << 20;
+		uint8_t *junk = calloc(1, piece);
+		CHECK(junk != NULL, "32 MiB");
+		ft_rx__init(&big, &t);
+		CHECK(step(&big, msg(&b, FT_MSG_BEGIN, 0, 1, &cap, 8), &r, err) == FT_RX_NEXT, "BEGIN: %s", err);
+		CHECK(step(&big, msg(&b, FT_MSG_OUTPUTS, FT_FLAG_MORE, 1, junk, piece), &r, err) == FT_RX_NEXT,
+		      "32 MiB of outputs: %s", err);
+		CHECK(step(&big, msg(&b, FT_MSG_OUTPUTS, FT_FLAG_MORE, 1, junk, piece), &r, err) == FT_RX_NEXT,
+		      "64 MiB of outputs: %s", err);
+		CHECK(step(&big, msg(&b, FT_MSG_OUTPUTS, FT_FLAG_MORE, 1, junk, piece), &r, err) == FT_RX_REFUSE,
+		      "96 MiB of outputs for a 64 KiB guest");
+		CHECK_ERR_HAS(err, "over 64 MiB");
+		ft_rx__free(&big);
+		free(junk);
+	}
+
 	/* 7. HANDOVER at the committed checkpoint; CANCEL. */
 	CHECK(step(&rx, msg(&b, FT_MSG_HANDOVER, 0, 1, NULL, 0), &r, err) == FT_RX_HANDOVER, "HANDOVER: %s", err);
 	CHECK(r.type == FT_MSG_HANDOVER_OK && r.epoch == 1, "HANDOVER replies HANDOVER_OK 1");
