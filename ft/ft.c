@@ -110,6 +110,7 @@ static void *primary_thread(void *arg)
 	struct ft *ft = arg;
 	pthread_setname_np(pthread_self(), "ft-primary");
 	ft_primary__run(ft);
+	ft_link__stop(ft);
 	pthread_mutex_lock(&ft->lock);
 	struct xport *x = ft->x;
 	ft->x = NULL;

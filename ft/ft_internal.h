@@ -87,6 +87,8 @@ enum ft_inject {
 	FT_INJECT_HANDOVER_NO_OK,	/* secondary: take over without sending HANDOVER_OK */
 	FT_INJECT_CUT_AFTER_COMMIT,	/* primary: cut the link once COMMIT is sent */
 	FT_INJECT_REPEAT_PAGE,		/* primary: send a checkpoint's first page twice */
+	FT_INJECT_SLOW_CAPTURE,		/* primary: the next capture keeps the guest paused 3 heartbeat timeouts */
+	FT_INJECT_SLOW_COMMIT,		/* secondary: the next commit takes 3 heartbeat timeouts before its ACK */
 };
 
 enum ft_state {
@@ -179,8 +181,24 @@ struct ft_secondary {
 	int64_t clock_elapsed_ns, clock_step_ns, clock_skew_ns;
 };
 
+/* The link's heartbeat thread (link.c). Started and stopped by the role
+ * thread, which alone touches running; x and heartbeat_ms are set before
+ * the thread starts; stop is read and written under lock. */
+struct ft_link {
+	pthread_t thread;
+	bool running;
+	struct xport *x;
+	uint32_t heartbeat_ms;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop;
+};
+
 struct ft {
-	struct ft_config cfg;		/* set before any thread runs */
+	/* Set before any thread runs, but for compress, heartbeat_ms and
+	 * heartbeat_timeout_ms, which the monitor writes under lock
+	 * (migrate_set_parameter) and a role thread reads as it goes. */
+	struct ft_config cfg;
 
 	/* lock protects every field of ft, pri and sec that is not atomic
 	 * (the rule above); cond signals triggers, state changes, thread
@@ -209,6 +227,7 @@ struct ft {
 
 	struct ft_primary pri;
 	struct ft_secondary sec;
+	struct ft_link link;		/* the role thread's */
 };
 
 int ft_primary__run(struct ft *ft);	/* the primary thread's body */
@@ -243,11 +262,14 @@ int ft_announce__rarp(struct eventtap *et, const uint8_t mac[6]);
  */
 int ft_hook__run(struct ft *ft, const char *event, const char *detail, char *why, size_t len);
 /*
- * The link's liveness (link.c): keepalive sends a HEARTBEAT if nothing was
- * sent for heartbeat_ms; peer_silent is true (err says so) once nothing
- * came from the peer for heartbeat_timeout_ms.
+ * The link's liveness (link.c): start runs the heartbeat thread on ft->x
+ * (a HEARTBEAT whenever nothing was sent for heartbeat_ms); stop shuts the
+ * link down and joins it (the link is about to be closed). peer_silent is
+ * true (err says so) once nothing came from the peer for
+ * heartbeat_timeout_ms.
  */
-int ft_link__keepalive(struct ft *ft);
+int ft_link__start(struct ft *ft);
+void ft_link__stop(struct ft *ft);
 bool ft_link__peer_silent(struct ft *ft, char *err, size_t errlen);
 /* The audit log (audit.c): one line per protocol step; no-op when off. */
 int ft_audit__open(struct ft *ft, const char *path, char *err);

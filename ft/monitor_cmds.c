@@ -107,6 +107,8 @@ static void cmd_set_parameter(struct mon_reply *r, int argc, char **argv, void *
 		{ "handover-no-ok", FT_INJECT_HANDOVER_NO_OK },
 		{ "cut-after-commit", FT_INJECT_CUT_AFTER_COMMIT },
 		{ "repeat-page", FT_INJECT_REPEAT_PAGE },
+		{ "slow-capture", FT_INJECT_SLOW_CAPTURE },
+		{ "slow-commit", FT_INJECT_SLOW_COMMIT },
 	};
 	uint32_t v;
 
@@ -220,6 +222,8 @@ static void cmd_info_migrate(struct mon_reply *r, int argc, char **argv, void *o
 		mon_reply__u64(r, "peer_lag_ms", lag);
 		mon_reply__u64(r, "revoke_ms", ft->pri.revoke_ms);
 		mon_reply__u64(r, "held_output_limit", ft->pri.held_bound);
+		mon_reply__u64(r, "heartbeat_ms", ft->cfg.heartbeat_ms);
+		mon_reply__u64(r, "heartbeat_timeout_ms", ft->cfg.heartbeat_timeout_ms);
 		mon_reply__u64(r, "forced_checkpoints", ft->pri.forced_checkpoints);
 	} else {
 		mon_reply__u64(r, "committed_epoch", ft->sec.committed_epoch);

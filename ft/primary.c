@@ -84,8 +84,8 @@ static int send_buf(struct ft *ft, uint16_t type, uint32_t flags, uint64_t epoch
 }
 
 /*
- * Receives the next message that is not a heartbeat, sending heartbeats
- * while waiting. A silent peer is lost after the heartbeat timeout.
+ * Receives the next message that is not a heartbeat (the link thread
+ * sends ours). A silent peer is lost after the heartbeat timeout.
  */
 static int recv_msg(struct ft *ft, struct xport_msg *m, int timeout_ms)
 {
@@ -116,8 +116,6 @@ static int recv_msg(struct ft *ft, struct xport_msg *m, int timeout_ms)
 		}
 		if (ft__now_ns() >= deadline)
 			return -ETIMEDOUT;
-		if (ft_link__keepalive(ft))
-			return -EPIPE;
 	}
 }
 
@@ -200,8 +198,6 @@ static int sync_pages(struct ft *ft, const uint64_t *bitmap, bool skip_zero, str
 	 * design (a page written after it was read is dirty, and sent again). */
 	vm__racy_reads_begin();
 	for (uint64_t p = 0; p < nr && !ret; p++) {
-		if (!(p & 255) && (ret = ft_link__keepalive(ft)))
-			break;
 		if (bitmap && !(bitmap[p / 64] & (1ull << (p % 64))))
 			continue;
 		if (skip_zero && vm__page_is_zero(vm, p))
@@ -245,8 +241,6 @@ static int sync_disk_blocks(struct ft *ft, const uint64_t *bitmap, uint64_t *sen
 	for (uint64_t b = 0; b < nr && !ret; b++) {
 		if (bitmap && !(bitmap[b / 64] & (1ull << (b % 64))))
 			continue;
-		if ((ret = ft_link__keepalive(ft)))
-			break;
 		uint64_t off = b * FT_DISK_BLOCK;
 		size_t len = d->size - off < FT_DISK_BLOCK ? (size_t)(d->size - off) : FT_DISK_BLOCK;
 		struct iovec v = { buf + 8, len };
@@ -355,6 +349,17 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 	 * while the guest cannot write, so they match this checkpoint. */
 	if (!ret && first && c->disk_bitmap)
 		ret = sync_disk_blocks(ft, c->disk_bitmap, &disk_blocks);
+	if (ft->inject == FT_INJECT_SLOW_CAPTURE) {
+		/* A capture as slow as a big guest's (or a slow disk read of
+		 * the sync's last blocks): nothing of the role thread's goes out. */
+		ft->inject = FT_INJECT_NONE;
+		fprintf(stderr, "ftvm: ft: injected a slow capture of checkpoint %llu\n",
+			(unsigned long long)epoch);
+		struct timespec slow = { 0, 3 * (long)ft->cfg.heartbeat_timeout_ms * 1000000l };
+		slow.tv_sec = slow.tv_nsec / 1000000000l;
+		slow.tv_nsec %= 1000000000l;
+		nanosleep(&slow, NULL);
+	}
 	uint64_t tr = ft__now_ns();
 	vm__resume_internal(vm);
 	uint64_t t1 = ft__now_ns();
@@ -565,10 +570,6 @@ static int wait_for_trigger(struct ft *ft, int wake_fd, uint64_t last_ckpt_ns)
 			ft__error(ft, "%s", err);
 			xport_msg__free(&m);
 			return -ETIMEDOUT;
-		}
-		if (ft_link__keepalive(ft)) {
-			xport_msg__free(&m);
-			return -EPIPE;
 		}
 	}
 }
@@ -903,6 +904,8 @@ int ft_primary__run(struct ft *ft)
 	xport__set_type_names(ft->x, ft_msg_names, FT_MSG_MAX);
 	snprintf(ft->peer, sizeof(ft->peer), "%s", xport__peer(ft->x));
 	ret = hello(ft, &c);
+	if (!ret && (ret = ft_link__start(ft)))
+		ft__error(ft, "starting the link's heartbeat thread: %s", strerror(-ret));
 	if (ret)
 		goto out;
 	ft__set_state(ft, FT_SYNCING);

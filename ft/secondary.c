@@ -163,6 +163,8 @@ static int serve(struct ft *ft)
 	pthread_mutex_unlock(&ft->lock);
 	xport__set_max_payload(ft->x, 64u << 20);
 	ret = send_buf_ok(ft);
+	if (!ret && (ret = ft_link__start(ft)))
+		snprintf(err, sizeof(err), "starting the link's heartbeat thread: %s", strerror(-ret));
 	if (ret)
 		goto out;
 
@@ -204,7 +206,6 @@ static int serve(struct ft *ft)
 				goto refuse;
 			goto lost;
 		}
-		ft_link__keepalive(ft);
 		if (ret == -ETIMEDOUT)
 			continue;
 
@@ -213,6 +214,13 @@ static int serve(struct ft *ft)
 			break;
 		case FT_RX_COMMITTED:
 			publish_commit(ft, &rx);
+			if (ft->inject == FT_INJECT_SLOW_COMMIT) {
+				/* As slow as applying a big checkpoint to a slow disk. */
+				ft->inject = FT_INJECT_NONE;
+				fprintf(stderr, "ftvm: ft: injected a slow commit of checkpoint %llu\n",
+					(unsigned long long)rx.committed);
+				usleep(3 * ft->cfg.heartbeat_timeout_ms * 1000u);
+			}
 			ret = xport__send_buf(ft->x, reply.type, 0, reply.epoch, NULL, 0);
 			if (ret) {
 				snprintf(err, sizeof(err), "sending ACK: %s", strerror(-ret));
@@ -267,6 +275,7 @@ lost:
 			  (unsigned long long)ft->sec.committed_epoch);
 	}
 out:
+	ft_link__stop(ft);
 	xport_msg__free(&m);
 	ft_rx__free(&rx);
 	return why;
