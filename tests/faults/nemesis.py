@@ -174,7 +174,7 @@ class Replies:
 
     def __init__(self, topo):
         self.lock = threading.Lock()
-        self.events = []          # (monotonic time, host)
+        self.events = []          # (kernel time of the frame, host)
         self.procs = []
         for h in ("A", "B"):
             p = subprocess.Popen(topo.cmd(h, sys.executable, os.path.join(HERE, "capture.py"), "tap" + h,
@@ -199,7 +199,8 @@ class Replies:
         time.sleep(SWITCH_GAP + 0.05)
         with self.lock:
             ev = sorted(self.events)
-        self.checked, self.last, n = scan_replies(ev, self.checked, self.last, time.monotonic() - SWITCH_GAP,
+        # The captures' times are the kernel's CLOCK_REALTIME stamps.
+        self.checked, self.last, n = scan_replies(ev, self.checked, self.last, time.time() - SWITCH_GAP,
                                                   self.per_host, what)
         self.switches += n
 
