@@ -145,6 +145,12 @@ struct ft_primary {
 	uint64_t acked_epoch;		/* last checkpoint the secondary committed */
 	unsigned sync_percent;
 	uint64_t sync_ram_pages, sync_disk_blocks, sync_rounds;
+	/* The sync's progress: bytes to look at (the image's data extents, the
+	 * RAM the host backs, and each round's dirty pages), bytes looked at,
+	 * and what was skipped without a read (RAM pages never backed, the
+	 * image's holes). */
+	uint64_t sync_start_ns, sync_total_bytes, sync_done_bytes;
+	uint64_t sync_ram_unread, sync_disk_unread;
 	struct ft_samples pause_us, ckpt_bytes, ckpt_ship_us;
 	uint64_t bytes_raw, bytes_wire;	/* pages before/after compression */
 	uint64_t sync_ms;

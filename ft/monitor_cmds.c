@@ -157,6 +157,25 @@ static void cmd_set_parameter(struct mon_reply *r, int argc, char **argv, void *
 	mon_reply__str(r, argv[0], argv[1]);
 }
 
+/* The sync's size, speed and what is left (under ft->lock). */
+static void sync_figures(struct mon_reply *r, struct ft *ft)
+{
+	const struct ft_primary *p = &ft->pri;
+	bool syncing = ft->state == FT_SYNCING;
+	uint64_t elapsed_ns = p->sync_start_ns ? (syncing ? ft__now_ns() - p->sync_start_ns
+							  : p->sync_ms * 1000000u) : 0;
+	double gib_s = elapsed_ns ? (double)p->sync_done_bytes / (double)elapsed_ns * 1e9 / (1u << 30) : 0;
+	uint64_t left = p->sync_total_bytes - p->sync_done_bytes;
+	mon_reply__u64(r, "sync_total_bytes", p->sync_total_bytes);
+	mon_reply__u64(r, "sync_remaining_bytes", left);
+	mon_reply__double(r, "sync_gib_per_s", gib_s);
+	/* At the rate so far; 0 once done (or before anything was looked at). */
+	mon_reply__u64(r, "sync_eta_ms", syncing && p->sync_done_bytes
+			       ? (uint64_t)((double)left * (double)elapsed_ns / (double)p->sync_done_bytes / 1e6) : 0);
+	mon_reply__u64(r, "sync_ram_pages_unread", p->sync_ram_unread);
+	mon_reply__u64(r, "sync_disk_bytes_unread", p->sync_disk_unread);
+}
+
 static void samples(struct mon_reply *r, const char *key, const struct ft_samples *s)
 {
 	mon_reply__object_begin(r, key);
@@ -200,6 +219,7 @@ static void cmd_info_migrate(struct mon_reply *r, int argc, char **argv, void *o
 		mon_reply__u64(r, "sync_ms", ft->pri.sync_ms);
 		mon_reply__u64(r, "sync_ram_pages", ft->pri.sync_ram_pages);
 		mon_reply__u64(r, "sync_disk_blocks", ft->pri.sync_disk_blocks);
+		sync_figures(r, ft);
 		mon_reply__u64(r, "epoch", ft->pri.epoch);
 		mon_reply__u64(r, "acked_epoch", ft->pri.acked_epoch);
 		mon_reply__u64(r, "epochs", ft->epochs);

@@ -184,12 +184,28 @@ static void sync_count(struct ft *ft, uint64_t *counter, uint64_t n)
 	pthread_mutex_unlock(&ft->lock);
 }
 
-/* Sends the pages set in bitmap straight from guest memory (initial sync). */
+/* The sync's progress: bytes looked at (sent, or read and found zero). */
+static void sync_progress(struct ft *ft, uint64_t done_bytes)
+{
+	pthread_mutex_lock(&ft->lock);
+	ft->pri.sync_done_bytes += done_bytes;
+	if (ft->pri.sync_done_bytes > ft->pri.sync_total_bytes)
+		ft->pri.sync_total_bytes = ft->pri.sync_done_bytes;
+	/* 100 only once protected: the first checkpoint is the last step. */
+	ft->pri.sync_percent = (unsigned)(99 * ft->pri.sync_done_bytes / (ft->pri.sync_total_bytes | 1));
+	pthread_mutex_unlock(&ft->lock);
+}
+
+/*
+ * Sends the pages set in bitmap straight from guest memory (initial
+ * sync); skip_zero leaves out pages that read as zeros (the secondary's
+ * RAM starts zeroed).
+ */
 static int sync_pages(struct ft *ft, const uint64_t *bitmap, bool skip_zero, struct capture *c,
 		      uint64_t *sent)
 {
 	struct vm *vm = ft->cfg.vm;
-	uint64_t nr = vm__nr_pages(vm), total = 0;
+	uint64_t nr = vm__nr_pages(vm), total = 0, looked = 0;
 	uint64_t batch[FT_PAGES_PER_MSG];
 	size_t n = 0;
 	int ret = 0;
@@ -197,25 +213,26 @@ static int sync_pages(struct ft *ft, const uint64_t *bitmap, bool skip_zero, str
 	/* The guest and the device threads write these pages meanwhile: by
 	 * design (a page written after it was read is dirty, and sent again). */
 	vm__racy_reads_begin();
-	for (uint64_t p = 0; p < nr && !ret; p++) {
-		if (bitmap && !(bitmap[p / 64] & (1ull << (p % 64))))
-			continue;
-		if (skip_zero && vm__page_is_zero(vm, p))
-			continue;
-		batch[n++] = p;
-		if (n == FT_PAGES_PER_MSG) {
-			ret = send_pages(ft, FT_MSG_SYNC_RAM, 0, batch, NULL, n, &c->wire);
-			total += n;
-			n = 0;
-			if (!bitmap) {
-				pthread_mutex_lock(&ft->lock);
-				ft->pri.sync_percent = (unsigned)(10 + 80 * p / nr);
-				pthread_mutex_unlock(&ft->lock);
+	for (uint64_t w = 0; w < (nr + 63) / 64 && !ret; w++) {
+		uint64_t bits = bitmap ? bitmap[w] : ~0ull;
+		while (bits && !ret) {
+			uint64_t p = w * 64 + (uint64_t)__builtin_ctzll(bits);
+			bits &= bits - 1;
+			if (p >= nr)
+				break;
+			looked++;
+			if (skip_zero && vm__page_is_zero(vm, p))
+				continue;
+			batch[n++] = p;
+			if (n == FT_PAGES_PER_MSG) {
+				ret = send_pages(ft, FT_MSG_SYNC_RAM, 0, batch, NULL, n, &c->wire);
+				total += n;
+				n = 0;
+				sync_progress(ft, looked * FT_PAGE);
+				looked = 0;
+				if (stopping(ft))
+					ret = -ECANCELED;
 			}
-		}
-		if (stopping(ft)) {
-			vm__racy_reads_end();
-			return -ECANCELED;
 		}
 	}
 	if (!ret && n) {
@@ -223,11 +240,42 @@ static int sync_pages(struct ft *ft, const uint64_t *bitmap, bool skip_zero, str
 		total += n;
 	}
 	vm__racy_reads_end();
+	sync_progress(ft, looked * FT_PAGE);
 	*sent = total;
 	return ret;
 }
 
-/* Sends the 64 KiB disk blocks set in bitmap (all non-zero ones if NULL). */
+/* Reads 64 KiB block b and sends it, unless it is all zeros and skip_zero. */
+static int sync_disk_block(struct ft *ft, uint64_t b, uint8_t *buf, bool skip_zero, uint64_t *sent)
+{
+	struct disk *d = ft->cfg.disk;
+	uint64_t off = b * FT_DISK_BLOCK;
+	size_t len = d->size - off < FT_DISK_BLOCK ? (size_t)(d->size - off) : FT_DISK_BLOCK;
+	struct iovec v = { buf + 8, len };
+	int ret = d->ops->read(d->be, off, &v, 1);
+	if (ret)
+		return ret;
+	sync_progress(ft, len);
+	if (skip_zero) {
+		bool zero = true;
+		for (size_t i = 0; i < len && zero; i++)
+			zero = buf[8 + i] == 0;
+		if (zero)
+			return 0;
+	}
+	memcpy(buf, &off, 8);
+	ret = send_buf(ft, FT_MSG_SYNC_DISK, 0, 0, buf, 8 + len);
+	(*sent)++;
+	if (!ret && stopping(ft))
+		ret = -ECANCELED;
+	return ret;
+}
+
+/*
+ * Sends the 64 KiB disk blocks set in bitmap; with no bitmap, every block
+ * of the image's data extents (holes are never read: SEEK_DATA) that is
+ * not all zeros (the secondary starts from a zeroed image).
+ */
 static int sync_disk_blocks(struct ft *ft, const uint64_t *bitmap, uint64_t *sent)
 {
 	struct disk *d = ft->cfg.disk;
@@ -238,30 +286,47 @@ static int sync_disk_blocks(struct ft *ft, const uint64_t *bitmap, uint64_t *sen
 	if (!buf)
 		return -ENOMEM;
 	*sent = 0;
-	for (uint64_t b = 0; b < nr && !ret; b++) {
-		if (bitmap && !(bitmap[b / 64] & (1ull << (b % 64))))
-			continue;
-		uint64_t off = b * FT_DISK_BLOCK;
-		size_t len = d->size - off < FT_DISK_BLOCK ? (size_t)(d->size - off) : FT_DISK_BLOCK;
-		struct iovec v = { buf + 8, len };
-		ret = d->ops->read(d->be, off, &v, 1);
-		if (ret)
-			break;
-		if (!bitmap) {	/* the secondary starts from a zeroed image */
-			bool zero = true;
-			for (size_t i = 0; i < len && zero; i++)
-				zero = buf[8 + i] == 0;
-			if (zero)
-				continue;
+	if (bitmap) {
+		for (uint64_t b = 0; b < nr && !ret; b++)
+			if (bitmap[b / 64] & (1ull << (b % 64)))
+				ret = sync_disk_block(ft, b, buf, false, sent);
+		free(buf);
+		return ret;
+	}
+	for (uint64_t b = 0; b < nr && !ret;) {
+		uint64_t start = b * FT_DISK_BLOCK, end = d->size;
+		if (d->ops->seek_data) {
+			ret = d->ops->seek_data(d->be, start, &start, &end);
+			if (ret == -ENXIO) {
+				ret = 0;
+				break;	/* holes to the end */
+			}
+			if (ret)
+				break;
 		}
-		memcpy(buf, &off, 8);
-		ret = send_buf(ft, FT_MSG_SYNC_DISK, 0, 0, buf, 8 + len);
-		(*sent)++;
-		if (stopping(ft))
-			ret = -ECANCELED;
+		uint64_t last = end > d->size ? nr : (end + FT_DISK_BLOCK - 1) / FT_DISK_BLOCK;
+		for (b = start / FT_DISK_BLOCK; b < last && !ret; b++)
+			ret = sync_disk_block(ft, b, buf, true, sent);
 	}
 	free(buf);
 	return ret;
+}
+
+/* Bytes of the image's data extents (what the first disk pass reads). */
+static uint64_t disk_data_bytes(struct disk *d)
+{
+	uint64_t off = 0, total = 0, start, end;
+	if (!d->ops->seek_data)
+		return d->size;
+	while (off < d->size && d->ops->seek_data(d->be, off, &start, &end) == 0) {
+		if (end > d->size)
+			end = d->size;
+		if (end <= start)
+			break;
+		total += end - start;
+		off = end;
+	}
+	return total;
 }
 
 /*
@@ -696,9 +761,27 @@ static int initial_sync(struct ft *ft, struct capture *c)
 	struct eventtap *et = ft->cfg.et;
 	uint64_t words = (vm__nr_pages(vm) + 63) / 64, sent = 0;
 	uint64_t t0 = ft__now_ns();
+	bool replicated = ft->cfg.disk && ft->cfg.drive_mode == VM_DRIVE_REPLICATED;
 	int ret;
 
-	if (ft->cfg.disk && ft->cfg.drive_mode == VM_DRIVE_REPLICATED) {
+	/* What there is to look at: the image's data extents, and the RAM
+	 * the host has backed (the rest reads as zeros and is never read). */
+	uint64_t disk_bytes = replicated ? disk_data_bytes(ft->cfg.disk) : 0;
+	int64_t populated = vm__populated_pages(vm, c->bitmap);
+	if (populated < 0) {
+		/* No page map: look at every page. */
+		memset(c->bitmap, 0xff, words * 8);
+		populated = (int64_t)vm__nr_pages(vm);
+	}
+	pthread_mutex_lock(&ft->lock);
+	ft->pri.sync_start_ns = t0;
+	ft->pri.sync_done_bytes = 0;
+	ft->pri.sync_total_bytes = disk_bytes + (uint64_t)populated * FT_PAGE;
+	ft->pri.sync_ram_unread = vm__nr_pages(vm) - (uint64_t)populated;
+	ft->pri.sync_disk_unread = replicated ? ft->cfg.disk->size - disk_bytes : 0;
+	pthread_mutex_unlock(&ft->lock);
+
+	if (replicated) {
 		uint64_t nb = (ft->cfg.disk->size + FT_DISK_BLOCK - 1) / FT_DISK_BLOCK;
 		c->disk_bitmap = calloc((nb + 63) / 64, 8);
 		if (!c->disk_bitmap)
@@ -719,15 +802,19 @@ static int initial_sync(struct ft *ft, struct capture *c)
 			return ret;
 		memset(c->disk_bitmap, 0, (nb + 63) / 64 * 8);
 	}
-	pthread_mutex_lock(&ft->lock);
-	ft->pri.sync_percent = 10;
-	pthread_mutex_unlock(&ft->lock);
 
+	/* Dirty logging first, then the page map: a page the guest writes
+	 * after it was looked at (or first touches after the map was read)
+	 * is in the next round. */
 	ret = vm__dirty_log_enable(vm, true);
 	if (!ret)
 		ret = vm__dirty_log_collect(vm, c->bitmap);	/* start a round */
-	if (!ret)
-		ret = sync_pages(ft, NULL, true, c, &sent);
+	if (!ret) {
+		memset(c->bitmap, 0, words * 8);
+		if (vm__populated_pages(vm, c->bitmap) < 0)
+			memset(c->bitmap, 0xff, words * 8);
+		ret = sync_pages(ft, c->bitmap, true, c, &sent);
+	}
 	sync_count(ft, &ft->pri.sync_ram_pages, sent);
 	for (unsigned round = 1; !ret && round <= 30; round++) {
 		memset(c->bitmap, 0, words * 8);
@@ -737,6 +824,9 @@ static int initial_sync(struct ft *ft, struct capture *c)
 			dirty += (uint64_t)__builtin_popcountll(c->bitmap[w]);
 		if (ret || dirty < 1024)
 			break;	/* small enough for one pause */
+		pthread_mutex_lock(&ft->lock);
+		ft->pri.sync_total_bytes += dirty * FT_PAGE;
+		pthread_mutex_unlock(&ft->lock);
 		ret = sync_pages(ft, c->bitmap, false, c, &sent);
 		sync_count(ft, &ft->pri.sync_ram_pages, sent);
 		pthread_mutex_lock(&ft->lock);
@@ -745,13 +835,11 @@ static int initial_sync(struct ft *ft, struct capture *c)
 	}
 	/* The pages found dirty in the last round stay in c->bitmap: they go
 	 * with checkpoint 1. */
-	pthread_mutex_lock(&ft->lock);
-	ft->pri.sync_percent = 95;
-	pthread_mutex_unlock(&ft->lock);
 	if (!ret)
 		ret = checkpoint(ft, c, true, true);
 	pthread_mutex_lock(&ft->lock);
 	ft->pri.sync_ms = (ft__now_ns() - t0) / 1000000;
+	ft->pri.sync_done_bytes = ft->pri.sync_total_bytes;
 	pthread_mutex_unlock(&ft->lock);
 	return ret;
 }

@@ -56,6 +56,7 @@ void mem__mark_dirty(struct guest_mem *m, uint64_t gpa, size_t len);
 int mem__set_dirty_log(struct guest_mem *m, int vm_fd, bool on);
 int mem__collect_dirty(struct guest_mem *m, int vm_fd, uint64_t *bitmap);
 int mem__zero(struct guest_mem *m);
+int64_t mem__populated(struct guest_mem *m, uint64_t *bitmap);
 
 /* ---- I/O dispatch ------------------------------------------------------------- */
 

@@ -41,6 +41,13 @@ struct disk_ops {
 	 * (-ENOSPC now instead). 0 where the medium cannot tell.
 	 */
 	int (*reserve)(void *be, uint64_t offset, uint64_t len);
+	/*
+	 * Optional: the first extent at or after offset that may hold data,
+	 * [*start, *end); -ENXIO when only holes follow. Everything outside
+	 * such extents reads as zeros (a sparse image's holes). Without it,
+	 * the whole disk may hold data.
+	 */
+	int (*seek_data)(void *be, uint64_t offset, uint64_t *start, uint64_t *end);
 };
 
 struct disk {
@@ -175,6 +182,13 @@ void vm__racy_reads_end(void);
 
 /* True if guest page p (index, as vm__page_gpa) holds only zeros. */
 bool vm__page_is_zero(struct vm *vm, uint64_t p);
+/*
+ * Sets in bitmap (vm__nr_pages bits, zeroed by the caller) the pages that
+ * may hold data: those the host has backed since the RAM was mapped or
+ * last zeroed (present or swapped out). The others read as zeros without
+ * being read. Returns how many it set, or a negative errno.
+ */
+int64_t vm__populated_pages(struct vm *vm, uint64_t *bitmap);
 
 int vm__save_state(struct vm *vm, struct sbuf *out, char *err);
 /* The same, for a caller that holds vm__devices_lock (a checkpoint capture

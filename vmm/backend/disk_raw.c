@@ -142,12 +142,29 @@ static int raw__reserve(void *be, uint64_t off, uint64_t len)
 	return -errno;
 }
 
+/* The image's next data extent (SEEK_DATA/SEEK_HOLE; a file system that
+ * knows no holes reports all of the file as data). */
+static int raw__seek_data(void *be, uint64_t off, uint64_t *start, uint64_t *end)
+{
+	int fd = ((struct disk_raw *)be)->fd;
+	off_t s = lseek(fd, (off_t)off, SEEK_DATA);
+	if (s < 0)
+		return -errno;	/* ENXIO: holes only, to the end */
+	off_t e = lseek(fd, s, SEEK_HOLE);
+	if (e < 0)
+		return -errno;
+	*start = (uint64_t)s;
+	*end = (uint64_t)e;
+	return 0;
+}
+
 static const struct disk_ops disk_raw_ops = {
 	.read = raw__read,
 	.write = raw__write,
 	.flush = raw__flush,
 	.discard = raw__discard,
 	.reserve = raw__reserve,
+	.seek_data = raw__seek_data,
 };
 
 int disk_raw__open(struct disk *d, const char *path, bool readonly, char *err)

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "vmm/vm_internal.h"
 
@@ -162,6 +164,46 @@ int mem__collect_dirty(struct guest_mem *m, int vm_fd, uint64_t *bitmap)
 	for (uint64_t w = 0; w < (m->nr_pages + 63) / 64; w++)
 		bitmap[w] |= atomic_exchange_explicit(&m->vmm_dirty[w], 0, memory_order_relaxed);
 	return 0;
+}
+
+/*
+ * /proc/self/pagemap: one u64 a page of our address space; bit 63 present,
+ * bit 62 swapped. Guest RAM is private anonymous memory, so a page that is
+ * neither has not been written since it was mapped or discarded
+ * (MADV_DONTNEED), and reads as zeros.
+ */
+int64_t mem__populated(struct guest_mem *m, uint64_t *bitmap)
+{
+	enum { BATCH = 4096 };
+	uint64_t entries[BATCH];
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	int64_t set = 0;
+
+	if (fd < 0)
+		return -errno;
+	for (unsigned i = 0; i < m->nr_slots; i++) {
+		const struct mem_slot *s = &m->slots[i];
+		uint64_t pages = s->size / VMM_PAGE_SIZE, vpn = (uintptr_t)s->host / VMM_PAGE_SIZE;
+		for (uint64_t done = 0; done < pages;) {
+			size_t n = pages - done < BATCH ? (size_t)(pages - done) : BATCH;
+			ssize_t got = pread(fd, entries, n * 8, (off_t)((vpn + done) * 8));
+			if (got != (ssize_t)(n * 8)) {
+				int ret = got < 0 ? -errno : -EIO;
+				close(fd);
+				return ret;
+			}
+			for (size_t k = 0; k < n; k++) {
+				if (!(entries[k] >> 62))
+					continue;
+				uint64_t p = s->first_page + done + k;
+				bitmap[p / 64] |= 1ull << (p % 64);
+				set++;
+			}
+			done += n;
+		}
+	}
+	close(fd);
+	return set;
 }
 
 int mem__zero(struct guest_mem *m)

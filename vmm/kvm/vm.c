@@ -635,6 +635,11 @@ void vm__devices_lock(struct vm *vm) { pthread_mutex_lock(&vm->dev_lock); }
 void vm__devices_unlock(struct vm *vm) { pthread_mutex_unlock(&vm->dev_lock); }
 uint32_t vm__tsc_khz(struct vm *vm) { return vm->tsc_khz; }
 
+int64_t vm__populated_pages(struct vm *vm, uint64_t *bitmap)
+{
+	return mem__populated(&vm->mem, bitmap);
+}
+
 int vm__zero_ram(struct vm *vm)
 {
 	return mem__zero(&vm->mem);
