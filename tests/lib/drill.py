@@ -238,8 +238,8 @@ class Client:
 
 
 def close_all(client, nodes):
-    """Test cleanup: the client's load and every node's VMM."""
-    if client.load and client.load.poll() is None:
+    """Test cleanup: the client's load (if any) and every node's VMM."""
+    if client and client.load and client.load.poll() is None:
         client.load.kill()
     for n in nodes:
         n.close()

@@ -1,6 +1,7 @@
 /* ftvmctl: run one monitor command against a running ftvm (docs/monitor.md).
  *
  *   ftvmctl SOCKET [--json] [--timeout SECONDS] COMMAND [ARG...]
+ *   ftvmctl SOCKET migrate -d -k URI --wait
  *
  * Text mode: read the greeting line and the "(ftvm) " prompt, send the
  * command, print everything up to the next prompt; exit 1 if the answer
@@ -37,13 +38,18 @@
 
 static const char usage_text[] =
 "usage: ftvmctl SOCKET [--json] [--timeout SECONDS] COMMAND [ARG...]\n"
+"       ftvmctl SOCKET migrate -d -k URI --wait\n"
 "\n"
 "Runs one command on the ftvm monitor listening on the unix socket SOCKET\n"
 "(ftvm --monitor unix:SOCKET) and prints the answer: the text form, or with\n"
 "--json the one JSON line. The command's words are joined by single spaces.\n"
 "\n"
 "  --json             use the monitor's JSON mode\n"
-"  --timeout SECONDS  give up after this long in all (default 30; decimals ok)\n"
+"  --timeout SECONDS  give up after this long in all (default 30; decimals ok;\n"
+"                     with --wait none)\n"
+"  --wait             after migrate: follow the sync (a bar on a terminal,\n"
+"                     plain lines when piped) until protected (exit 0) or\n"
+"                     protection fails (exit 1, with the reason)\n"
 "  -h, --help         this text\n"
 "\n"
 "Exit status: 0 success, 1 the command failed (error answer),\n"
@@ -362,6 +368,120 @@ static int run_json(struct conn *c, const char *sock, const char *cmd,
 	return EXIT_UNREACHABLE;
 }
 
+/* ---- migrate ... --wait: follow the sync until protected ---------------- */
+
+/* The number after "KEY": in one of our monitor's JSON lines (no JSON
+ * library: the monitor writes these lines itself, keys are unique). */
+static bool json_num(const char *line, const char *key, double *out)
+{
+	char pat[64];
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	const char *p = strstr(line, pat);
+	if (!p)
+		return false;
+	char *end;
+	*out = strtod(p + strlen(pat), &end);
+	return end != p + strlen(pat);
+}
+
+/* The string after "KEY": (escapes left as they are; our values are plain). */
+static void json_str(const char *line, const char *key, char *buf, size_t len)
+{
+	char pat[64];
+	snprintf(pat, sizeof(pat), "\"%s\":\"", key);
+	const char *p = strstr(line, pat);
+	buf[0] = '\0';
+	if (!p)
+		return;
+	p += strlen(pat);
+	size_t n = 0;
+	while (p[n] && p[n] != '"' && n + 1 < len)
+		n++;
+	memcpy(buf, p, n);
+	buf[n] = '\0';
+}
+
+static void human_bytes(double b, char *buf, size_t len)
+{
+	if (b >= (double)(1u << 30))
+		snprintf(buf, len, "%.1f GiB", b / (double)(1u << 30));
+	else
+		snprintf(buf, len, "%.0f MiB", b / (double)(1u << 20));
+}
+
+/*
+ * After `migrate`: asks `info migrate` every 200 ms until the primary is
+ * protected (exit 0) or protection failed (exit 1, with the reason). On
+ * a terminal one line is redrawn as a bar; piped, a plain line is printed
+ * at each 10 % step and at every change of state.
+ */
+static int wait_protected(struct conn *c, const char *sock, bool in_json)
+{
+	bool tty = isatty(STDOUT_FILENO);
+	char state[32], last_state[32] = "", err[256];
+	int last_step = -1;
+	size_t n;
+	int r;
+
+	if (!in_json) {
+		conn_consume(c, c->len);
+		if ((r = conn_send(c, "json\n", 5)) < 0 || (r = conn_read_line(c, &n)) < 0)
+			return fail_io(sock, "switching to JSON mode", r);
+		conn_consume(c, n + 1);
+	} else {
+		conn_consume(c, c->len);
+	}
+	for (;;) {
+		if ((r = conn_send(c, "info migrate\n", 13)) < 0 || (r = conn_read_line(c, &n)) < 0)
+			return fail_io(sock, "asking info migrate", r);
+		c->buf[n] = '\0';
+		double pct = 0, left = 0, rate = 0, eta = 0, ms = 0;
+		json_str(c->buf, "state", state, sizeof(state));
+		json_num(c->buf, "sync_percent", &pct);
+		json_num(c->buf, "sync_remaining_bytes", &left);
+		json_num(c->buf, "sync_gib_per_s", &rate);
+		json_num(c->buf, "sync_eta_ms", &eta);
+		json_num(c->buf, "sync_ms", &ms);
+		json_str(c->buf, "last_error", err, sizeof(err));
+		conn_consume(c, n + 1);
+
+		bool done = !strcmp(state, "protected");
+		bool failed = strcmp(state, "setup") && strcmp(state, "syncing") && !done;
+		if (done)
+			pct = 100;
+		char lb[32];
+		human_bytes(left, lb, sizeof(lb));
+		if (tty) {
+			char bar[41];
+			int fill = (int)(pct * 40 / 100);
+			for (int i = 0; i < 40; i++)
+				bar[i] = i < fill ? '#' : '.';
+			bar[40] = '\0';
+			printf("\r%-9s [%s] %3.0f%%  %s left  %.2f GiB/s  ETA %.0f s   ", state, bar, pct, lb,
+			       rate, eta / 1000);
+			if (done || failed)
+				printf("\n");
+		} else if (strcmp(state, last_state) || (int)pct / 10 != last_step || done) {
+			printf("%s %.0f%% %s left %.2f GiB/s eta %.0f s\n", state, pct, lb, rate, eta / 1000);
+		}
+		fflush(stdout);
+		snprintf(last_state, sizeof(last_state), "%s", state);
+		last_step = (int)pct / 10;
+		if (done) {
+			printf("protected: synced in %.2f s\n", ms / 1000);
+			return EXIT_OK;
+		}
+		if (failed) {
+			fprintf(stderr, "ftvmctl: protection did not start: state %s%s%s\n", state,
+				err[0] ? ": " : "", err);
+			return EXIT_CMD_FAILED;
+		}
+		if (ms_left(c) == 0)
+			return fail_io(sock, "waiting for protected", -ETIMEDOUT);
+		usleep(200000);
+	}
+}
+
 static int parse_timeout(const char *s, struct timespec *out)
 {
 	struct timespec now;
@@ -392,9 +512,9 @@ static int usage_error(const char *msg, const char *arg)
 
 int main(int argc, char **argv)
 {
-	const char *sock = NULL, *timeout = "30";
+	const char *sock = NULL, *timeout = NULL;
 	struct conn c = { .fd = -1 };
-	bool json = false;
+	bool json = false, wait = false;
 	char *line = NULL;
 	size_t line_len = 0, n;
 	int i, r, ret;
@@ -410,6 +530,8 @@ int main(int argc, char **argv)
 			return EXIT_OK;
 		} else if (!strcmp(a, "--json")) {
 			json = true;
+		} else if (!strcmp(a, "--wait")) {
+			wait = true;
 		} else if (!strcmp(a, "--timeout")) {
 			if (++i == argc)
 				return usage_error("%s", "--timeout needs SECONDS");
@@ -433,6 +555,17 @@ int main(int argc, char **argv)
 		return usage_error("%s", "no SOCKET given");
 	if (i >= argc)
 		return usage_error("%s", "no COMMAND given");
+	/* `migrate ... --wait`: the last word is ours, not the monitor's. */
+	if (!strcmp(argv[i], "migrate") && argc - i > 1 && !strcmp(argv[argc - 1], "--wait")) {
+		wait = true;
+		argc--;
+	}
+	if (wait && strcmp(argv[i], "migrate"))
+		return usage_error("%s", "--wait goes with migrate");
+	/* A sync may take longer than a command: --wait has no deadline of
+	 * its own unless one is given. */
+	if (!timeout)
+		timeout = wait ? "86400" : "30";
 	if (parse_timeout(timeout, &c.deadline) < 0)
 		return usage_error("--timeout: '%s' is not a positive number of seconds",
 				   timeout);
@@ -489,6 +622,8 @@ int main(int argc, char **argv)
 
 	ret = json ? run_json(&c, sock, argv[i], line, strlen(line)) :
 		     run_text(&c, sock, argv[i], line, strlen(line));
+	if (ret == EXIT_OK && wait)
+		ret = wait_protected(&c, sock, json);
 out:
 	fflush(stdout);
 	if (c.fd >= 0)
