@@ -154,9 +154,20 @@ class Node:
             time.sleep(0.01)
         raise Failure("%s: state %s, wanted %s (errors: %s)" % (self.name, st["state"], states, self.errors()[-2000:]))
 
-    def protect_to(self, h2):
-        self.ctl("migrate", "-d", "-k", "tcp:%s:%d" % (REP_IP[h2], REP_PORT))
-        return self.wait_state(("protected",), 60)
+    def protect_to(self, h2, log=None):
+        """Protection towards host h2's secondary; with log, through
+        `ftvmctl ... migrate --wait`, each of its progress lines logged."""
+        uri = "tcp:%s:%d" % (REP_IP[h2], REP_PORT)
+        if not log:
+            self.ctl("migrate", "-d", "-k", uri)
+            return self.wait_state(("protected",), 60)
+        p = subprocess.Popen([FTVMCTL, self.sock, "--timeout", "120", "migrate", "-d", "-k", uri, "--wait"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for line in p.stdout:
+            log("sync: " + line.rstrip())
+        if p.wait(130) != 0:
+            raise Failure("%s: migrate --wait: %s" % (self.name, p.stderr.read().strip()))
+        return self.migrate_info()
 
     def kill(self, sig=signal.SIGKILL):
         if self.proc.poll() is None:
@@ -194,8 +205,17 @@ class Client:
             args += ["--rate", str(rate)]
         self.load_out = open(os.path.join(self.work, "load.json"), "w")
         self.load_err = open(os.path.join(self.work, "load.stderr"), "w")
+        before = os.path.getsize(self.acks) if os.path.exists(self.acks) else 0
         self.load = subprocess.Popen(self.topo.cmd("C", FTVM_KV, "--server", "%s:%d" % (GUEST_IP, KV_PORT), *args),
                                      stdout=self.load_out, stderr=self.load_err)
+        # Running once its first PUT is in the ack log: a SIGINT before the
+        # client is up would end it without its report (a busy machine can
+        # take that long to start it).
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and self.load.poll() is None:
+            if os.path.exists(self.acks) and os.path.getsize(self.acks) > before:
+                break
+            time.sleep(0.01)
 
     def stop_load(self, timeout=60):
         if self.load.poll() is None:
@@ -354,7 +374,7 @@ def run_drill(work, mode, kills, policy="event", seed=None, log=print, min_gap=0
             wait_ready(primary)
             secondary = Node(topo, "B", work, "g0", image["B"], mode, True, policy=policy)
             nodes.append(secondary)
-            primary.protect_to("B")
+            primary.protect_to("B", log=log)
             client.start_load(seconds=3600, keys=200, seed=rnd.randint(1, 1 << 30))
             noisy = Noise(topo, work) if noise else None
             if noisy:
@@ -375,7 +395,8 @@ def run_drill(work, mode, kills, policy="event", seed=None, log=print, min_gap=0
                 primary = secondary
                 secondary = Node(topo, dead.h, work, "g%d" % (i + 1), image[dead.h], mode, True, policy=policy)
                 nodes.append(secondary)
-                primary.protect_to(secondary.h)
+                # Re-protection under load: only the line that says how long it took.
+                primary.protect_to(secondary.h, log=lambda l: l.startswith("sync: protected:") and log(l))
             time.sleep(0.3)
             rc, s = client.stop_load()
             rep["load"] = s

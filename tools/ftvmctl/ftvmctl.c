@@ -298,6 +298,10 @@ static bool is_quit(const char *cmd)
 	return !strcmp(cmd, "quit");
 }
 
+/* With --wait the progress lines are the answer: the command's own
+ * (successful) answer is not printed. */
+static bool quiet;
+
 static int run_text(struct conn *c, const char *sock, const char *cmd,
 		    const char *line, size_t line_len)
 {
@@ -319,8 +323,10 @@ static int run_text(struct conn *c, const char *sock, const char *cmd,
 	}
 	if (r < 0)
 		return fail_io(sock, "waiting for the answer", r);
-	fwrite(c->buf, 1, n, stdout);
-	return n >= 7 && !memcmp(c->buf, "error: ", 7) ? EXIT_CMD_FAILED : EXIT_OK;
+	bool failed = n >= 7 && !memcmp(c->buf, "error: ", 7);
+	if (!quiet || failed)
+		fwrite(c->buf, 1, n, failed && quiet ? stderr : stdout);
+	return failed ? EXIT_CMD_FAILED : EXIT_OK;
 }
 
 static int run_json(struct conn *c, const char *sock, const char *cmd,
@@ -357,8 +363,9 @@ static int run_json(struct conn *c, const char *sock, const char *cmd,
 	}
 	if (r < 0)
 		return fail_io(sock, "waiting for the answer", r);
-	printf("%.*s\n", (int)n, c->buf);
 	k = json_first_key(c->buf, n, &kl);
+	if (!quiet || !key_is(k, kl, "return"))
+		fprintf(quiet ? stderr : stdout, "%.*s\n", (int)n, c->buf);
 	if (key_is(k, kl, "return"))
 		return EXIT_OK;
 	if (key_is(k, kl, "error"))
@@ -468,7 +475,10 @@ static int wait_protected(struct conn *c, const char *sock, bool in_json)
 		snprintf(last_state, sizeof(last_state), "%s", state);
 		last_step = (int)pct / 10;
 		if (done) {
-			printf("protected: synced in %.2f s\n", ms / 1000);
+			if (ms < 1000)
+				printf("protected: synced in %.0f ms\n", ms);
+			else
+				printf("protected: synced in %.2f s\n", ms / 1000);
 			return EXIT_OK;
 		}
 		if (failed) {
@@ -620,6 +630,7 @@ int main(int argc, char **argv)
 	}
 	conn_consume(&c, c.len);
 
+	quiet = wait;
 	ret = json ? run_json(&c, sock, argv[i], line, strlen(line)) :
 		     run_text(&c, sock, argv[i], line, strlen(line));
 	if (ret == EXIT_OK && wait)
