@@ -249,6 +249,9 @@ static int serve(struct ft *ft)
 			ft__error(ft, "primary %s cancelled protection; no failover target any more",
 				  ft->peer);
 			drop_committed(ft, NULL);
+			/* Waiting before CANCEL_OK: a primary told "cancelled" finds
+			 * a secondary that holds nothing and waits for a new one. */
+			ft__set_state(ft, FT_WAITING);
 			/* Only now may the primary release what it holds. */
 			xport__send_buf(ft->x, reply.type, 0, reply.epoch, NULL, 0);
 			why = SERVE_CANCELLED;
