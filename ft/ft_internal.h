@@ -12,6 +12,8 @@
 #define FT_PAGE 4096u
 #define FT_PAGES_PER_MSG 4096u		/* 16 MiB of pages per PAGES message at most */
 #define FT_DISK_BLOCK (64u << 10)	/* replicated-disk sync granularity */
+#define FT_SYNC_MAX_ROUNDS 30u		/* pre-copy rounds at most before the first checkpoint */
+#define FT_SYNC_FINAL_PAGES 1024u	/* a round that leaves fewer is the last */
 #define FT_STAT_RING 4096
 
 /* Message types (docs/wire-format.md). */
@@ -145,6 +147,7 @@ struct ft_primary {
 	uint64_t acked_epoch;		/* last checkpoint the secondary committed */
 	unsigned sync_percent;
 	uint64_t sync_ram_pages, sync_disk_blocks, sync_rounds;
+	unsigned sync_throttle;		/* the highest throttle the sync used, % */
 	/* The sync's progress: bytes to look at (the image's data extents, the
 	 * RAM the host backs, and each round's dirty pages), bytes looked at,
 	 * and what was skipped without a read (RAM pages never backed, the

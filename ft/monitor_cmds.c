@@ -219,7 +219,11 @@ static void cmd_info_migrate(struct mon_reply *r, int argc, char **argv, void *o
 		mon_reply__u64(r, "sync_ms", ft->pri.sync_ms);
 		mon_reply__u64(r, "sync_ram_pages", ft->pri.sync_ram_pages);
 		mon_reply__u64(r, "sync_disk_blocks", ft->pri.sync_disk_blocks);
+		mon_reply__u64(r, "sync_rounds", ft->pri.sync_rounds);
+		mon_reply__u64(r, "sync_throttle_percent", ft->pri.sync_throttle);
 		sync_figures(r, ft);
+		mon_reply__str(r, "dirty_log", vm__dirty_mode(ft->cfg.vm));
+		mon_reply__u64(r, "dirty_ring_full_exits", vm__dirty_ring_full_exits(ft->cfg.vm));
 		mon_reply__u64(r, "epoch", ft->pri.epoch);
 		mon_reply__u64(r, "acked_epoch", ft->pri.acked_epoch);
 		mon_reply__u64(r, "epochs", ft->epochs);

@@ -23,10 +23,13 @@
 #include "ft/ft_internal.h"
 
 struct capture {
-	uint64_t *bitmap;	/* dirty pages (vm__nr_pages bits) */
-	uint64_t *pages;	/* indices of the pages captured */
+	/* Pages taken (vm__nr_pages bits). Between checkpoints it is all
+	 * zeros, except after the sync: the last round's pages, for the
+	 * first checkpoint. */
+	uint64_t *bitmap;
+	struct vm_page_list list;	/* the pages captured, in list.pages */
 	uint8_t *data;		/* their contents, copied while paused */
-	size_t nr, cap;
+	size_t nr, cap;		/* nr == list.nr; cap: pages data holds */
 	struct sbuf state, outputs, wire;
 	uint64_t *disk_bitmap;	/* replicated sync: dirty 64 KiB blocks */
 };
@@ -34,7 +37,7 @@ struct capture {
 static void capture__free(struct capture *c)
 {
 	free(c->bitmap);
-	free(c->pages);
+	free(c->list.pages);
 	free(c->data);
 	free(c->disk_bitmap);
 	sbuf__free(&c->state);
@@ -46,10 +49,6 @@ static int capture__reserve(struct capture *c, size_t n)
 {
 	if (n <= c->cap)
 		return 0;
-	uint64_t *p = realloc(c->pages, n * sizeof(*p));
-	if (!p)
-		return -ENOMEM;
-	c->pages = p;
 	uint8_t *d = realloc(c->data, n * FT_PAGE);
 	if (!d)
 		return -ENOMEM;
@@ -146,18 +145,23 @@ static int send_pages(struct ft *ft, uint16_t type, uint64_t epoch, const uint64
 		for (size_t i = 0; i < n && !ret; i++)
 			ret = page_codec__encode(vm__guest_ptr(vm, vm__page_gpa(vm, idx[i]), FT_PAGE),
 						 FT_PAGE, wire);
+	} else if (!copy) {
+		/*
+		 * Raw pages of a running guest (the sync): copied once, so that
+		 * what is checksummed is what is sent. Gathered straight from
+		 * guest memory, a page the guest writes between the checksum and
+		 * the send would arrive with a checksum that no longer matches
+		 * (and the secondary rightly refuses the stream).
+		 */
+		for (size_t i = 0; i < n && !ret; i++)
+			ret = sbuf__append(wire, vm__guest_ptr(vm, vm__page_gpa(vm, idx[i]), FT_PAGE), FT_PAGE);
 	} else {
-		/* Raw: gather straight from where the pages are. */
-		iov = malloc((n + 1) * sizeof(*iov));
+		/* Raw, from the capture (which no one writes): gathered. */
+		iov = malloc(2 * sizeof(*iov));
 		if (!iov)
 			return -ENOMEM;
 		iov[niov++] = (struct iovec){ wire->data, wire->len };
-		if (copy)
-			iov[niov++] = (struct iovec){ (void *)(uintptr_t)copy, n * FT_PAGE };
-		else
-			for (size_t i = 0; i < n; i++)
-				iov[niov++] = (struct iovec){
-					vm__guest_ptr(vm, vm__page_gpa(vm, idx[i]), FT_PAGE), FT_PAGE };
+		iov[niov++] = (struct iovec){ (void *)(uintptr_t)copy, n * FT_PAGE };
 	}
 	if (ret) {
 		free(iov);
@@ -167,8 +171,8 @@ static int send_pages(struct ft *ft, uint16_t type, uint64_t epoch, const uint64
 	ft->pri.bytes_raw += n * FT_PAGE;
 	ft->pri.bytes_wire += lz4 ? wire->len - head : n * FT_PAGE;
 	pthread_mutex_unlock(&ft->lock);
-	if (lz4)
-		return send_buf(ft, type, FT_FLAG_LZ4, epoch, wire->data, wire->len);
+	if (lz4 || !copy)
+		return send_buf(ft, type, lz4 ? FT_FLAG_LZ4 : 0, epoch, wire->data, wire->len);
 	ret = xport__send(ft->x, type, 0, epoch, iov, niov);
 	if (ret)
 		ft__error(ft, "sending %s to %s: %s", ft_msg_names[type], ft->peer, strerror(-ret));
@@ -329,6 +333,19 @@ static uint64_t disk_data_bytes(struct disk *d)
 	return total;
 }
 
+/* Appends the pages set in bitmap to list (the sync's last round). */
+static int list_bitmap(const uint64_t *bitmap, uint64_t nr, struct vm_page_list *list)
+{
+	for (uint64_t w = 0; w < (nr + 63) / 64; w++) {
+		for (uint64_t bits = bitmap[w]; bits; bits &= bits - 1) {
+			uint64_t p = w * 64 + (uint64_t)__builtin_ctzll(bits);
+			if (p < nr && vm_page_list__add(list, p))
+				return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
 /*
  * One checkpoint. The pause covers only the capture: dirty bitmap, page
  * copies, state, sealing the event tap's epoch.
@@ -337,7 +354,7 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 {
 	struct vm *vm = ft->cfg.vm;
 	struct eventtap *et = ft->cfg.et;
-	uint64_t nr = vm__nr_pages(vm), words = (nr + 63) / 64;
+	uint64_t nr = vm__nr_pages(vm);
 	char err[VMM_ERR_LEN] = "";
 	uint64_t disk_blocks = 0;
 	int ret;
@@ -348,9 +365,12 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 	if (ret)
 		return ret;
 	uint64_t tp = ft__now_ns();
-	/* The first checkpoint also takes the pages the last sync round left. */
-	if (!first)
-		memset(c->bitmap, 0, words * 8);
+	/* The first checkpoint also takes the pages the last sync round left
+	 * in c->bitmap; later ones start from an empty one, and their cost
+	 * follows the dirty pages (vm__dirty_log_collect_list). */
+	c->list.nr = 0;
+	if (first)
+		ret = list_bitmap(c->bitmap, nr, &c->list);
 	/*
 	 * Device emulation outside the vCPUs (virtio-net RX in the I/O thread)
 	 * stops too, from the dirty-log collection through the device state:
@@ -360,26 +380,18 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 	 * i.e. the stale contents of an old buffer: an old request replayed.
 	 */
 	vm__devices_lock(vm);
-	ret = vm__dirty_log_collect(vm, c->bitmap);
-	c->nr = 0;
-	for (uint64_t w = 0; !ret && w < words; w++)
-		c->nr += (size_t)__builtin_popcountll(c->bitmap[w]);
+	if (!ret)
+		ret = vm__dirty_log_collect_list(vm, c->bitmap, &c->list);
+	c->nr = c->list.nr;
 	if (!ret)
 		ret = capture__reserve(c, c->nr ? c->nr : 1);
-	if (!ret) {
-		size_t i = 0;
-		for (uint64_t w = 0; w < words; w++) {
-			uint64_t bits = c->bitmap[w];
-			while (bits) {
-				uint64_t p = w * 64 + (uint64_t)__builtin_ctzll(bits);
-				bits &= bits - 1;
-				c->pages[i] = p;
-				memcpy(c->data + i * FT_PAGE, vm__guest_ptr(vm, vm__page_gpa(vm, p), FT_PAGE),
-				       FT_PAGE);
-				i++;
-			}
-		}
+	for (size_t i = 0; !ret && i < c->nr; i++) {
+		uint64_t p = c->list.pages[i];
+		memcpy(c->data + i * FT_PAGE, vm__guest_ptr(vm, vm__page_gpa(vm, p), FT_PAGE), FT_PAGE);
 	}
+	/* Back to an empty set, page by page. */
+	for (size_t i = 0; i < c->list.nr; i++)
+		c->bitmap[c->list.pages[i] / 64] = 0;
 	sbuf__reset(&c->state);
 	sbuf__reset(&c->outputs);
 	uint64_t tc = ft__now_ns();
@@ -462,7 +474,7 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 			xport__inject_fault(ft->x, corrupt ? XPORT_FAULT_CORRUPT_NEXT : XPORT_FAULT_TRUNCATE_NEXT);
 			ft->inject = FT_INJECT_NONE;
 		}
-		ret = send_pages(ft, FT_MSG_PAGES, epoch, c->pages + off, c->data + off * FT_PAGE, n,
+		ret = send_pages(ft, FT_MSG_PAGES, epoch, c->list.pages + off, c->data + off * FT_PAGE, n,
 				 &c->wire);
 		cm.page_msgs++;
 		if (off == 0)
@@ -472,7 +484,7 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 			fprintf(stderr, "ftvm: ft: injected a repeated page in checkpoint %llu\n",
 				(unsigned long long)epoch);
 			ft->inject = FT_INJECT_NONE;
-			ret = send_pages(ft, FT_MSG_PAGES, epoch, c->pages, c->data, 1, &c->wire);
+			ret = send_pages(ft, FT_MSG_PAGES, epoch, c->list.pages, c->data, 1, &c->wire);
 			cm.page_msgs++;
 			cm.pages++;
 		}
@@ -754,6 +766,22 @@ static int hello(struct ft *ft, struct capture *c)
 	return ret;
 }
 
+/*
+ * The throttle for the next round: enough, at the guest's rate in the last
+ * round, for it to dirty half of what a round sends (the dirty count is
+ * capped by the guest's working set, so this may be too little: it grows by
+ * at least 10 points a round, from 20 %, up to 99 %).
+ */
+static unsigned next_throttle(unsigned throttle, uint64_t dirty, uint64_t sent)
+{
+	double run = (100.0 - throttle) * (double)sent / (2.0 * (double)dirty);
+	unsigned want = run >= 100.0 ? 0 : (unsigned)(100.0 - run);
+	unsigned least = throttle ? throttle + 10 : 20;
+	if (want < least)
+		want = least;
+	return want > 99 ? 99 : want;
+}
+
 /* Initial sync: disk (replicated), then RAM pre-copy rounds. */
 static int initial_sync(struct ft *ft, struct capture *c)
 {
@@ -816,16 +844,37 @@ static int initial_sync(struct ft *ft, struct capture *c)
 		ret = sync_pages(ft, c->bitmap, true, c, &sent);
 	}
 	sync_count(ft, &ft->pri.sync_ram_pages, sent);
-	for (unsigned round = 1; !ret && round <= 30; round++) {
+	/*
+	 * Pre-copy rounds: each sends what the guest dirtied during the last.
+	 * Done when a round leaves few enough pages for one pause. A guest
+	 * that dirties more than half of what a round sends, two rounds in a
+	 * row, is throttled (vm__set_throttle, next_throttle) until the
+	 * rounds shrink. After the last round the
+	 * throttle is lifted; the first checkpoint takes what is left, however
+	 * much that is: the rounds are bounded, and so is the final one.
+	 */
+	unsigned throttle = 0, high = 0;
+	for (unsigned round = 1; !ret && round <= FT_SYNC_MAX_ROUNDS; round++) {
 		memset(c->bitmap, 0, words * 8);
 		ret = vm__dirty_log_collect(vm, c->bitmap);
 		uint64_t dirty = 0;
 		for (uint64_t w = 0; w < words; w++)
 			dirty += (uint64_t)__builtin_popcountll(c->bitmap[w]);
-		if (ret || dirty < 1024)
+		if (ret || dirty < FT_SYNC_FINAL_PAGES)
 			break;	/* small enough for one pause */
+		high = dirty * 2 > sent ? high + 1 : 0;
+		if (high >= 2 && throttle < 99) {
+			throttle = next_throttle(throttle, dirty, sent);
+			fprintf(stderr, "ftvm: ft: sync round %u: the guest dirtied %llu pages while %llu "
+				"were sent: throttling its vCPUs to %u %%\n", round, (unsigned long long)dirty,
+				(unsigned long long)sent, throttle);
+			ret = vm__set_throttle(vm, throttle);
+			if (ret)
+				break;
+		}
 		pthread_mutex_lock(&ft->lock);
 		ft->pri.sync_total_bytes += dirty * FT_PAGE;
+		ft->pri.sync_throttle = throttle;
 		pthread_mutex_unlock(&ft->lock);
 		ret = sync_pages(ft, c->bitmap, false, c, &sent);
 		sync_count(ft, &ft->pri.sync_ram_pages, sent);
@@ -833,6 +882,8 @@ static int initial_sync(struct ft *ft, struct capture *c)
 		ft->pri.sync_rounds = round;
 		pthread_mutex_unlock(&ft->lock);
 	}
+	if (throttle)
+		vm__set_throttle(vm, 0);
 	/* The pages found dirty in the last round stay in c->bitmap: they go
 	 * with checkpoint 1. */
 	if (!ret)

@@ -36,26 +36,75 @@ struct mem_slot {
 	uint64_t first_page;	/* index of this slot's first page in the flat page space */
 };
 
+/*
+ * A set of pages that any thread may add to and one thread drains: a bit
+ * a page, and a summary bit for each word of 64 pages, so a drain costs
+ * what was set, not the RAM size.
+ */
+struct page_set {
+	_Atomic uint64_t *words;
+	_Atomic uint64_t *sum;
+	uint64_t nr_words;
+};
+
+int page_set__init(struct page_set *s, uint64_t nr_pages);
+void page_set__free(struct page_set *s);
+void page_set__add(struct page_set *s, uint64_t page);
+void page_set__clear(struct page_set *s);
+
+/* One vCPU's dirty ring (KVM_CAP_DIRTY_LOG_RING), mapped from its fd. */
+struct dirty_ring {
+	struct kvm_dirty_gfn *gfns;	/* NULL unless the mode is ring */
+	uint32_t nr;			/* entries, a power of two */
+	int fd;
+	/* Next entry to harvest. Written by whoever holds lock: the
+	 * collector (the checkpoint or sync thread) or the vCPU's own thread
+	 * on KVM_EXIT_DIRTY_RING_FULL. */
+	uint32_t fetch;
+	pthread_mutex_t lock;
+};
+
 struct guest_mem {
 	struct mem_slot slots[KVM_MAX_SLOTS];
 	unsigned nr_slots;
 	uint64_t nr_pages;
 	bool dirty_log;
+	/* Set once at creation (dirty_log.c). */
+	enum vm_dirty_mode dirty_mode;
+	uint32_t ring_bytes;
+	unsigned nr_rings;
+	struct dirty_ring rings[VMM_MAX_VCPUS];
+	/* bitmap and clear modes: KVM_GET_DIRTY_LOG's buffer for each slot;
+	 * only the collecting thread uses them (under the devices lock or
+	 * with the VM's sync serialised by ft). */
+	uint64_t *slot_log[KVM_MAX_SLOTS];
+	/* Ring entries moved out by a vCPU thread whose ring filled. */
+	struct page_set spill;
+	/* Counts KVM_EXIT_DIRTY_RING_FULL; written by vCPU threads
+	 * (atomically), read by the monitor. */
+	_Atomic uint64_t ring_full_exits;
 	/*
 	 * Pages the VMM itself wrote (device DMA: RX frames, disk reads, used
 	 * rings). KVM's dirty log only sees guest stores, so device writes
 	 * are recorded here, atomically, from any thread.
 	 */
-	_Atomic uint64_t *vmm_dirty;
+	struct page_set vmm_dirty;
 };
 
-int mem__init(struct guest_mem *m, int vm_fd, uint64_t size, bool dirty_log, char *err);
+int mem__init(struct guest_mem *m, int vm_fd, const struct vm_config *cfg, char *err);
 void mem__free(struct guest_mem *m);
 void *mem__ptr(struct guest_mem *m, uint64_t gpa, size_t len);
 void mem__mark_dirty(struct guest_mem *m, uint64_t gpa, size_t len);
 int mem__set_dirty_log(struct guest_mem *m, int vm_fd, bool on);
-int mem__collect_dirty(struct guest_mem *m, int vm_fd, uint64_t *bitmap);
 int mem__zero(struct guest_mem *m);
+
+/* dirty_log.c */
+int dirty_log__setup(struct guest_mem *m, int vm_fd, enum vm_dirty_mode want, uint32_t ring_bytes,
+		     char *err);
+int dirty_log__map_ring(struct guest_mem *m, unsigned idx, int vcpu_fd, char *err);
+void dirty_log__free(struct guest_mem *m);
+int dirty_log__collect(struct guest_mem *m, int vm_fd, struct vm_dirty_pages *d);
+int dirty_log__ring_full(struct guest_mem *m, int vm_fd, unsigned idx);
 int64_t mem__populated(struct guest_mem *m, uint64_t *bitmap);
 
 /* ---- I/O dispatch ------------------------------------------------------------- */
@@ -176,6 +225,15 @@ struct vm {
 	bool started;
 	/* Bumped (under run_lock) by the I/O thread on every delivered frame. */
 	uint64_t events;
+
+	/* Auto-converge throttle (throttle.c). throttle_lock serialises
+	 * vm__set_throttle (the ft sync thread, vm__destroy); the thread reads
+	 * the atomics. */
+	pthread_mutex_t throttle_lock;
+	pthread_t throttle_thread;
+	bool throttle_started;		/* under throttle_lock */
+	atomic_uint throttle_pct;
+	atomic_bool throttle_stop;
 
 	/* I/O thread: polls backends and a wake eventfd. */
 	pthread_t io_thread;

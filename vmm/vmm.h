@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -104,6 +105,26 @@ struct vm;
  */
 typedef int (*vm_test_hook_fn)(struct vm *vm, unsigned vcpu, uint32_t value, void *opaque);
 
+/* How dirty pages are collected from KVM (vmm/kvm/dirty_log.c). */
+enum vm_dirty_mode { VM_DIRTY_AUTO, VM_DIRTY_RING, VM_DIRTY_CLEAR, VM_DIRTY_BITMAP, VM_DIRTY_MODES };
+
+static inline const char *vm__dirty_mode_name(enum vm_dirty_mode m)
+{
+	static const char *const names[VM_DIRTY_MODES] = { "auto", "ring", "clear", "bitmap" };
+	return m < VM_DIRTY_MODES ? names[m] : "?";
+}
+
+/* Parses "auto", "ring", "clear", "bitmap"; -1 otherwise. */
+static inline int vm__parse_dirty_mode(const char *s, enum vm_dirty_mode *out)
+{
+	for (int m = 0; m < VM_DIRTY_MODES; m++)
+		if (strcmp(s, vm__dirty_mode_name((enum vm_dirty_mode)m)) == 0) {
+			*out = (enum vm_dirty_mode)m;
+			return 0;
+		}
+	return -1;
+}
+
 struct vm_config {
 	const char *name;
 	uint64_t mem_size;		/* bytes, multiple of 2 MiB */
@@ -116,6 +137,8 @@ struct vm_config {
 	uint8_t mac[6];
 	int serial_fd;			/* guest console output; -1 discards */
 	bool dirty_log;			/* track dirty pages from the start */
+	enum vm_dirty_mode dirty_mode;	/* how (auto: the best this KVM offers) */
+	uint32_t x_dirty_ring_bytes;	/* test only: a smaller ring (0: up to 1 MiB) */
 	vm_test_hook_fn test_hook;
 	void *test_hook_opaque;
 	/* Test only: offer the guest no TSC-rate leaf (0x40000010) / no kvmclock. */
@@ -271,8 +294,39 @@ uint64_t vm__page_gpa(struct vm *vm, uint64_t page);
  */
 int vm__dirty_log_collect(struct vm *vm, uint64_t *bitmap);
 int vm__dirty_log_enable(struct vm *vm, bool on);
+
+/* A growing list of page numbers (grows by realloc; reset nr to reuse). */
+struct vm_page_list {
+	uint64_t *pages;
+	size_t nr, cap;
+};
+int vm_page_list__add(struct vm_page_list *l, uint64_t page);	/* 0 or -ENOMEM */
+/* seen: the pages already taken (vm__nr_pages bits); list: where new ones
+ * are appended (NULL: only seen is updated). */
+struct vm_dirty_pages {
+	uint64_t *seen;
+	struct vm_page_list *list;
+};
+/*
+ * Like vm__dirty_log_collect, but appends each page not yet in `seen` to
+ * `list` and sets it in `seen`. Its cost follows the dirty pages (ring
+ * mode), not the RAM size; the caller clears `seen` by walking the list.
+ */
+int vm__dirty_log_collect_list(struct vm *vm, uint64_t *seen, struct vm_page_list *list);
+/* The mode in use ("ring", "clear", "bitmap") and KVM_EXIT_DIRTY_RING_FULL
+ * exits so far. */
+const char *vm__dirty_mode(struct vm *vm);
+uint64_t vm__dirty_ring_full_exits(struct vm *vm);
+
 /* All guest RAM reads as zero again (a secondary before its first sync). */
 int vm__zero_ram(struct vm *vm);
+
+/*
+ * Auto-converge: park the vCPUs for pct % (0..99) of every 10 ms, so the
+ * guest dirties pages more slowly; 0 lets it run freely again.
+ */
+int vm__set_throttle(struct vm *vm, unsigned pct);
+unsigned vm__throttle(struct vm *vm);
 
 /* ---- vCPU inspection --------------------------------------------------- */
 

@@ -1,7 +1,9 @@
 /*
- * workload=dirty pages=N rate=R [ip=.. port=.. gw=..]: dirties N pages of
- * the region round-robin, R pages per second (0 = as fast as it can), so
- * replication can be measured under a known dirty rate. Each write stores
+ * workload=dirty pages=N rate=R [warm=W] [ip=.. port=.. gw=..]: dirties N
+ * pages of the region round-robin, R pages per second (0 = as fast as it
+ * can), so replication can be measured under a known dirty rate. warm=W
+ * first writes W pages of the region once, before it says ready: a guest
+ * that has used that much RAM and now dirties little of it. Each write stores
  * the running count, so every write really changes the page. With ip= it
  * also answers TIME and STAT (dirtied=) over UDP.
  */
@@ -60,14 +62,18 @@ void workload_dirty(void)
 	struct netcfg nc;
 	uint64_t pages = param("pages", DEFAULT_PAGES, 1, 1ull << 28);
 	uint64_t rate = param("rate", DEFAULT_RATE, 0, MAX_RATE);
+	uint64_t warm = param("warm", 0, 0, 1ull << 28);
 
 	time_require("dirty");
 
 	netcfg_parse(&nc, false, "dirty");
 	if (cmdline_report_unused())
 		guest_fatal("workload=dirty: unknown parameters (dirty takes pages= rate= "
-			    "ip= port= gw=)");
-	region_check(pages, "dirty");
+			    "warm= ip= port= gw=)");
+	region_check(pages > warm ? pages : warm, "dirty");
+	uint8_t *base = (uint8_t *)(uintptr_t)DIRTY_REGION_BASE;
+	for (uint64_t i = 0; i < warm; i++)
+		*(volatile uint64_t *)(base + i * PAGE_SIZE) = i + 1;
 	if (nc.enabled)
 		netcfg_start(&nc, &dirty_ops, "dirty");
 
@@ -80,7 +86,6 @@ void workload_dirty(void)
 		       (unsigned long long)pages, (unsigned long long)rate,
 		       (unsigned long long)(guest_ns() / 1000000));
 
-	uint8_t *base = (uint8_t *)(uintptr_t)DIRTY_REGION_BASE;
 	uint64_t next = 0; /* next page index, round-robin */
 	uint64_t n = 0;    /* pages written (mirrored in `dirtied`) */
 	uint64_t start = rdtsc();

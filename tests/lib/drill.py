@@ -352,27 +352,30 @@ class Noise:
 
 
 def run_drill(work, mode, kills, policy="event", seed=None, log=print, min_gap=0.3, max_gap=1.2,
-              noise=False):
+              noise=False, memory="256M", disk_mb=64, fill=None):
     """Kills the primary `kills` times at random moments under kv load; after
     each failover a new secondary is started on the dead primary's host and
     protection is restored. noise: a second client sends a request every
-    millisecond regardless of answers. Returns a report dict; raises Failure
-    on any loss."""
+    millisecond regardless of answers. memory, disk_mb: the guest's size;
+    fill(path): writes data into the first primary's image before it boots.
+    Returns a report dict; raises Failure on any loss."""
     rnd = random.Random(seed)
     rep = {"mode": mode, "policy": policy, "kills": 0, "failover_s": []}
     with Topology() as topo:
         if mode == "shared":
-            shared = make_image(os.path.join(work, "shared.img"))
+            shared = make_image(os.path.join(work, "shared.img"), disk_mb)
             image = {"A": shared, "B": shared}
         else:
-            image = {h: make_image(os.path.join(work, "%s.img" % h)) for h in ("A", "B")}
+            image = {h: make_image(os.path.join(work, "%s.img" % h), disk_mb) for h in ("A", "B")}
+        if fill:
+            fill(image["A"])
         nodes = []
         client = Client(topo, work)
         try:
-            primary = Node(topo, "A", work, "g0", image["A"], mode, False, policy=policy)
+            primary = Node(topo, "A", work, "g0", image["A"], mode, False, policy=policy, memory=memory)
             nodes.append(primary)
             wait_ready(primary)
-            secondary = Node(topo, "B", work, "g0", image["B"], mode, True, policy=policy)
+            secondary = Node(topo, "B", work, "g0", image["B"], mode, True, policy=policy, memory=memory)
             nodes.append(secondary)
             primary.protect_to("B", log=log)
             client.start_load(seconds=3600, keys=200, seed=rnd.randint(1, 1 << 30))
@@ -393,7 +396,8 @@ def run_drill(work, mode, kills, policy="event", seed=None, log=print, min_gap=0
                                                     fo["committed_epoch"], took * 1000))
                 dead = primary
                 primary = secondary
-                secondary = Node(topo, dead.h, work, "g%d" % (i + 1), image[dead.h], mode, True, policy=policy)
+                secondary = Node(topo, dead.h, work, "g%d" % (i + 1), image[dead.h], mode, True, policy=policy,
+                                 memory=memory)
                 nodes.append(secondary)
                 # Re-protection under load: only the line that says how long it took.
                 primary.protect_to(secondary.h, log=lambda l: l.startswith("sync: protected:") and log(l))
@@ -417,7 +421,7 @@ def run_drill(work, mode, kills, policy="event", seed=None, log=print, min_gap=0
             survivor = image[primary.h]
             for n in nodes:
                 n.close()
-            alone = Node(topo, primary.h, work, "survivor", survivor, mode, False, policy=policy)
+            alone = Node(topo, primary.h, work, "survivor", survivor, mode, False, policy=policy, memory=memory)
             nodes.append(alone)
             wait_ready(alone)
             v2 = client.verify()

@@ -18,7 +18,7 @@
 
 #define REGION_GPA 0x04000000ull
 #define REGION_PAGES 4096u
-#define PAGES_PER_ROUND 300u
+#define PAGES_PER_ROUND 300u	/* unless pages=N */
 #define ROUNDS 25u
 #define SEED 12345ull
 
@@ -26,6 +26,8 @@
 
 struct dirty_test {
 	bool late;		/* the guest ran unlogged first (a primary before migrate) */
+	unsigned pages;		/* written a round (pseudo-random, so some twice) */
+	struct vm_page_list list;
 	uint64_t *bitmap;
 	size_t words;
 	unsigned rounds_checked;
@@ -33,11 +35,11 @@ struct dirty_test {
 	uint64_t total_expected;
 };
 
-static void expected_set(unsigned round, uint8_t *want)
+static void expected_set(unsigned round, unsigned pages, uint8_t *want)
 {
 	uint64_t x = SEED + round;
 	memset(want, 0, REGION_PAGES);
-	for (unsigned k = 0; k < PAGES_PER_ROUND; k++) {
+	for (unsigned k = 0; k < pages; k++) {
 		x = x * 6364136223846793005ull + 1442695040888963407ull;
 		want[(x >> 33) % REGION_PAGES] = 1;
 	}
@@ -63,13 +65,27 @@ static int on_sync(struct vm *vm, unsigned vcpu, uint32_t round, void *opaque)
 		}
 		return 0;
 	}
+	/* Odd rounds through the list API: each page once, the same set. */
+	bool listed = round % 2;
 	memset(t->bitmap, 0, t->words * 8);
-	if (vm__dirty_log_collect(vm, t->bitmap) < 0) {
-		fprintf(stderr, "FAIL: round %u: vm__dirty_log_collect failed\n", round);
+	t->list.nr = 0;
+	if ((listed ? vm__dirty_log_collect_list(vm, t->bitmap, &t->list)
+		    : vm__dirty_log_collect(vm, t->bitmap)) < 0) {
+		fprintf(stderr, "FAIL: round %u: collecting the dirty log failed\n", round);
 		t->failures++;
 		return -1;
 	}
-	expected_set(round, want);
+	if (listed) {
+		size_t set = 0;
+		for (size_t w = 0; w < t->words; w++)
+			set += (size_t)__builtin_popcountll(t->bitmap[w]);
+		if (set != t->list.nr) {
+			fprintf(stderr, "FAIL: round %u: %zu pages listed, %zu in the set\n", round,
+				t->list.nr, set);
+			t->failures++;
+		}
+	}
+	expected_set(round, t->pages, want);
 	for (unsigned i = 0; i < REGION_PAGES; i++) {
 		uint64_t p = region_first + i;
 		bool dirty = t->bitmap[p / 64] & (1ull << (p % 64));
@@ -103,18 +119,32 @@ int main(int argc, char **argv)
 	char cmdline[256];
 	struct vm *vm;
 
-	if (argc < 2 || argc > 3 || (argc == 3 && strcmp(argv[2], "late"))) {
-		fprintf(stderr, "usage: %s GUEST_ELF [late]\n", argv[0]);
-		return 2;
+	enum vm_dirty_mode mode = VM_DIRTY_AUTO;
+	uint32_t ring_bytes = 0;
+	t.pages = PAGES_PER_ROUND;
+	for (int i = 2; i < argc; i++) {
+		unsigned long n;
+		if (strcmp(argv[i], "late") == 0)
+			t.late = true;
+		else if (vm__parse_dirty_mode(argv[i], &mode) == 0)
+			;
+		else if (sscanf(argv[i], "ring-bytes=%lu", &n) == 1)
+			ring_bytes = (uint32_t)n;
+		else if (sscanf(argv[i], "pages=%lu", &n) == 1 && n > 0)
+			t.pages = (unsigned)n;
+		else {
+			fprintf(stderr, "usage: %s GUEST_ELF [late] [auto|ring|clear|bitmap] "
+				"[ring-bytes=N] [pages=N]\n", argv[0]);
+			return 2;
+		}
 	}
-	t.late = argc == 3;
 	if (access("/dev/kvm", R_OK | W_OK) != 0) {
 		printf("SKIP: /dev/kvm is not available: %s\n", strerror(errno));
 		return 77;
 	}
 	snprintf(cmdline, sizeof(cmdline),
 		 "workload=dirtytest seed=%llu pages=%u region=%u rounds=%u",
-		 (unsigned long long)SEED, PAGES_PER_ROUND, REGION_PAGES, ROUNDS);
+		 (unsigned long long)SEED, t.pages, REGION_PAGES, ROUNDS);
 	struct vm_config cfg = {
 		.name = "dirtytest",
 		.mem_size = 256ull << 20,
@@ -123,6 +153,8 @@ int main(int argc, char **argv)
 		.cmdline = cmdline,
 		.serial_fd = STDOUT_FILENO,
 		.dirty_log = !t.late,
+		.dirty_mode = mode,
+		.x_dirty_ring_bytes = ring_bytes,
 		.test_hook = on_sync,
 		.test_hook_opaque = &t,
 	};
@@ -140,7 +172,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	int code = vm__wait(vm);
+	const char *used = vm__dirty_mode(vm);
+	uint64_t full = vm__dirty_ring_full_exits(vm);
 	vm__destroy(vm);
+	free(t.list.pages);
 	free(t.bitmap);
 
 	if (code != 0)
@@ -148,9 +183,17 @@ int main(int argc, char **argv)
 	unsigned want_rounds = t.late ? ROUNDS - LATE_ROUND + 1 : ROUNDS;	/* rounds count from 1 */
 	if (t.rounds_checked != want_rounds)
 		fprintf(stderr, "FAIL: %u of %u rounds reported\n", t.rounds_checked, want_rounds);
-	bool ok = code == 0 && t.rounds_checked == want_rounds && t.failures == 0;
-	printf("%s: %u rounds, %llu written pages checked, %u rounds failed\n",
-	       ok ? "PASS" : "FAIL", t.rounds_checked, (unsigned long long)t.total_expected,
-	       t.failures);
+	/* A ring smaller than a round's pages must have filled: the spill
+	 * path ran and lost nothing. */
+	bool want_full = ring_bytes && strcmp(used, "ring") == 0 &&
+			 t.total_expected / t.rounds_checked > ring_bytes / 16;
+	if (want_full && !full)
+		fprintf(stderr, "FAIL: a ring of %u entries never filled\n", ring_bytes / 16);
+	bool ok = code == 0 && t.rounds_checked == want_rounds && t.failures == 0 &&
+		  (!want_full || full);
+	printf("%s: dirty log %s, %u rounds, %llu written pages checked, %u rounds failed, "
+	       "%llu ring-full exits\n",
+	       ok ? "PASS" : "FAIL", used, t.rounds_checked, (unsigned long long)t.total_expected,
+	       t.failures, (unsigned long long)full);
 	return ok ? 0 : 1;
 }

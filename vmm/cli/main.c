@@ -167,6 +167,7 @@ int main(int argc, char **argv)
 	struct vm_config cfg = {
 		.name = o.name,
 		.mem_size = o.mem_size,
+		.dirty_mode = o.dirty_mode,
 		.nr_vcpus = o.smp,
 		.kernel = o.kernel,
 		.cmdline = o.append,

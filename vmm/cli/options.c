@@ -45,6 +45,9 @@ void options__usage(FILE *f)
 	      "  --audit-log PATH       append every release, commit, ACK, revocation and\n"
 	      "                         failover, with session and checkpoint, to PATH\n"
 	      "  --no-compress          do not LZ4-compress pages\n"
+	      "  --dirty-log auto|ring|clear|bitmap\n"
+	      "                         how dirty pages are collected from KVM (auto: the\n"
+	      "                         dirty ring if KVM offers it, see docs/scaling.md)\n"
 	      "  --restore-clock continue|catch-up\n"
 	      "                         guest time after --restore: resume where the\n"
 	      "                         snapshot left it (default) or add the wall time\n"
@@ -266,7 +269,7 @@ int options__parse(struct ftvm_options *o, int argc, char **argv, char *err, siz
 			"--serial", "--monitor", "--name", "--restore", "--incoming",
 			"--ft-policy", "--heartbeat-ms", "--heartbeat-timeout-ms",
 			"--restore-clock", "--x-tsc-khz", "--event-hook", "--pidfile",
-			"--x-cpu-vendor", "--x-cpuid", "--audit-log",
+			"--x-cpu-vendor", "--x-cpuid", "--audit-log", "--dirty-log",
 		};
 		bool ok = false;
 		for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
@@ -336,6 +339,11 @@ int options__parse(struct ftvm_options *o, int argc, char **argv, char *err, siz
 				return -EINVAL;
 			}
 			o->restore_clock = val;
+		} else if (strcmp(flag, "--dirty-log") == 0) {
+			if (vm__parse_dirty_mode(val, &o->dirty_mode) < 0) {
+				snprintf(err, errlen, "--dirty-log %s: expected auto, ring, clear or bitmap", val);
+				return -EINVAL;
+			}
 		} else if (strcmp(flag, "--x-tsc-khz") == 0) {
 			unsigned long n;
 			if (parse_uint(val, 100000000, &n) < 0 || !n) {

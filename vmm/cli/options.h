@@ -28,6 +28,7 @@ struct ftvm_options {
 	uint32_t heartbeat_ms, heartbeat_timeout_ms;
 	bool no_compress;
 	const char *restore_clock;	/* continue | catch-up */
+	enum vm_dirty_mode dirty_mode;	/* --dirty-log (default auto) */
 	uint32_t x_tsc_khz;		/* test-only: TSC rate to advertise to a peer */
 	bool x_no_tsc_leaf, x_no_kvmclock;	/* test-only: hide the guest's clock sources */
 	const char *x_cpu_vendor;	/* test-only: CPU vendor to announce */

@@ -1,5 +1,6 @@
 /*
- * memory.c - guest RAM: KVM memory slots, host mappings, dirty tracking.
+ * memory.c - guest RAM: KVM memory slots, host mappings (dirty tracking:
+ * dirty_log.c).
  *
  * RAM below the 32-bit MMIO hole is slot 0 at gpa 0; RAM beyond
  * VM_LOW_MEM_END continues in slot 1 at 4 GiB. Page numbers used by the
@@ -31,13 +32,14 @@ static int mem__set_slot(struct guest_mem *m, int vm_fd, unsigned i)
 	return 0;
 }
 
-int mem__init(struct guest_mem *m, int vm_fd, uint64_t size, bool dirty_log, char *err)
+int mem__init(struct guest_mem *m, int vm_fd, const struct vm_config *cfg, char *err)
 {
+	uint64_t size = cfg->mem_size;
 	uint64_t low = size < VM_LOW_MEM_END ? size : VM_LOW_MEM_END;
 	int ret;
 
 	memset(m, 0, sizeof(*m));
-	m->dirty_log = dirty_log;
+	m->dirty_log = cfg->dirty_log;
 	m->slots[0] = (struct mem_slot){ .gpa = 0, .size = low };
 	m->nr_slots = 1;
 	if (size > low) {
@@ -46,6 +48,12 @@ int mem__init(struct guest_mem *m, int vm_fd, uint64_t size, bool dirty_log, cha
 		m->nr_slots = 2;
 	}
 	m->nr_pages = size / VMM_PAGE_SIZE;
+	/* Before any slot or vCPU exists: KVM takes the ring mode only then. */
+	ret = dirty_log__setup(m, vm_fd, cfg->dirty_mode, cfg->x_dirty_ring_bytes, err);
+	if (ret) {
+		mem__free(m);
+		return ret;
+	}
 	for (unsigned i = 0; i < m->nr_slots; i++) {
 		struct mem_slot *s = &m->slots[i];
 		s->host = mmap(NULL, s->size, PROT_READ | PROT_WRITE,
@@ -66,8 +74,7 @@ int mem__init(struct guest_mem *m, int vm_fd, uint64_t size, bool dirty_log, cha
 			return ret;
 		}
 	}
-	m->vmm_dirty = calloc((m->nr_pages + 63) / 64, sizeof(uint64_t));
-	if (!m->vmm_dirty) {
+	if (page_set__init(&m->vmm_dirty, m->nr_pages)) {
 		mem__free(m);
 		snprintf(err, VMM_ERR_LEN, "out of memory for the dirty bitmap");
 		return -ENOMEM;
@@ -80,7 +87,8 @@ void mem__free(struct guest_mem *m)
 	for (unsigned i = 0; i < m->nr_slots; i++)
 		if (m->slots[i].host)
 			munmap(m->slots[i].host, m->slots[i].size);
-	free((void *)m->vmm_dirty);
+	page_set__free(&m->vmm_dirty);
+	dirty_log__free(m);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -108,8 +116,7 @@ void mem__mark_dirty(struct guest_mem *m, uint64_t gpa, size_t len)
 	uint64_t first = s->first_page + (gpa - s->gpa) / VMM_PAGE_SIZE;
 	uint64_t last = s->first_page + (gpa - s->gpa + len - 1) / VMM_PAGE_SIZE;
 	for (uint64_t p = first; p <= last; p++)
-		atomic_fetch_or_explicit(&m->vmm_dirty[p / 64], 1ull << (p % 64),
-					 memory_order_relaxed);
+		page_set__add(&m->vmm_dirty, p);
 }
 
 int mem__set_dirty_log(struct guest_mem *m, int vm_fd, bool on)
@@ -122,47 +129,6 @@ int mem__set_dirty_log(struct guest_mem *m, int vm_fd, bool on)
 		if (ret)
 			return ret;
 	}
-	return 0;
-}
-
-/*
- * KVM_GET_DIRTY_LOG returns the slot's bitmap and re-protects the pages, so
- * every call starts a new round. The VMM's own bitmap is swapped out
- * word by word with atomic exchanges for the same effect.
- */
-int mem__collect_dirty(struct guest_mem *m, int vm_fd, uint64_t *bitmap)
-{
-	if (!m->dirty_log)
-		return -EINVAL;
-	for (unsigned i = 0; i < m->nr_slots; i++) {
-		struct mem_slot *s = &m->slots[i];
-		uint64_t pages = s->size / VMM_PAGE_SIZE;
-		uint64_t words = (pages + 63) / 64;
-		uint64_t *tmp = calloc(words, sizeof(uint64_t));
-		if (!tmp)
-			return -ENOMEM;
-		struct kvm_dirty_log log = { .slot = i, .dirty_bitmap = tmp };
-		if (ioctl(vm_fd, KVM_GET_DIRTY_LOG, &log) < 0) {
-			int ret = -errno;
-			free(tmp);
-			return ret;
-		}
-		/* Slot 0 starts at page 0; slot 1 at a page index multiple of 64
-		 * only if low memory is; handle the general case bit by bit. */
-		if (s->first_page % 64 == 0) {
-			for (uint64_t w = 0; w < words; w++)
-				bitmap[s->first_page / 64 + w] |= tmp[w];
-		} else {
-			for (uint64_t p = 0; p < pages; p++)
-				if (tmp[p / 64] & (1ull << (p % 64))) {
-					uint64_t q = s->first_page + p;
-					bitmap[q / 64] |= 1ull << (q % 64);
-				}
-		}
-		free(tmp);
-	}
-	for (uint64_t w = 0; w < (m->nr_pages + 63) / 64; w++)
-		bitmap[w] |= atomic_exchange_explicit(&m->vmm_dirty[w], 0, memory_order_relaxed);
 	return 0;
 }
 
@@ -211,7 +177,6 @@ int mem__zero(struct guest_mem *m)
 	for (unsigned i = 0; i < m->nr_slots; i++)
 		if (madvise(m->slots[i].host, m->slots[i].size, MADV_DONTNEED) < 0)
 			return -errno;
-	for (uint64_t w = 0; w < (m->nr_pages + 63) / 64; w++)
-		atomic_store(&m->vmm_dirty[w], 0);
+	page_set__clear(&m->vmm_dirty);
 	return 0;
 }

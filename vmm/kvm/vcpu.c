@@ -206,6 +206,13 @@ void vcpu__handle_exit(struct vcpu *c)
 		break;
 	case KVM_EXIT_INTR:
 		break;
+	case KVM_EXIT_DIRTY_RING_FULL:
+		/* KVM_RUN re-exits at once until the ring has room. */
+		if (dirty_log__ring_full(&vm->mem, vm->vm_fd, c->idx) < 0) {
+			vcpu__report_fatal(c, "cannot empty a full dirty ring");
+			vm__request_quit(vm, 1);
+		}
+		break;
 	case KVM_EXIT_HLT:
 		vm__idle(vm, c, 1000);
 		break;

@@ -70,6 +70,7 @@ static int vm__create_machine(const struct vm_config *cfg, struct vm **out, char
 	vm->state = VM_STATE_PAUSED;
 	pthread_mutex_init(&vm->dev_lock, NULL);
 	pthread_mutex_init(&vm->run_lock, NULL);
+	pthread_mutex_init(&vm->throttle_lock, NULL);
 	pthread_cond_init(&vm->run_cond, NULL);
 	*out = vm;
 
@@ -94,7 +95,7 @@ static int vm__create_machine(const struct vm_config *cfg, struct vm **out, char
 		snprintf(err, VMM_ERR_LEN, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
 		return ret;
 	}
-	ret = mem__init(&vm->mem, vm->vm_fd, cfg->mem_size, cfg->dirty_log, err);
+	ret = mem__init(&vm->mem, vm->vm_fd, cfg, err);
 	if (ret)
 		return ret;
 
@@ -102,6 +103,8 @@ static int vm__create_machine(const struct vm_config *cfg, struct vm **out, char
 	 * else vCPU 0, before any vCPU gets its table. */
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		ret = vcpu__create(vm, i, err);
+		if (!ret)
+			ret = dirty_log__map_ring(&vm->mem, i, vm->vcpus[i].fd, err);
 		if (ret)
 			return ret;
 	}
@@ -194,6 +197,7 @@ void vm__destroy(struct vm *vm)
 {
 	if (!vm)
 		return;
+	vm__set_throttle(vm, 0);
 	vm__request_quit(vm, vm->exit_code);
 	if (vm->io_started)
 		io_thread__stop(vm);
@@ -506,8 +510,26 @@ int vm__dirty_log_enable(struct vm *vm, bool on)
 
 int vm__dirty_log_collect(struct vm *vm, uint64_t *bitmap)
 {
-	return mem__collect_dirty(&vm->mem, vm->vm_fd, bitmap);
+	struct vm_dirty_pages d = { .seen = bitmap };
+	return dirty_log__collect(&vm->mem, vm->vm_fd, &d);
 }
+
+int vm__dirty_log_collect_list(struct vm *vm, uint64_t *seen, struct vm_page_list *list)
+{
+	struct vm_dirty_pages d = { .seen = seen, .list = list };
+	return dirty_log__collect(&vm->mem, vm->vm_fd, &d);
+}
+
+const char *vm__dirty_mode(struct vm *vm)
+{
+	return vm__dirty_mode_name(vm->mem.dirty_mode);
+}
+
+uint64_t vm__dirty_ring_full_exits(struct vm *vm)
+{
+	return atomic_load(&vm->mem.ring_full_exits);
+}
+
 
 int vm__vcpu_regs(struct vm *vm, unsigned idx, struct vm_vcpu_regs *out)
 {
