@@ -3,6 +3,10 @@
 set -eu
 cd "$(dirname "$0")/.."
 ./scripts/build.sh >/tmp/ftvm-bench-build.log 2>&1 || { tail -20 /tmp/ftvm-bench-build.log; exit 1; }
+if [ "${1:-}" = "--scale" ]; then
+    shift
+    exec python3 bench/bench_scale.py "$@"
+fi
 if [ "${1:-}" = "--ft" ]; then
     shift
     exec python3 bench/bench_ft.py "$@"
