@@ -322,7 +322,7 @@ uint64_t vm__dirty_ring_full_exits(struct vm *vm);
 int vm__zero_ram(struct vm *vm);
 
 /*
- * Auto-converge: park the vCPUs for pct % (0..99) of every 10 ms, so the
+ * Auto-converge: park the vCPUs for pct % (0..99) of the time, so the
  * guest dirties pages more slowly; 0 lets it run freely again.
  */
 int vm__set_throttle(struct vm *vm, unsigned pct);

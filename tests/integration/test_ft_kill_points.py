@@ -27,7 +27,13 @@ def one(work, point):
             a.protect_to("B")
             client.start_load(seconds=3600, keys=50)
             time.sleep(0.5)
-            a.ctl("migrate_set_parameter", "x-inject", point)
+            try:
+                a.ctl("migrate_set_parameter", "x-inject", point)
+            except Failure as e:
+                # The point may come before the answer leaves (a slow
+                # host, ThreadSanitizer): the VMM is gone by design.
+                if "monitor closed the connection" not in str(e):
+                    raise
             a.proc.wait(20)   # the primary kills itself at the point
             m = re.search(r"injected death \(\d+\) at epoch (\d+)", a.errors())
             check(m, "%s: the primary did not die at the injection point: %s" % (point, a.errors()[-500:]))
