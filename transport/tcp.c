@@ -37,6 +37,8 @@
 struct tcp_xport {
 	struct xport base;	/* first: xport__close hands us this pointer */
 	int fd;
+	/* Set once, by tcp__start_tls, before the connection is shared. */
+	struct tls_conn *tls;
 };
 
 struct tcp_listener {
@@ -408,12 +410,29 @@ static void tcp_listener_close(struct xport_listener *xl)
  * Data path
  * ------------------------------------------------------------------------ */
 
+int tcp__start_tls(struct xport *x, const struct xport_tls *t, bool server, const char *peer_name,
+		   int timeout_ms, char *err, size_t errlen)
+{
+	struct tcp_xport *tx = tcp_of(x);
+	if (tx->tls)
+		return -EALREADY;
+	return tls_conn__handshake(tx->fd, t, server, peer_name, timeout_ms, &tx->tls, err, errlen);
+}
+
+struct tls_conn *tcp__tls(struct xport *x)
+{
+	return tcp_of(x)->tls;
+}
+
 static int tcp_writev(struct xport *x, const struct iovec *iov, int iovcnt)
 {
 	struct iovec win[TCP_IOV_WINDOW];
 	int fd = tcp_of(x)->fd;
 	int i = 0;		/* first iovec not fully sent */
 	size_t off = 0;		/* bytes of iov[i] already sent */
+
+	if (tcp_of(x)->tls)
+		return tls_conn__writev(tcp_of(x)->tls, iov, iovcnt);
 
 	for (;;) {
 		struct msghdr mh = { .msg_iov = win };
@@ -467,6 +486,8 @@ static int tcp_read(struct xport *x, void *buf, size_t len, int timeout_ms)
 	/* Inactivity timeout: restarts whenever bytes arrive. */
 	uint64_t deadline = xport__deadline(timeout_ms);
 
+	if (tcp_of(x)->tls)
+		return tls_conn__read(tcp_of(x)->tls, x, buf, len, timeout_ms);
 	while (got < len) {
 		ssize_t n = recv(fd, p + got, len - got, MSG_DONTWAIT);
 
@@ -512,6 +533,7 @@ static void tcp_close(struct xport *x)
 {
 	struct tcp_xport *t = tcp_of(x);
 
+	tls_conn__free(t->tls);
 	close(t->fd);
 	free(t);
 }

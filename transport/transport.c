@@ -306,6 +306,32 @@ uint64_t xport__bytes_received(struct xport *x)
 	return atomic_load_explicit(&x->bytes_received, memory_order_relaxed);
 }
 
+int xport__start_tls(struct xport *x, const struct xport_tls *t, bool server, const char *peer_name,
+		     int timeout_ms, char *err, size_t errlen)
+{
+	if (x->ops != &xport_tcp_ops) {
+		xport__seterr(err, errlen, "TLS runs over tcp: links only, not %s", x->ops->scheme);
+		return -EOPNOTSUPP;
+	}
+	return tcp__start_tls(x, t, server, peer_name, timeout_ms, err, errlen);
+}
+
+const char *xport__cipher(struct xport *x, char *buf, size_t len)
+{
+	struct tls_conn *c = x->ops == &xport_tcp_ops ? tcp__tls(x) : NULL;
+	if (!c) {
+		snprintf(buf, len, "none");
+		return buf;
+	}
+	return tls_conn__cipher(c, buf, len);
+}
+
+uint64_t xport__rekeys(struct xport *x)
+{
+	struct tls_conn *c = x->ops == &xport_tcp_ops ? tcp__tls(x) : NULL;
+	return c ? tls_conn__rekeys(c) : 0;
+}
+
 void xport__shutdown(struct xport *x)
 {
 	/* The flag first: a reader woken by the backend must see it, so it

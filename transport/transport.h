@@ -114,6 +114,36 @@ const char *xport__listener_addr(struct xport_listener *l);
 int xport__from_fd(int fd, const char *peer, struct xport **out);
 
 /*
+ * TLS 1.3 on the link (transport/tls.c, GnuTLS). Credentials are loaded
+ * once and shared, read-only, by every connection:
+ *   "psk:FILE"             a pre-shared key, hex, in a file of mode 0600
+ *   "x509:DIR[,peer=NAME]" DIR/ca-cert.pem, DIR/host-cert.pem,
+ *                          DIR/host-key.pem (0600); the peer's certificate
+ *                          must chain to the CA and, if given, carry NAME
+ * Errors name the file and what is wrong with it.
+ */
+struct xport_tls;
+int xport_tls__load(const char *spec, struct xport_tls **out, char *err, size_t errlen);
+void xport_tls__free(struct xport_tls *t);
+const char *xport_tls__describe(const struct xport_tls *t);	/* "psk", "x509 peer=..."; "none" for NULL */
+/* Test only: update the sending key after n records (0: the default, 2^24). */
+void xport_tls__set_rekey_records(struct xport_tls *t, uint64_t n);
+/*
+ * Runs the TLS 1.3 handshake on a connected "tcp" connection before any
+ * message: server (the accepting side) or client; peer_name is the host the
+ * client connected to (x509 checks the certificate against it unless the
+ * credentials name a peer). From then on every message goes encrypted and
+ * authenticated. -EACCES with "authentication failed: ..." when the peer
+ * did not prove it holds the credentials (the peer itself is told nothing
+ * more than a TLS alert); -ETIMEDOUT; -EOPNOTSUPP on other transports.
+ */
+int xport__start_tls(struct xport *x, const struct xport_tls *t, bool server, const char *peer_name,
+		     int timeout_ms, char *err, size_t errlen);
+/* "TLS1.3 AES-256-GCM", or "none" on a plaintext connection. */
+const char *xport__cipher(struct xport *x, char *buf, size_t len);
+uint64_t xport__rekeys(struct xport *x);	/* key updates this side sent */
+
+/*
  * Send one whole message (header + the concatenation of iov as payload).
  * Thread-safe: concurrent senders never interleave messages.  Blocks until
  * the bytes are handed to the kernel/NIC (a peer that stops reading blocks

@@ -89,6 +89,20 @@ int xport__ms_left(uint64_t deadline_ns);
 /* deadline for a timeout in ms; 0 = none (timeout_ms < 0) */
 uint64_t xport__deadline(int timeout_ms);
 
+/* TLS on a TCP connection (tls.c); tcp.c calls these when it has a session. */
+struct tls_conn;
+int tls_conn__handshake(int fd, const struct xport_tls *t, bool server, const char *peer_name,
+			int timeout_ms, struct tls_conn **out, char *err, size_t errlen);
+int tls_conn__writev(struct tls_conn *c, const struct iovec *iov, int iovcnt);
+int tls_conn__read(struct tls_conn *c, struct xport *x, void *buf, size_t len, int timeout_ms);
+const char *tls_conn__cipher(struct tls_conn *c, char *buf, size_t len);
+uint64_t tls_conn__rekeys(struct tls_conn *c);
+void tls_conn__free(struct tls_conn *c);
+/* tcp.c: the TCP connection x goes on in TLS (handshake done) or stays as it was. */
+int tcp__start_tls(struct xport *x, const struct xport_tls *t, bool server, const char *peer_name,
+		   int timeout_ms, char *err, size_t errlen);
+struct tls_conn *tcp__tls(struct xport *x);
+
 extern const struct xport_ops xport_tcp_ops;
 #ifdef FTVM_HAVE_RDMA
 extern const struct xport_ops xport_rdma_ops;
