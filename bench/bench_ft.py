@@ -7,6 +7,8 @@ vs hybrid:
   pause per checkpoint (p50/p99/max), added kv latency (p50/p99 over the
   unprotected run), kv throughput as a ratio of unprotected, pages and
   bytes per checkpoint with and without LZ4, dirty pages/s the guest keeps;
+the replication link plaintext against TLS 1.3 (a pre-shared key), event
+policy, 1 client: pause, added latency, throughput, in the same run;
 and failover time (SIGKILL of the primary -> first answer from the
 secondary, --failover-on-peer-loss).
 
@@ -21,23 +23,68 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "lib"))
 from ftvmtest import GUEST_IP, KV_PORT, require_kvm  # noqa: E402
-from drill import Client, Node, Topology, make_image, pct, wait_ready  # noqa: E402
+from drill import Client, Node, Topology, make_image, make_psk, pct, wait_ready  # noqa: E402
 
 POLICIES = ["unprotected", "event", "epoch:10", "epoch:20", "epoch:50", "hybrid:200:20"]
 
 
 
-def start_pair(topo, work, tag, policy, workload):
+def start_pair(topo, work, tag, policy, workload, tls=None):
     img = make_image(os.path.join(work, tag + ".img"))
     a = Node(topo, "A", work, tag, img, "shared", False,
              policy=policy if policy != "unprotected" else "event",
-             append=workload)
+             append=workload, tls=tls)
     wait_ready(a)
     b = None
     if policy != "unprotected":
-        b = Node(topo, "B", work, tag, img, "shared", True, append=workload)
+        b = Node(topo, "B", work, tag, img, "shared", True, append=workload, tls=tls)
         a.protect_to("B")
     return a, b
+
+
+def tls_table(topo, work, client, seconds, kv_append, out):
+    """Plaintext against TLS on the same workload, alternated to spread
+    the machine's noise over both."""
+    psk = make_psk(work, "bench.psk")
+    print("replication link: plaintext vs TLS 1.3 (pre-shared key), event policy, 1 client, "
+          "%.0f s each, 3 rounds" % seconds)
+    runs = {"unprotected": [], "plaintext": [], "tls": []}
+    cipher = ""
+    for r in range(3):
+        for label in runs:
+            pol = "unprotected" if label == "unprotected" else "event"
+            n1, n2 = start_pair(topo, work, "tls%d-%s" % (r, label), pol, kv_append,
+                                tls=psk if label == "tls" else None)
+            try:
+                kv_run(client, 0.3)
+                s = kv_run(client, seconds)
+                f = ckpt_figures(n1 if n2 else None)
+                if label == "tls":
+                    cipher = n1.migrate_info()["cipher"]
+            finally:
+                for n in (n1, n2):
+                    if n:
+                        n.close()
+            runs[label].append((s, f))
+    def med(label, key):
+        return sorted(x[0][key] for x in runs[label])[1]
+    def med_pause(label, q):
+        return sorted(x[1]["pause_us"][q] for x in runs[label])[1]
+    base = med("unprotected", "throughput_ops_s")
+    base_p50, base_p99 = med("unprotected", "latency_p50_us"), med("unprotected", "latency_p99_us")
+    print("%-12s %9s %7s %14s %14s %16s" % ("link", "ops/s", "ratio", "lat p50/p99", "added p50/p99", "pause p50/p99"))
+    res = {}
+    for label in runs:
+        tput, p50, p99 = med(label, "throughput_ops_s"), med(label, "latency_p50_us"), med(label, "latency_p99_us")
+        pause = "%6d/%6d us" % (med_pause(label, "p50"), med_pause(label, "p99")) if label != "unprotected" else "-"
+        res[label] = {"ops_s": tput, "lat_p50_us": p50, "lat_p99_us": p99, "added_p50_us": p50 - base_p50}
+        print("%-12s %9.0f %6.2fx %6d/%6d us %6d/%6d us %16s" % (
+            label, tput, tput / base, p50, p99, p50 - base_p50, p99 - base_p99, pause), flush=True)
+    added_plain, added_tls = res["plaintext"]["added_p50_us"], res["tls"]["added_p50_us"]
+    print("TLS (%s): added latency p50 %d us against %d us plaintext: %+.0f %% (medians of 3)"
+          % (cipher, added_tls, added_plain, 100.0 * (added_tls - added_plain) / max(1, added_plain)))
+    out["tls"] = {"cipher": cipher, "runs": res}
+    print()
 
 
 def kv_run(client, seconds, clients=1):
@@ -93,6 +140,7 @@ def main():
     ap.add_argument("--dirty-seconds", type=float, default=3.0)
     ap.add_argument("--kills", type=int, default=5)
     ap.add_argument("--json")
+    ap.add_argument("--only", choices=["tls"], help="only this table")
     a = ap.parse_args()
     require_kvm()
     work = tempfile.mkdtemp(prefix="ftvm-bench-ft-")
@@ -100,6 +148,10 @@ def main():
     kv_append = "workload=kv ip=%s/24 port=%d" % (GUEST_IP, KV_PORT)
     with Topology() as topo:
         client = Client(topo, work)
+        if a.only == "tls":
+            tls_table(topo, work, client, a.seconds, kv_append, out)
+            return 0
+        tls_table(topo, work, client, a.seconds, kv_append, out)
         for nclients in (1, a.clients):
             print("kv workload, %d closed-loop client(s), 50%% PUT (write + flush before OK), %.0f s each"
                   % (nclients, a.seconds))

@@ -26,6 +26,8 @@
 #include "eventtap/eventtap.h"
 #include "vmm/vmm.h"
 
+struct xport_tls;
+
 struct ft_config {
 	struct vm *vm;
 	struct eventtap *et;
@@ -48,6 +50,8 @@ struct ft_config {
 	const char *event_hook;
 	uint32_t hook_timeout_ms;	/* one run of the hook at most this long (default 10000) */
 	const char *audit_log;		/* append the protocol's steps to this file (NULL: none) */
+	/* TLS credentials for the link (NULL: plaintext); read-only, outlive the ft. */
+	const struct xport_tls *tls;
 };
 
 struct ft;

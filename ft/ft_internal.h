@@ -12,6 +12,9 @@
 #define FT_PAGE 4096u
 #define FT_PAGES_PER_MSG 4096u		/* 16 MiB of pages per PAGES message at most */
 #define FT_DISK_BLOCK (64u << 10)	/* replicated-disk sync granularity */
+#define FT_TLS_HANDSHAKE_MS 10000	/* the whole TLS handshake, either side */
+#define FT_BATCH_PAGES 256u		/* a checkpoint this small is sent as one batch */
+#define FT_BATCH_BYTES (1u << 20)	/* ... with this much output at most */
 #define FT_SYNC_MAX_ROUNDS 30u		/* pre-copy rounds at most before the first checkpoint */
 #define FT_SYNC_FINAL_PAGES 1024u	/* a round that leaves fewer is the last */
 #define FT_STAT_RING 4096

@@ -214,6 +214,14 @@ static void cmd_info_migrate(struct mon_reply *r, int argc, char **argv, void *o
 	snprintf(session, sizeof(session), "%016llx", (unsigned long long)ft->session);
 	mon_reply__str(r, "session", ft->session ? session : "");
 	mon_reply__str(r, "event_hook", ft->pri.event_hook);
+	/* The link's protection: the credentials' kind, and the cipher of the
+	 * connection there is (none without one, or plaintext). */
+	mon_reply__str(r, "tls", xport_tls__describe(ft->cfg.tls));
+	char cipher[64] = "none";
+	if (ft->x)
+		xport__cipher(ft->x, cipher, sizeof(cipher));
+	mon_reply__str(r, "cipher", cipher);
+	mon_reply__u64(r, "tls_key_updates", ft->x ? xport__rekeys(ft->x) : 0);
 	if (ft->primary_role && ft->state != FT_FAILED_OVER) {
 		mon_reply__u64(r, "sync_percent", ft->pri.sync_percent);
 		mon_reply__u64(r, "sync_ms", ft->pri.sync_ms);

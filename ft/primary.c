@@ -456,8 +456,12 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 	ft->pri.epoch = epoch;
 	pthread_mutex_unlock(&ft->lock);
 
-	/* Ship it. */
+	/* Ship it. A small checkpoint goes as one batch (on TLS: one run of
+	 * records, decrypted by the secondary in a read or two). */
 	struct ft_commit cm = { .capture_ns = t0 };
+	bool batch = c->nr <= FT_BATCH_PAGES && c->outputs.len <= FT_BATCH_BYTES && ft->inject == FT_INJECT_NONE;
+	if (batch)
+		xport__batch_begin(ft->x);
 	ret = send_buf(ft, FT_MSG_BEGIN, 0, epoch, &cm.capture_ns, 8);
 	maybe_die(ft, FT_INJECT_DIE_AFTER_BEGIN);
 	/* A test asking to die "in the middle of the pages" gets two PAGES
@@ -513,10 +517,17 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 		ft->pri.commit_sent = true;
 		pthread_mutex_unlock(&ft->lock);
 		ret = send_buf(ft, FT_MSG_COMMIT, 0, epoch, &cm, sizeof(cm));
+		if (batch) {
+			int b = xport__batch_end(ft->x);
+			ret = ret ? ret : b;
+			batch = false;
+		}
 		if (!ret)
 			ft_audit(ft, "commit-sent", epoch, "pages=%u output_bytes=%zu", cm.pages,
 				 c->outputs.len);
 	}
+	if (batch)
+		xport__batch_end(ft->x);	/* a send failed before COMMIT: the link is gone */
 	maybe_die(ft, FT_INJECT_DIE_AFTER_COMMIT);
 	if (!ret && ft->inject == FT_INJECT_CUT_AFTER_COMMIT) {
 		fprintf(stderr, "ftvm: ft: injected link cut after COMMIT %llu\n",
@@ -736,6 +747,18 @@ static int handover(struct ft *ft, struct capture *c, bool must_stop)
 	fprintf(stderr, "ftvm: ft: handed over to %s at checkpoint %llu in %llu us\n", ft->peer,
 		(unsigned long long)ft->pri.epoch, (unsigned long long)ft->pri.handover_us);
 	return 0;
+}
+
+/* HOST of "tcp:HOST:PORT" / "tcp:[V6]:PORT": the name a certificate must carry. */
+static void uri_host(const char *uri, char *host, size_t len)
+{
+	const char *a = strchr(uri, ':');
+	a = a ? a + 1 : uri;
+	const char *end = *a == '[' ? strchr(a, ']') : strrchr(a, ':');
+	if (*a == '[')
+		a++;
+	size_t n = end && end >= a ? (size_t)(end - a) : strlen(a);
+	snprintf(host, len, "%.*s", (int)(n < len ? n : len - 1), a);
 }
 
 static int hello(struct ft *ft, struct capture *c)
@@ -1042,6 +1065,17 @@ int ft_primary__run(struct ft *ft)
 	}
 	xport__set_type_names(ft->x, ft_msg_names, FT_MSG_MAX);
 	snprintf(ft->peer, sizeof(ft->peer), "%s", xport__peer(ft->x));
+	if (ft->cfg.tls) {
+		/* Nothing of the guest's leaves before the secondary proved it
+		 * holds the same credentials. */
+		char host[256];
+		uri_host(ft->uri, host, sizeof(host));
+		ret = xport__start_tls(ft->x, ft->cfg.tls, false, host, FT_TLS_HANDSHAKE_MS, err, sizeof(err));
+		if (ret) {
+			ft__error(ft, "secondary %s: %s", ft->peer, err);
+			goto out;
+		}
+	}
 	ret = hello(ft, &c);
 	if (!ret && (ret = ft_link__start(ft)))
 		ft__error(ft, "starting the link's heartbeat thread: %s", strerror(-ret));

@@ -120,7 +120,13 @@ static int serve(struct ft *ft)
 	target_of(ft, &target);
 	ft_rx__init(&rx, &target);
 	xport_msg__init(&m);
-	ret = recv_hello(ft, &m, err, sizeof(err));
+	/* With credentials, the peer proves it holds them before one ftvm
+	 * message is read; one that fails learns nothing but a TLS alert. */
+	ret = ft->cfg.tls ? xport__start_tls(ft->x, ft->cfg.tls, true, NULL, FT_TLS_HANDSHAKE_MS, err, sizeof(err))
+			  : 0;
+	bool authenticated = !ret;
+	if (!ret)
+		ret = recv_hello(ft, &m, err, sizeof(err));
 	if (!ret && m.type != FT_MSG_HELLO) {
 		snprintf(err, sizeof(err), "expected HELLO, got message type %u", m.type);
 		ret = -EPROTO;
@@ -152,7 +158,7 @@ static int serve(struct ft *ft)
 		pthread_mutex_unlock(&ft->lock);
 		fprintf(stderr, "ftvm: ft: refused connection from %s: %s\n", from, err);
 		ft_audit(ft, "stray", held, "peer=%s %s", from, err);
-		if (ret != -ETIMEDOUT && ret != -EPIPE && ret != -ECANCELED)
+		if (authenticated && ret != -ETIMEDOUT && ret != -EPIPE && ret != -ECANCELED)
 			send_error(ft, err);
 		why = SERVE_STRAY;
 		goto out;

@@ -4,7 +4,7 @@
 set -eu
 
 PKGS="build-essential cmake pkg-config iproute2 socat python3 \
-      liblz4-dev librdmacm-dev libibverbs-dev libqb-dev libcpg-dev libvotequorum-dev procps qemu-system-x86 \
+      liblz4-dev libgnutls28-dev gnutls-bin librdmacm-dev libibverbs-dev libqb-dev libcpg-dev libvotequorum-dev procps qemu-system-x86 \
       resource-agents libxml2-utils pacemaker-cli-utils corosync pacemaker pcs crmsh nftables \
       clang libclang-rt-dev"
 

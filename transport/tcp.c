@@ -37,8 +37,9 @@
 struct tcp_xport {
 	struct xport base;	/* first: xport__close hands us this pointer */
 	int fd;
-	/* Set once, by tcp__start_tls, before the connection is shared. */
-	struct tls_conn *tls;
+	/* Set once, by tcp__start_tls (the connection's owner, before any
+	 * message); read by senders, the receiver and `info migrate`. */
+	_Atomic(struct tls_conn *) tls;
 };
 
 struct tcp_listener {
@@ -414,14 +415,18 @@ int tcp__start_tls(struct xport *x, const struct xport_tls *t, bool server, cons
 		   int timeout_ms, char *err, size_t errlen)
 {
 	struct tcp_xport *tx = tcp_of(x);
-	if (tx->tls)
+	struct tls_conn *c;
+	if (atomic_load(&tx->tls))
 		return -EALREADY;
-	return tls_conn__handshake(tx->fd, t, server, peer_name, timeout_ms, &tx->tls, err, errlen);
+	int ret = tls_conn__handshake(tx->fd, t, server, peer_name, timeout_ms, &c, err, errlen);
+	if (!ret)
+		atomic_store(&tx->tls, c);
+	return ret;
 }
 
 struct tls_conn *tcp__tls(struct xport *x)
 {
-	return tcp_of(x)->tls;
+	return atomic_load(&tcp_of(x)->tls);
 }
 
 static int tcp_writev(struct xport *x, const struct iovec *iov, int iovcnt)
@@ -431,8 +436,9 @@ static int tcp_writev(struct xport *x, const struct iovec *iov, int iovcnt)
 	int i = 0;		/* first iovec not fully sent */
 	size_t off = 0;		/* bytes of iov[i] already sent */
 
-	if (tcp_of(x)->tls)
-		return tls_conn__writev(tcp_of(x)->tls, iov, iovcnt);
+	struct tls_conn *tls = atomic_load(&tcp_of(x)->tls);
+	if (tls)
+		return tls_conn__writev(tls, iov, iovcnt);
 
 	for (;;) {
 		struct msghdr mh = { .msg_iov = win };
@@ -486,8 +492,9 @@ static int tcp_read(struct xport *x, void *buf, size_t len, int timeout_ms)
 	/* Inactivity timeout: restarts whenever bytes arrive. */
 	uint64_t deadline = xport__deadline(timeout_ms);
 
-	if (tcp_of(x)->tls)
-		return tls_conn__read(tcp_of(x)->tls, x, buf, len, timeout_ms);
+	struct tls_conn *tls = atomic_load(&tcp_of(x)->tls);
+	if (tls)
+		return tls_conn__read(tls, x, buf, len, timeout_ms);
 	while (got < len) {
 		ssize_t n = recv(fd, p + got, len - got, MSG_DONTWAIT);
 
@@ -533,7 +540,7 @@ static void tcp_close(struct xport *x)
 {
 	struct tcp_xport *t = tcp_of(x);
 
-	tls_conn__free(t->tls);
+	tls_conn__free(atomic_load(&t->tls));
 	close(t->fd);
 	free(t);
 }

@@ -326,6 +326,32 @@ const char *xport__cipher(struct xport *x, char *buf, size_t len)
 	return tls_conn__cipher(c, buf, len);
 }
 
+void xport__batch_begin(struct xport *x)
+{
+	struct tls_conn *c = x->ops == &xport_tcp_ops ? tcp__tls(x) : NULL;
+	if (!c)
+		return;
+	pthread_mutex_lock(&x->send_lock);
+	tls_conn__cork(c);
+	pthread_mutex_unlock(&x->send_lock);
+}
+
+int xport__batch_end(struct xport *x)
+{
+	struct tls_conn *c = x->ops == &xport_tcp_ops ? tcp__tls(x) : NULL;
+	if (!c)
+		return 0;
+	pthread_mutex_lock(&x->send_lock);
+	int ret = x->send_err;
+	int r = tls_conn__uncork(c);
+	if (r && !ret)
+		ret = x->send_err = r;
+	if (!ret)
+		atomic_store(&x->last_tx_ns, xport__now_ns());
+	pthread_mutex_unlock(&x->send_lock);
+	return ret;
+}
+
 uint64_t xport__rekeys(struct xport *x)
 {
 	struct tls_conn *c = x->ops == &xport_tcp_ops ? tcp__tls(x) : NULL;

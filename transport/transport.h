@@ -139,6 +139,17 @@ void xport_tls__set_rekey_records(struct xport_tls *t, uint64_t n);
  */
 int xport__start_tls(struct xport *x, const struct xport_tls *t, bool server, const char *peer_name,
 		     int timeout_ms, char *err, size_t errlen);
+/*
+ * Messages sent between batch_begin and batch_end may leave together: on
+ * TLS, one run of records in as few writes as can be (and the receiver
+ * decrypts them in as few reads), instead of a record and a write each.
+ * No effect on a plaintext connection. batch_end flushes; it returns the
+ * send error, if any. Meant for a few small messages (a checkpoint of a
+ * few pages): what is batched is held in memory until batch_end.
+ */
+void xport__batch_begin(struct xport *x);
+int xport__batch_end(struct xport *x);
+
 /* "TLS1.3 AES-256-GCM", or "none" on a plaintext connection. */
 const char *xport__cipher(struct xport *x, char *buf, size_t len);
 uint64_t xport__rekeys(struct xport *x);	/* key updates this side sent */

@@ -97,6 +97,8 @@ int tls_conn__writev(struct tls_conn *c, const struct iovec *iov, int iovcnt);
 int tls_conn__read(struct tls_conn *c, struct xport *x, void *buf, size_t len, int timeout_ms);
 const char *tls_conn__cipher(struct tls_conn *c, char *buf, size_t len);
 uint64_t tls_conn__rekeys(struct tls_conn *c);
+void tls_conn__cork(struct tls_conn *c);
+int tls_conn__uncork(struct tls_conn *c);
 void tls_conn__free(struct tls_conn *c);
 /* tcp.c: the TCP connection x goes on in TLS (handshake done) or stays as it was. */
 int tcp__start_tls(struct xport *x, const struct xport_tls *t, bool server, const char *peer_name,

@@ -674,8 +674,13 @@ def main():
         c.wait_for(lambda: all(ftvmd_running(n) for n in c.nodes), 20, what="ftvmd in every node")
         work = os.path.join(c.state_dir, "client")
         os.makedirs(work)
+        # The replication link is authenticated (TLS 1.3, a pre-shared
+        # key): one file every node reads, mode 0600.
+        key = os.path.join(c.state_dir, "ftvm.psk")
+        with open(os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(os.urandom(32).hex() + "\n")
         cmd = ("resource create %s ocf:ftvm:ftvm config=%s node_addrs='%s' watcher_fifo=%s "
-               "log_dir=/var/log/pacemaker/ftvm "
+               "tls_creds=psk:" + key + " log_dir=/var/log/pacemaker/ftvm "
                "op monitor interval=2s role=Promoted timeout=20s "
                "op monitor interval=3s role=Unpromoted timeout=20s "
                "promotable notify=true promoted-max=1"

@@ -98,7 +98,7 @@ class Node:
     """One ftvm process on host h of the topology."""
 
     def __init__(self, topo, h, work, tag, image, mode, secondary, memory="256M", smp=1,
-                 policy="event", extra=(), net=True, append=None):
+                 policy="event", extra=(), net=True, append=None, tls=None):
         self.topo, self.h, self.work = topo, h, work
         self.name = "%s-%s" % (tag, h)
         self.sock = os.path.join(work, self.name + ".mon")
@@ -113,6 +113,8 @@ class Node:
             args += ["--netdev", "tap,ifname=tap%s,mac=%s" % (h, GUEST_MAC)]
         if secondary:
             args += ["--incoming", "tcp:%s:%d" % (REP_IP[h], REP_PORT), "--failover-on-peer-loss"]
+        if tls:
+            args += ["--tls-creds", tls]
         args += list(extra)
         self.err = open(self.stderr_path, "a")
         self.proc = subprocess.Popen(topo.cmd(h, *args), stdout=subprocess.DEVNULL, stderr=self.err)
@@ -285,6 +287,14 @@ def pct(values, p):
     return v[min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))] if v else 0
 
 
+def make_psk(work, name="link.psk"):
+    """A pre-shared key for --tls-creds: 32 random bytes, hex, mode 0600."""
+    path = os.path.join(work, name)
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write(os.urandom(32).hex() + "\n")
+    return "psk:" + path
+
+
 def make_image(path, mb=64):
     with open(path, "wb") as f:
         f.truncate(mb << 20)
@@ -358,8 +368,10 @@ def run_drill(work, mode, kills, policy="event", seed=None, log=print, min_gap=0
     protection is restored. noise: a second client sends a request every
     millisecond regardless of answers. memory, disk_mb: the guest's size;
     fill(path): writes data into the first primary's image before it boots.
+    The link is TLS 1.3 with a pre-shared key made for the drill.
     Returns a report dict; raises Failure on any loss."""
     rnd = random.Random(seed)
+    tls = make_psk(work)
     rep = {"mode": mode, "policy": policy, "kills": 0, "failover_s": []}
     with Topology() as topo:
         if mode == "shared":
@@ -372,12 +384,13 @@ def run_drill(work, mode, kills, policy="event", seed=None, log=print, min_gap=0
         nodes = []
         client = Client(topo, work)
         try:
-            primary = Node(topo, "A", work, "g0", image["A"], mode, False, policy=policy, memory=memory)
+            primary = Node(topo, "A", work, "g0", image["A"], mode, False, policy=policy, memory=memory, tls=tls)
             nodes.append(primary)
             wait_ready(primary)
-            secondary = Node(topo, "B", work, "g0", image["B"], mode, True, policy=policy, memory=memory)
+            secondary = Node(topo, "B", work, "g0", image["B"], mode, True, policy=policy, memory=memory, tls=tls)
             nodes.append(secondary)
             primary.protect_to("B", log=log)
+            log("replication link: %s, pre-shared key" % primary.migrate_info()["cipher"])
             client.start_load(seconds=3600, keys=200, seed=rnd.randint(1, 1 << 30))
             noisy = Noise(topo, work) if noise else None
             if noisy:
@@ -397,7 +410,7 @@ def run_drill(work, mode, kills, policy="event", seed=None, log=print, min_gap=0
                 dead = primary
                 primary = secondary
                 secondary = Node(topo, dead.h, work, "g%d" % (i + 1), image[dead.h], mode, True, policy=policy,
-                                 memory=memory)
+                                 memory=memory, tls=tls)
                 nodes.append(secondary)
                 # Re-protection under load: only the line that says how long it took.
                 primary.protect_to(secondary.h, log=lambda l: l.startswith("sync: protected:") and log(l))
@@ -421,7 +434,7 @@ def run_drill(work, mode, kills, policy="event", seed=None, log=print, min_gap=0
             survivor = image[primary.h]
             for n in nodes:
                 n.close()
-            alone = Node(topo, primary.h, work, "survivor", survivor, mode, False, policy=policy, memory=memory)
+            alone = Node(topo, primary.h, work, "survivor", survivor, mode, False, policy=policy, memory=memory, tls=tls)
             nodes.append(alone)
             wait_ready(alone)
             v2 = client.verify()

@@ -14,6 +14,7 @@
 #include "clock/clock.h"
 #include "eventtap/eventtap.h"
 #include "ft/ft.h"
+#include "transport/transport.h"
 #include "vmm/cli/options.h"
 #include "vmm/vmm.h"
 
@@ -109,6 +110,7 @@ int main(int argc, char **argv)
 	struct monitor *mon = NULL;
 	struct eventtap *et = NULL;
 	struct ft *ft = NULL;
+	struct xport_tls *tls = NULL;
 	struct et_policy_cfg policy = { .policy = ET_POLICY_EVENT };
 	pthread_t sig_tid;
 	bool sig_started = false;
@@ -211,8 +213,21 @@ int main(int argc, char **argv)
 		}
 		goto out;
 	}
+	if (o.tls_creds) {
+		char terr[512];
+		if (xport_tls__load(o.tls_creds, &tls, terr, sizeof(terr)) < 0) {
+			snprintf(err, sizeof(err), "%s", terr);
+			ret = -EINVAL;
+			goto out;
+		}
+	} else {
+		fprintf(stderr, "ftvm: warning: no --tls-creds: the replication link is neither "
+			"authenticated nor encrypted; anyone who reaches it can read or replace the "
+			"guest (docs/security.md)\n");
+	}
 	struct ft_config fcfg = {
 		.vm = vm,
+		.tls = tls,
 		.et = et,
 		.disk = o.drive_file ? &disk : NULL,
 		.drive_mode = o.drive_mode,
@@ -268,6 +283,7 @@ out:
 	if (disk.be)
 		disk_raw__on_fatal_error(&disk, NULL, NULL);	/* ft goes next */
 	ft__destroy(ft);
+	xport_tls__free(tls);
 	vm__destroy(vm);
 	eventtap__destroy(et);
 	if (net.be)

@@ -44,6 +44,11 @@ void options__usage(FILE *f)
 	      "  --pidfile PATH         write the process id to PATH (removed at exit)\n"
 	      "  --audit-log PATH       append every release, commit, ACK, revocation and\n"
 	      "                         failover, with session and checkpoint, to PATH\n"
+	      "  --tls-creds psk:FILE|x509:DIR[,peer=NAME]\n"
+	      "                         TLS 1.3 on the replication link, mutually\n"
+	      "                         authenticated; the same on both hosts\n"
+	      "                         (docs/security.md). Without it the link is\n"
+	      "                         plaintext and unauthenticated\n"
 	      "  --no-compress          do not LZ4-compress pages\n"
 	      "  --dirty-log auto|ring|clear|bitmap\n"
 	      "                         how dirty pages are collected from KVM (auto: the\n"
@@ -269,7 +274,7 @@ int options__parse(struct ftvm_options *o, int argc, char **argv, char *err, siz
 			"--serial", "--monitor", "--name", "--restore", "--incoming",
 			"--ft-policy", "--heartbeat-ms", "--heartbeat-timeout-ms",
 			"--restore-clock", "--x-tsc-khz", "--event-hook", "--pidfile",
-			"--x-cpu-vendor", "--x-cpuid", "--audit-log", "--dirty-log",
+			"--x-cpu-vendor", "--x-cpuid", "--audit-log", "--dirty-log", "--tls-creds",
 		};
 		bool ok = false;
 		for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
@@ -382,6 +387,12 @@ int options__parse(struct ftvm_options *o, int argc, char **argv, char *err, siz
 				return -EINVAL;
 			}
 			o->event_hook = val;
+		} else if (strcmp(flag, "--tls-creds") == 0) {
+			if (strncmp(val, "psk:", 4) != 0 && strncmp(val, "x509:", 5) != 0) {
+				snprintf(err, errlen, "--tls-creds %s: expected psk:FILE or x509:DIR", val);
+				return -EINVAL;
+			}
+			o->tls_creds = val;
 		} else if (strcmp(flag, "--audit-log") == 0) {
 			if (!*val) {
 				snprintf(err, errlen, "--audit-log: a path is needed");

@@ -36,6 +36,7 @@ struct ftvm_options {
 	uint32_t x_cpuid_value;
 	const char *event_hook;		/* sh -c command run on peer loss (ft.h) */
 	const char *pidfile;		/* written at start, removed at exit */
+	const char *tls_creds;		/* --tls-creds psk:FILE | x509:DIR (NULL: plaintext link) */
 	const char *audit_log;		/* ft's protocol steps, appended (ft/audit.c) */
 	bool help, version;
 	/* storage for option values split out of --drive / --netdev */
