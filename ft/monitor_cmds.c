@@ -115,7 +115,7 @@ static void cmd_set_parameter(struct mon_reply *r, int argc, char **argv, void *
 	if (argc != 2) {
 		mon_reply__error(r, MON_ERR_INVALID_PARAMETER,
 				 "usage: migrate_set_parameter compress on|off | heartbeat-ms N | "
-				 "heartbeat-timeout-ms N | event-hook PATH|none | event-hook-timeout-ms N | "
+				 "heartbeat-timeout-ms N | event-hook-timeout-ms N | "
 				 "held-output-limit BYTES | x-inject KIND | x-outputs-chunk BYTES");
 		return;
 	}
@@ -132,9 +132,13 @@ static void cmd_set_parameter(struct mon_reply *r, int argc, char **argv, void *
 		ft->pri.outputs_chunk = v;
 	} else if (!strcmp(argv[0], "event-hook-timeout-ms") && parse_ms(argv[1], 100, 600000, &v)) {
 		ft->pri.hook_timeout_ms = v;
-	} else if (!strcmp(argv[0], "event-hook") && strlen(argv[1]) < sizeof(ft->pri.event_hook)) {
-		snprintf(ft->pri.event_hook, sizeof(ft->pri.event_hook), "%s",
-			 strcmp(argv[1], "none") ? argv[1] : "");
+	} else if (!strcmp(argv[0], "event-hook")) {
+		/* A command run as the VMM's user: set where the VMM is started
+		 * (--event-hook), never by whoever reaches the monitor. */
+		pthread_mutex_unlock(&ft->lock);
+		mon_reply__error(r, MON_ERR_INVALID_PARAMETER,
+				 "event-hook is set only with --event-hook when ftvm starts");
+		return;
 	} else if (!strcmp(argv[0], "x-inject")) {
 		size_t i;
 		for (i = 0; i < sizeof(injects) / sizeof(injects[0]); i++)

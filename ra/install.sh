@@ -10,7 +10,25 @@
 #   sudo ra/install.sh            install
 #   sudo ra/install.sh --check    install, then check the meta-data against
 #                                 the OCF DTD (needs xmllint)
+#   sudo ra/install.sh --psk FILE make the replication link's pre-shared key
+#                                 (32 random bytes, hex, mode 0600) unless
+#                                 FILE exists; copy it to every node at the
+#                                 same path (scp -p), then tls_creds=psk:FILE
 set -eu
+
+if [ "${1:-}" = --psk ]; then
+	key=${2:?"usage: ra/install.sh --psk FILE"}
+	if [ -e "$key" ]; then
+		echo "$key exists: left as it is"
+	else
+		install -d -m 0700 "$(dirname "$key")"
+		(umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$key" && echo >>"$key")
+		echo "made $key (mode 0600). Copy it to every node at the same path, e.g."
+		echo "  scp -p $key node2:$key"
+	fi
+	echo "then: pcs resource update <vm> tls_creds=psk:$key (docs/security.md)"
+	exit 0
+fi
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=${OCF_ROOT:-/usr/lib/ocf}

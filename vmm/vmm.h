@@ -186,7 +186,9 @@ unsigned vm__nr_vcpus(struct vm *vm);
 uint64_t vm__mem_size(struct vm *vm);
 
 /* Writes the complete VM state to `path` (VM paused meanwhile). */
-int vm__save(struct vm *vm, const char *path, uint64_t *bytes, uint64_t *pause_us, char *err);
+/* overwrite: replace an existing PATH (else -EEXIST). */
+int vm__save(struct vm *vm, const char *path, bool overwrite, uint64_t *bytes, uint64_t *pause_us,
+	     char *err);
 
 /*
  * vCPU, platform and device state (everything but RAM) as a verified

@@ -680,11 +680,11 @@ def main():
         with open(os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
             f.write(os.urandom(32).hex() + "\n")
         cmd = ("resource create %s ocf:ftvm:ftvm config=%s node_addrs='%s' watcher_fifo=%s "
-               "tls_creds=psk:" + key + " log_dir=/var/log/pacemaker/ftvm "
+               "tls_creds=psk:%s log_dir=/var/log/pacemaker/ftvm "
                "op monitor interval=2s role=Promoted timeout=20s "
                "op monitor interval=3s role=Unpromoted timeout=20s "
                "promotable notify=true promoted-max=1"
-               % (RSC, c.vm_conf, " ".join("%s=%s%d" % (n.name, REP_NET, n.index) for n in c.nodes), FIFO))
+               % (RSC, c.vm_conf, " ".join("%s=%s%d" % (n.name, REP_NET, n.index) for n in c.nodes), FIFO, key))
         log("pcs " + cmd)
         c.pcs(cmd)
         sampler = Sampler(c)

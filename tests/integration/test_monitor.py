@@ -72,8 +72,8 @@ def test(work):
             cases = [
                 (b"frobnicate\n", "CommandNotFound", "frobnicate"),
                 (b"info nothing\n", "CommandNotFound", "info"),
-                (b"savevm\n", "InvalidParameter", "usage: savevm FILE"),
-                (b"savevm a b\n", "InvalidParameter", "usage: savevm FILE"),
+                (b"savevm\n", "InvalidParameter", "usage: savevm [-f] FILE"),
+                (b"savevm a b\n", "InvalidParameter", "usage: savevm [-f] FILE"),
                 (b"stop now\n", "InvalidParameter", "takes no arguments"),
                 (b"\n", "InvalidParameter", "empty command"),
                 (b"x" * 5000 + b"\n", "InvalidParameter", "longer than"),

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -558,10 +559,13 @@ int vm__vcpu_regs(struct vm *vm, unsigned idx, struct vm_vcpu_regs *out)
 }
 
 /*
- * The snapshot is written to PATH.tmp, synced, then renamed over PATH: a
- * crash mid-save never leaves a half-written file under the real name.
+ * The snapshot is written to PATH.tmp (created new: never through a link
+ * someone left there), synced, then moved to PATH: a crash mid-save never
+ * leaves a half-written file under the real name. An existing PATH is
+ * replaced only with overwrite (rename), else refused (link fails).
  */
-int vm__save(struct vm *vm, const char *path, uint64_t *bytes, uint64_t *pause_us, char *err)
+int vm__save(struct vm *vm, const char *path, bool overwrite, uint64_t *bytes, uint64_t *pause_us,
+	     char *err)
 {
 	struct timespec t0, t1;
 	char tmp[4096];
@@ -571,10 +575,16 @@ int vm__save(struct vm *vm, const char *path, uint64_t *bytes, uint64_t *pause_u
 		snprintf(err, VMM_ERR_LEN, "savevm: file name too long");
 		return -ENAMETOOLONG;
 	}
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	struct stat st;
+	if (!overwrite && lstat(path, &st) == 0) {
+		snprintf(err, VMM_ERR_LEN, "%s exists (savevm -f %s replaces it)", path, path);
+		return -EEXIST;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		ret = -errno;
-		snprintf(err, VMM_ERR_LEN, "cannot create %s: %s", tmp, strerror(errno));
+		snprintf(err, VMM_ERR_LEN, "cannot create %s: %s%s", tmp, strerror(errno),
+			 errno == EEXIST ? " (left by an earlier save? remove it)" : "");
 		return ret;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -601,11 +611,11 @@ int vm__save(struct vm *vm, const char *path, uint64_t *bytes, uint64_t *pause_u
 		ret = -errno;
 		snprintf(err, VMM_ERR_LEN, "close %s: %s", tmp, strerror(errno));
 	}
-	if (!ret && rename(tmp, path) < 0) {
+	if (!ret && (overwrite ? rename(tmp, path) : link(tmp, path)) < 0) {
 		ret = -errno;
-		snprintf(err, VMM_ERR_LEN, "rename to %s: %s", path, strerror(errno));
+		snprintf(err, VMM_ERR_LEN, "%s: %s", path, strerror(errno));
 	}
-	if (ret)
+	if (ret || !overwrite)
 		unlink(tmp);
 	return ret;
 }

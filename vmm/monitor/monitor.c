@@ -5,13 +5,17 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
+#include <pwd.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vmm/monitor/monitor_internal.h"
@@ -22,6 +26,9 @@
 #define MON_MAX_ARGS 32
 #define MON_GREETING "ftvm monitor 1\n"
 #define MON_PROMPT "(ftvm) "
+/* A client that does not take its answer within this long is dropped: one
+ * that never reads must not stall the monitor (and the cluster agent). */
+#define MON_WRITE_MS 2000
 
 struct mon_command {
 	char name[48];
@@ -35,6 +42,7 @@ struct mon_client {
 	int in_fd, out_fd;	/* equal for sockets */
 	bool json;
 	bool discarding;	/* inside an over-long line */
+	bool dead;		/* did not take an answer in time: closed */
 	char buf[MON_LINE_MAX];
 	size_t len;
 };
@@ -43,6 +51,8 @@ struct monitor {
 	struct vm *vm;
 	char path[108];
 	int listen_fd;
+	gid_t gid;		/* ,group=: this group may use the socket too */
+	bool has_gid;
 	bool stdio;
 	int stop_pipe[2];
 	pthread_t thread;
@@ -162,15 +172,37 @@ static void execute(struct monitor *m, struct mon_client *cl, char *line, struct
 	mon_reply__free(&r);
 }
 
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Writes the whole answer within MON_WRITE_MS, or marks the client dead. */
 static void client_write(struct mon_client *cl, const void *data, size_t len)
 {
 	const uint8_t *p = data;
-	while (len) {
-		ssize_t w = write(cl->out_fd, p, len);
+	uint64_t deadline = now_ms() + MON_WRITE_MS;
+	while (len && !cl->dead) {
+		ssize_t w = cl->in_fd == cl->out_fd ? send(cl->out_fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL)
+						    : write(cl->out_fd, p, len);
 		if (w < 0 && errno == EINTR)
 			continue;
-		if (w <= 0)
-			return;	/* the client went away; its read side will notice */
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			uint64_t now = now_ms();
+			struct pollfd pfd = { .fd = cl->out_fd, .events = POLLOUT };
+			if (now >= deadline || poll(&pfd, 1, (int)(deadline - now)) == 0) {
+				fprintf(stderr, "ftvm: monitor: a client did not read its answer within %d ms: "
+					"closed\n", MON_WRITE_MS);
+				cl->dead = true;
+			}
+			continue;
+		}
+		if (w <= 0) {
+			cl->dead = true;	/* the client went away */
+			return;
+		}
 		p += w;
 		len -= (size_t)w;
 	}
@@ -236,10 +268,45 @@ static bool client_input(struct monitor *m, struct mon_client *cl)
 			sbuf__append(&out, MON_PROMPT, strlen(MON_PROMPT));
 		client_write(cl, out.data, out.len);
 		sbuf__free(&out);
+		if (cl->dead)
+			return false;
 		size_t rest = cl->len - (size_t)(nl + 1 - cl->buf);
 		memmove(cl->buf, nl + 1, rest);
 		cl->len = rest;
 	}
+}
+
+/*
+ * Whoever connects must be root, the VMM's own user, or (with ,group=) of
+ * that group: the socket's mode says so too, but a mode can be changed and
+ * a directory can be too open.
+ */
+static bool peer_allowed(struct monitor *m, int fd)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		fprintf(stderr, "ftvm: monitor: SO_PEERCRED: %s: client refused\n", strerror(errno));
+		return false;
+	}
+	if (cred.uid == 0 || cred.uid == geteuid())
+		return true;
+	if (m->has_gid) {
+		if (cred.gid == m->gid)
+			return true;
+		struct passwd *pw = getpwuid(cred.uid);
+		gid_t groups[256];
+		int n = 256;
+		if (pw && getgrouplist(pw->pw_name, cred.gid, groups, &n) >= 0)
+			for (int i = 0; i < n; i++)
+				if (groups[i] == m->gid)
+					return true;
+	}
+	static const char no[] = "error: this monitor is not yours\n";
+	(void)!send(fd, no, sizeof(no) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+	fprintf(stderr, "ftvm: monitor: refused a client of uid %u (pid %d): only uid %u%s may use it\n",
+		(unsigned)cred.uid, (int)cred.pid, (unsigned)geteuid(), m->has_gid ? " and its group" : "");
+	return false;
 }
 
 static void *monitor__thread(void *arg)
@@ -275,6 +342,10 @@ static void *monitor__thread(void *arg)
 				int fd = accept4(m->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 				if (fd < 0)
 					continue;
+				if (!peer_allowed(m, fd)) {
+					close(fd);
+					continue;
+				}
 				unsigned slot = 0;
 				while (slot < MON_MAX_CLIENTS && m->clients[slot])
 					slot++;
@@ -318,26 +389,47 @@ int monitor__create(struct vm *vm, const char *spec, struct monitor **out, char 
 		m->clients[MON_MAX_CLIENTS] = client_new(STDIN_FILENO, STDOUT_FILENO);
 	} else if (strncmp(spec, "unix:", 5) == 0 && spec[5]) {
 		struct sockaddr_un sa = { .sun_family = AF_UNIX };
-		if (strlen(spec + 5) >= sizeof(sa.sun_path)) {
+		char pathbuf[sizeof(sa.sun_path) + 64];
+		snprintf(pathbuf, sizeof(pathbuf), "%s", spec + 5);
+		char *opt = strstr(pathbuf, ",group=");
+		if (opt) {
+			*opt = '\0';
+			struct group *g = getgrnam(opt + 7);
+			if (!g) {
+				snprintf(err, VMM_ERR_LEN, "--monitor: no group '%s'", opt + 7);
+				ret = -EINVAL;
+				goto fail;
+			}
+			m->gid = g->gr_gid;
+			m->has_gid = true;
+		}
+		if (strlen(pathbuf) >= sizeof(sa.sun_path)) {
 			snprintf(err, VMM_ERR_LEN, "--monitor: socket path too long (max %zu)",
 				 sizeof(sa.sun_path) - 1);
 			ret = -ENAMETOOLONG;
 			goto fail;
 		}
-		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", spec + 5);
-		snprintf(m->path, sizeof(m->path), "%s", spec + 5);
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", pathbuf);
+		snprintf(m->path, sizeof(m->path), "%s", pathbuf);
 		m->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (m->listen_fd < 0) {
 			ret = -errno;
 			goto fail;
 		}
 		unlink(m->path);	/* a stale socket from a dead ftvm */
-		if (bind(m->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-		    listen(m->listen_fd, 8) < 0) {
+		if (bind(m->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 			ret = -errno;
 			snprintf(err, VMM_ERR_LEN, "--monitor: cannot listen on %s: %s", m->path,
 				 strerror(errno));
 			m->path[0] = '\0';
+			goto fail;
+		}
+		/* The owner only (and ,group=), whatever the umask; before listen,
+		 * so no one connects through a wider mode. */
+		if ((m->has_gid && chown(m->path, (uid_t)-1, m->gid) < 0) ||
+		    chmod(m->path, m->has_gid ? 0660 : 0600) < 0 || listen(m->listen_fd, 8) < 0) {
+			ret = -errno;
+			snprintf(err, VMM_ERR_LEN, "--monitor: %s: %s", m->path, strerror(errno));
 			goto fail;
 		}
 	} else {

@@ -94,15 +94,17 @@ static void cmd_savevm(struct mon_reply *r, int argc, char **argv, void *opaque)
 	char err[VMM_ERR_LEN] = "";
 	uint64_t bytes = 0, pause_us = 0;
 
-	if (argc != 1) {
-		mon_reply__error(r, MON_ERR_INVALID_PARAMETER, "usage: savevm FILE");
+	bool force = argc == 2 && strcmp(argv[0], "-f") == 0;
+	if (argc != 1 && !force) {
+		mon_reply__error(r, MON_ERR_INVALID_PARAMETER, "usage: savevm [-f] FILE");
 		return;
 	}
-	if (vm__save(opaque, argv[0], &bytes, &pause_us, err) < 0) {
+	const char *path = argv[argc - 1];
+	if (vm__save(opaque, path, force, &bytes, &pause_us, err) < 0) {
 		mon_reply__error(r, MON_ERR_IO, "savevm failed: %s", err);
 		return;
 	}
-	mon_reply__str(r, "file", argv[0]);
+	mon_reply__str(r, "file", path);
 	mon_reply__u64(r, "bytes", bytes);
 	mon_reply__u64(r, "pause_us", pause_us);
 }
@@ -158,7 +160,8 @@ int vm_commands__register(struct monitor *m, struct vm *vm)
 	monitor__add_command(m, "stop", NULL, "pause the VM", cmd_stop, vm);
 	monitor__add_command(m, "cont", NULL, "resume the VM", cmd_cont, vm);
 	monitor__add_command(m, "quit", NULL, "stop the VM and exit ftvm", cmd_quit, vm);
-	monitor__add_command(m, "savevm", "FILE", "save the complete VM state to FILE",
+	monitor__add_command(m, "savevm", "[-f] FILE",
+			     "save the complete VM state to FILE (-f: replace it if it exists)",
 			     cmd_savevm, vm);
 	monitor__add_command(m, "x-ram-crc", "FILE",
 			     "test only: a CRC of every nonzero guest page into FILE", cmd_ram_crc, vm);
