@@ -52,6 +52,7 @@ struct ft_config {
 	const char *audit_log;		/* append the protocol's steps to this file (NULL: none) */
 	/* TLS credentials for the link (NULL: plaintext); read-only, outlive the ft. */
 	const struct xport_tls *tls;
+	bool test_mode;			/* x-inject and x-outputs-chunk exist (--test-mode) */
 };
 
 struct ft;

@@ -118,7 +118,12 @@ static void cmd_set_parameter(struct mon_reply *r, int argc, char **argv, void *
 				 "heartbeat-timeout-ms N | event-hook-timeout-ms N | "
 				 "held-output-limit BYTES | x-inject KIND | x-outputs-chunk BYTES");
 		return;
+	}	if (!strncmp(argv[0], "x-", 2) && !ft->cfg.test_mode) {
+		mon_reply__error(r, MON_ERR_INVALID_PARAMETER,
+				 "%s is test only: this ftvm was not started with --test-mode", argv[0]);
+		return;
 	}
+
 	pthread_mutex_lock(&ft->lock);
 	if (!strcmp(argv[0], "compress") && (!strcmp(argv[1], "on") || !strcmp(argv[1], "off"))) {
 		ft->cfg.compress = !strcmp(argv[1], "on");

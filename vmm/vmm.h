@@ -381,6 +381,8 @@ typedef void (*mon_cmd_fn)(struct mon_reply *r, int argc, char **argv, void *opa
 /* spec: "unix:PATH" or "stdio". Commands for the VM are registered here. */
 int monitor__create(struct vm *vm, const char *spec, struct monitor **out, char *err);
 /* name may have several words ("info status"); the longest match wins. */
+/* The test-only commands of the VMM (x-ram-crc): only under --test-mode. */
+void monitor__add_test_commands(struct monitor *m);
 int monitor__add_command(struct monitor *m, const char *name, const char *args,
 			 const char *help, mon_cmd_fn fn, void *opaque);
 int monitor__start(struct monitor *m);

@@ -419,7 +419,7 @@ def build_network(c):
     c.vm_conf = os.path.join(d, VM_NAME + ".conf")
     with open(c.vm_conf, "w") as f:
         f.write("name=%s\nkernel=%s\nappend='workload=kv ip=%s/24 port=%d'\nmemory=256M\nsmp=1\n"
-                "drive=%s\ndrive_mode=shared\ntap=tap0\nmac=%s\nftvm=%s\nftvmctl=%s\n"
+                "drive=%s\ndrive_mode=shared\ntap=tap0\nmac=%s\nftvm=%s\nftvmctl=%s\ntest_mode=1\n"
                 % (VM_NAME, GUEST, GUEST_IP, KV_PORT, img, GUEST_MAC, FTVM, FTVMCTL))
 
 

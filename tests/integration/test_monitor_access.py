@@ -13,7 +13,10 @@
 5. `migrate_set_parameter event-hook CMD` is refused (the hook runs a
    command as the VMM's user: it is set only with --event-hook).
 6. `savevm` does not replace an existing file unless -f, and never writes
-   through a link planted at FILE.tmp."""
+   through a link planted at FILE.tmp.
+7. Without --test-mode the test-only commands do not exist (x-ram-crc,
+   x-disk-fault), x-inject and x-outputs-chunk are refused, and a --x-*
+   flag stops ftvm at start."""
 import grp
 import os
 import socket
@@ -147,6 +150,18 @@ def test(work):
         r = ctl(sock, "savevm", os.path.join(work, "t.snap"))
         print("savevm with a link planted at FILE.tmp: %s" % r.stdout.strip()[:140])
         check(r.returncode != 0 and open(victim).read() == "victim", "savevm wrote through a planted link")
+
+        # 7: test-only things, without --test-mode (this VMM has none).
+        r = ctl(sock, "x-ram-crc", os.path.join(work, "crc"))
+        print("x-ram-crc: %s" % r.stdout.strip()[:100])
+        check(r.returncode != 0 and "CommandNotFound" in r.stdout, "x-ram-crc exists without --test-mode")
+        r = ctl(sock, "migrate_set_parameter", "x-inject", "die-after-commit")
+        print("x-inject: %s" % r.stdout.strip()[:120])
+        check(r.returncode != 0 and "--test-mode" in r.stdout, "x-inject accepted without --test-mode")
+        r = subprocess.run([FTVM, "--kernel", GUEST, "--x-tsc-khz", "1000"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=30)
+        print("ftvm --x-tsc-khz 1000: rc %d: %s" % (r.returncode, r.stderr.strip().splitlines()[-1]))
+        check(r.returncode != 0 and "--x-tsc-khz is test only" in r.stderr, "--x-tsc-khz accepted")
     finally:
         for p in procs:
             p.kill()

@@ -108,7 +108,7 @@ class Node:
                 "--kernel", GUEST, "--append", append or "workload=kv ip=%s/24 port=%d" % (GUEST_IP, KV_PORT),
                 "--drive", "file=%s,mode=%s" % (image, mode),
                 "--serial", "file:" + self.serial, "--monitor", "unix:" + self.sock,
-                "--ft-policy", policy]
+                "--ft-policy", policy, "--test-mode"]
         if net:
             args += ["--netdev", "tap,ifname=tap%s,mac=%s" % (h, GUEST_MAC)]
         if secondary:

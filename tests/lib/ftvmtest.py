@@ -111,7 +111,7 @@ class Vm:
         if append is None:
             append = "workload=kv ip=%s/24 port=%d" % (GUEST_IP, KV_PORT)
         args = [FTVM, "--name", name, "--memory", memory, "--smp", str(smp),
-                "--serial", "file:" + self.serial, "--monitor", "unix:" + self.sock]
+                "--serial", "file:" + self.serial, "--monitor", "unix:" + self.sock, "--test-mode"]
         if restore:
             args += ["--restore", restore]
         else:

@@ -123,6 +123,7 @@ tap=tap0
 mac=52:54:00:12:34:56
 ftvm=$FTVM
 ftvmctl=$FTVMCTL
+test_mode=1
 EOF
 }
 

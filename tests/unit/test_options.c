@@ -102,14 +102,20 @@ static void test_cpu_switches(void)
 	int r;
 
 	memset(&o, 0, sizeof(o));
-	r = PARSE(&o, err, "--kernel", "k", "--x-cpuid", "0x7.0.ebx=0x1", "--x-cpu-vendor",
+	r = PARSE(&o, err, "--kernel", "k", "--x-cpuid", "0x7.0.ebx=0x1");
+	CHECK(r < 0 && strstr(err, "--x-cpuid is test only") && strstr(err, "--test-mode"),
+	      "--x-cpuid without --test-mode: %d %s", r, err);
+	r = PARSE(&o, err, "--kernel", "k", "--x-tsc-khz=1000");
+	CHECK(r < 0 && strstr(err, "--x-tsc-khz is test only"), "--x-tsc-khz=1000 without --test-mode: %s", err);
+	memset(&o, 0, sizeof(o));
+	r = PARSE(&o, err, "--test-mode", "--kernel", "k", "--x-cpuid", "0x7.0.ebx=0x1", "--x-cpu-vendor",
 		  "AuthenticAMD", "--x-no-tsc-leaf", "--x-no-kvmclock");
 	CHECK(r == 0, "test-only CPU switches refused: %s", err);
 	CHECK(o.x_cpuid_word == 4 && o.x_cpuid_value == 1, "--x-cpuid word %u value %u", o.x_cpuid_word,
 	      o.x_cpuid_value);
 	CHECK(strcmp(o.x_cpu_vendor, "AuthenticAMD") == 0, "--x-cpu-vendor");
 	CHECK(o.x_no_tsc_leaf && o.x_no_kvmclock, "--x-no-tsc-leaf / --x-no-kvmclock");
-	r = PARSE(&o, err, "--kernel", "k", "--x-cpuid", "0X80000001.0.EDX=ffffffff");
+	r = PARSE(&o, err, "--test-mode", "--kernel", "k", "--x-cpuid", "0X80000001.0.EDX=ffffffff");
 	CHECK(r == 0 && o.x_cpuid_word == 12 && o.x_cpuid_value == 0xffffffffu,
 	      "upper case, no 0x on the value: %s", err);
 
@@ -119,11 +125,11 @@ static void test_cpu_switches(void)
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		err[0] = '\0';
-		r = PARSE(&o, err, "--kernel", "k", "--x-cpuid", bad[i]);
+		r = PARSE(&o, err, "--test-mode", "--kernel", "k", "--x-cpuid", bad[i]);
 		refused(bad[i], "--x-cpuid", r, err);
 	}
 	err[0] = '\0';
-	r = PARSE(&o, err, "--kernel", "k", "--x-cpu-vendor", "ThirteenChars");
+	r = PARSE(&o, err, "--test-mode", "--kernel", "k", "--x-cpu-vendor", "ThirteenChars");
 	refused("13-character vendor", "--x-cpu-vendor", r, err);
 }
 

@@ -228,6 +228,7 @@ int main(int argc, char **argv)
 	struct ft_config fcfg = {
 		.vm = vm,
 		.tls = tls,
+		.test_mode = o.test_mode,
 		.et = et,
 		.disk = o.drive_file ? &disk : NULL,
 		.drive_mode = o.drive_mode,
@@ -249,7 +250,9 @@ int main(int argc, char **argv)
 		if (monitor__create(vm, o.monitor, &mon, err) < 0)
 			goto out;
 		ft__register_monitor(ft, mon);
-		if (disk.be)
+		if (o.test_mode)
+			monitor__add_test_commands(mon);
+		if (disk.be && o.test_mode)
 			monitor__add_command(mon, "x-disk-fault", "eio|enxio COUNT",
 					     "test only: the next COUNT disk writes/flushes fail",
 					     cmd_disk_fault, &disk);

@@ -57,6 +57,9 @@ void options__usage(FILE *f)
 	      "                         guest time after --restore: resume where the\n"
 	      "                         snapshot left it (default) or add the wall time\n"
 	      "                         that passed since the save\n"
+	      "  --test-mode            allow the test-only flags (--x-*) and monitor commands\n"
+	      "                         (x-inject, x-disk-fault, x-ram-crc, ...); never in\n"
+	      "                         production\n"
 	      "  --x-tsc-khz N          test only: TSC rate to announce to a peer\n"
 	      "  --x-cpu-vendor NAME    test only: CPU vendor to announce (HELLO, savevm)\n"
 	      "  --x-cpuid LEAF.SUB.REG=HEX\n"
@@ -252,6 +255,12 @@ int options__parse(struct ftvm_options *o, int argc, char **argv, char *err, siz
 			o->no_compress = true;
 			continue;
 		}
+		if (strcmp(a, "--test-mode") == 0) {
+			o->test_mode = true;
+			continue;
+		}
+		if (strncmp(a, "--x-", 4) == 0 && !o->x_flag)
+			o->x_flag = a;	/* allowed only with --test-mode (checked at the end) */
 		if (strcmp(a, "--x-no-tsc-leaf") == 0 || strcmp(a, "--x-no-kvmclock") == 0) {
 			*(a[7] == 't' ? &o->x_no_tsc_leaf : &o->x_no_kvmclock) = true;
 			continue;
@@ -424,6 +433,12 @@ int options__parse(struct ftvm_options *o, int argc, char **argv, char *err, siz
 	}
 	if (o->help || o->version)
 		return 0;
+	if (o->x_flag && !o->test_mode) {
+		char name[40];
+		snprintf(name, sizeof(name), "%.*s", (int)strcspn(o->x_flag, "="), o->x_flag);
+		snprintf(err, errlen, "%s is test only: ftvm takes it only with --test-mode", name);
+		return -EINVAL;
+	}
 	if (!o->kernel && !o->restore) {
 		snprintf(err, errlen, "--kernel FILE is required (or --restore FILE)");
 		return -EINVAL;

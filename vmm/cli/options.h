@@ -29,6 +29,8 @@ struct ftvm_options {
 	bool no_compress;
 	const char *restore_clock;	/* continue | catch-up */
 	enum vm_dirty_mode dirty_mode;	/* --dirty-log (default auto) */
+	bool test_mode;			/* --test-mode: the --x-* flags and x-* commands exist */
+	const char *x_flag;		/* the first --x-* flag given (refused without test_mode) */
 	uint32_t x_tsc_khz;		/* test-only: TSC rate to advertise to a peer */
 	bool x_no_tsc_leaf, x_no_kvmclock;	/* test-only: hide the guest's clock sources */
 	const char *x_cpu_vendor;	/* test-only: CPU vendor to announce */

@@ -62,6 +62,11 @@ struct monitor {
 	struct mon_client *clients[MON_MAX_CLIENTS + 1];
 };
 
+struct vm *monitor__vm(struct monitor *m)
+{
+	return m->vm;
+}
+
 int monitor__add_command(struct monitor *m, const char *name, const char *args,
 			 const char *help, mon_cmd_fn fn, void *opaque)
 {

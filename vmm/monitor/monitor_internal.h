@@ -27,5 +27,6 @@ void json__append_string(struct sbuf *out, const char *s);
 
 /* Built-in VM commands (vm_commands.c). */
 int vm_commands__register(struct monitor *m, struct vm *vm);
+struct vm *monitor__vm(struct monitor *m);
 
 #endif

@@ -163,7 +163,12 @@ int vm_commands__register(struct monitor *m, struct vm *vm)
 	monitor__add_command(m, "savevm", "[-f] FILE",
 			     "save the complete VM state to FILE (-f: replace it if it exists)",
 			     cmd_savevm, vm);
-	monitor__add_command(m, "x-ram-crc", "FILE",
-			     "test only: a CRC of every nonzero guest page into FILE", cmd_ram_crc, vm);
 	return 0;
+}
+
+void monitor__add_test_commands(struct monitor *m)
+{
+	monitor__add_command(m, "x-ram-crc", "FILE",
+			     "test only: a CRC of every nonzero guest page into FILE", cmd_ram_crc,
+			     monitor__vm(m));
 }
