@@ -33,18 +33,49 @@ static void sb_printf(struct sbuf *sb, const char *fmt, ...)
 		sbuf__append(sb, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
 }
 
+/*
+ * Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong
+ * forms, no surrogates, nothing past U+10FFFF), or 0.
+ */
+static size_t utf8_len(const unsigned char *p)
+{
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		return (p[1] & 0xc0) == 0x80 ? 2 : 0;
+	if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		unsigned char lo = p[0] == 0xe0 ? 0xa0 : 0x80, hi = p[0] == 0xed ? 0x9f : 0xbf;
+		return p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 ? 3 : 0;
+	}
+	if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		unsigned char lo = p[0] == 0xf0 ? 0x90 : 0x80, hi = p[0] == 0xf4 ? 0x8f : 0xbf;
+		return p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 && (p[3] & 0xc0) == 0x80 ? 4 : 0;
+	}
+	return 0;
+}
+
+/*
+ * A JSON string that is always valid UTF-8, whatever s holds (a file name,
+ * a peer's error text): quotes, backslashes and control characters escaped,
+ * each byte that is not part of a well-formed sequence replaced by U+FFFD.
+ */
 void json__append_string(struct sbuf *out, const char *s)
 {
 	sbuf__append_u8(out, '"');
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+	for (const unsigned char *p = (const unsigned char *)s; *p;) {
+		size_t n = utf8_len(p);
 		if (*p == '"' || *p == '\\') {
 			sbuf__append_u8(out, '\\');
 			sbuf__append_u8(out, *p);
 		} else if (*p < 0x20 || *p == 0x7f) {
 			sb_printf(out, "\\u%04x", *p);
+		} else if (!n) {
+			sbuf__append(out, "\\ufffd", 6);
+			n = 1;
 		} else {
-			sbuf__append_u8(out, *p);
+			sbuf__append(out, p, n);
 		}
+		p += n ? n : 1;
 	}
 	sbuf__append_u8(out, '"');
 }
