@@ -231,7 +231,7 @@ int ft__cancel(struct ft *ft, char *err)
 	 * that goes on in the thread (state revoking-peer; cancel again ends it). */
 	struct timespec until;
 	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += (ft->cfg.heartbeat_timeout_ms + 1500) / 1000 + 1;
+	until.tv_sec += (ft__hb_timeout_ms(ft) + 1500) / 1000 + 1;
 	if (pthread_timedjoin_np(ft->thread, NULL, &until) == ETIMEDOUT) {
 		snprintf(err, VMM_ERR_LEN, "the secondary did not confirm the cancel; it is being "
 			 "revoked (revoking-peer; migrate_cancel again abandons that)");

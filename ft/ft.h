@@ -35,6 +35,9 @@ struct ft_config {
 	enum vm_drive_mode drive_mode;
 	uint8_t mac[6];
 	struct et_policy_cfg policy;
+	/* The two below may be changed by the monitor (migrate_set_parameter)
+	 * while the ft runs: it stores them atomically, ft/ reads them with
+	 * ft__hb_ms() / ft__hb_timeout_ms(). */
 	uint32_t heartbeat_ms;		/* send a heartbeat this often when idle */
 	uint32_t heartbeat_timeout_ms;	/* peer lost after this long without a byte */
 	bool compress;			/* LZ4 on pages */

@@ -288,4 +288,19 @@ int ft_audit__open(struct ft *ft, const char *path, char *err);
 void ft_audit(struct ft *ft, const char *event, uint64_t epoch, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
+/*
+ * The heartbeat settings: written by the monitor (migrate_set_parameter,
+ * under ft->lock) while the role and link threads run, so everyone reads
+ * them through these.
+ */
+static inline uint32_t ft__hb_ms(struct ft *ft)
+{
+	return __atomic_load_n(&ft->cfg.heartbeat_ms, __ATOMIC_RELAXED);
+}
+
+static inline uint32_t ft__hb_timeout_ms(struct ft *ft)
+{
+	return __atomic_load_n(&ft->cfg.heartbeat_timeout_ms, __ATOMIC_RELAXED);
+}
+
 #endif

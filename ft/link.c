@@ -49,7 +49,7 @@ int ft_link__start(struct ft *ft)
 	if (l->running)
 		return -EALREADY;
 	l->x = ft->x;
-	l->heartbeat_ms = ft->cfg.heartbeat_ms;
+	l->heartbeat_ms = ft__hb_ms(ft);
 	l->stop = false;
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -88,9 +88,9 @@ void ft_link__stop(struct ft *ft)
 bool ft_link__peer_silent(struct ft *ft, char *err, size_t errlen)
 {
 	uint64_t now = ft__now_ns();
-	if (now - xport__last_rx_ns(ft->x) <= (uint64_t)ft->cfg.heartbeat_timeout_ms * 1000000u)
+	if (now - xport__last_rx_ns(ft->x) <= (uint64_t)ft__hb_timeout_ms(ft) * 1000000u)
 		return false;
 	snprintf(err, errlen, "%s %s silent for %u ms (heartbeat timeout)",
-		 ft->primary_role ? "secondary" : "primary", ft->peer, ft->cfg.heartbeat_timeout_ms);
+		 ft->primary_role ? "secondary" : "primary", ft->peer, ft__hb_timeout_ms(ft));
 	return true;
 }

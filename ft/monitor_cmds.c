@@ -128,9 +128,9 @@ static void cmd_set_parameter(struct mon_reply *r, int argc, char **argv, void *
 	if (!strcmp(argv[0], "compress") && (!strcmp(argv[1], "on") || !strcmp(argv[1], "off"))) {
 		ft->cfg.compress = !strcmp(argv[1], "on");
 	} else if (!strcmp(argv[0], "heartbeat-ms") && parse_ms(argv[1], 10, 10000, &v)) {
-		ft->cfg.heartbeat_ms = v;
+		__atomic_store_n(&ft->cfg.heartbeat_ms, v, __ATOMIC_RELAXED);
 	} else if (!strcmp(argv[0], "heartbeat-timeout-ms") && parse_ms(argv[1], 50, 600000, &v)) {
-		ft->cfg.heartbeat_timeout_ms = v;
+		__atomic_store_n(&ft->cfg.heartbeat_timeout_ms, v, __ATOMIC_RELAXED);
 	} else if (!strcmp(argv[0], "held-output-limit") && parse_ms(argv[1], 4096, 1u << 30, &v)) {
 		ft->pri.held_bound = v;
 	} else if (!strcmp(argv[0], "x-outputs-chunk") && parse_ms(argv[1], 64, FT_OUTPUTS_CHUNK, &v)) {

@@ -92,7 +92,7 @@ static int recv_msg(struct ft *ft, struct xport_msg *m, int timeout_ms)
 	uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : ft__now_ns() + (uint64_t)timeout_ms * 1000000u;
 
 	for (;;) {
-		int ret = xport__recv(ft->x, m, (int)ft->cfg.heartbeat_ms, err, sizeof(err));
+		int ret = xport__recv(ft->x, m, (int)ft__hb_ms(ft), err, sizeof(err));
 		if (ret == 0 && m->type == FT_MSG_HEARTBEAT)
 			continue;
 		if (ret == 0 && m->type == FT_MSG_ERROR) {
@@ -432,7 +432,7 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 		ft->inject = FT_INJECT_NONE;
 		fprintf(stderr, "ftvm: ft: injected a slow capture of checkpoint %llu\n",
 			(unsigned long long)epoch);
-		struct timespec slow = { 0, 3 * (long)ft->cfg.heartbeat_timeout_ms * 1000000l };
+		struct timespec slow = { 0, 3 * (long)ft__hb_timeout_ms(ft) * 1000000l };
 		slow.tv_sec = slow.tv_nsec / 1000000000l;
 		slow.tv_nsec %= 1000000000l;
 		nanosleep(&slow, NULL);
@@ -621,7 +621,7 @@ static int wait_for_trigger(struct ft *ft, int wake_fd, uint64_t last_ckpt_ns)
 			xport_msg__free(&m);
 			return 0;
 		}
-		int timeout = due < (int64_t)ft->cfg.heartbeat_ms ? (int)due : (int)ft->cfg.heartbeat_ms;
+		int timeout = due < (int64_t)ft__hb_ms(ft) ? (int)due : (int)ft__hb_ms(ft);
 		struct pollfd pfd[2] = {
 			{ .fd = wake_fd, .events = POLLIN },
 			{ .fd = xport__poll_fd(ft->x), .events = POLLIN },
@@ -966,7 +966,7 @@ static bool cancel_peer(struct ft *ft, char *why, size_t len)
 {
 	struct xport_msg m;
 	char err[256];
-	uint64_t deadline = ft__now_ns() + (uint64_t)ft->cfg.heartbeat_timeout_ms * 1000000u;
+	uint64_t deadline = ft__now_ns() + (uint64_t)ft__hb_timeout_ms(ft) * 1000000u;
 	bool ok = false;
 
 	if (xport__send_buf(ft->x, FT_MSG_CANCEL, 0, ft->pri.epoch, NULL, 0)) {
@@ -992,7 +992,7 @@ static bool cancel_peer(struct ft *ft, char *why, size_t len)
 			break;
 		}
 		if (ft__now_ns() >= deadline || atomic_load(&ft->stop)) {
-			snprintf(why, len, "no CANCEL_OK within %u ms", ft->cfg.heartbeat_timeout_ms);
+			snprintf(why, len, "no CANCEL_OK within %u ms", ft__hb_timeout_ms(ft));
 			break;
 		}
 	}
@@ -1058,11 +1058,16 @@ int ft_primary__run(struct ft *ft)
 	c.bitmap = calloc((vm__nr_pages(vm) + 63) / 64, 8);
 	if (!c.bitmap)
 		return -ENOMEM;
-	ret = xport__connect(ft->uri, 5000, &ft->x, err, sizeof(err));
+	struct xport *x = NULL;
+	ret = xport__connect(ft->uri, 5000, &x, err, sizeof(err));
 	if (ret) {
 		ft__error(ft, "%s", err);
 		goto out;
 	}
+	/* Published under the lock: `info migrate` reads ft->x there. */
+	pthread_mutex_lock(&ft->lock);
+	ft->x = x;
+	pthread_mutex_unlock(&ft->lock);
 	xport__set_type_names(ft->x, ft_msg_names, FT_MSG_MAX);
 	snprintf(ft->peer, sizeof(ft->peer), "%s", xport__peer(ft->x));
 	if (ft->cfg.tls) {

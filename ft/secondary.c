@@ -190,7 +190,7 @@ static int serve(struct ft *ft)
 	ft__set_state(ft, FT_RECEIVING);
 
 	for (;;) {
-		ret = xport__recv(ft->x, &m, (int)ft->cfg.heartbeat_ms, err, sizeof(err));
+		ret = xport__recv(ft->x, &m, (int)ft__hb_ms(ft), err, sizeof(err));
 		uint64_t now = ft__now_ns();
 		/* Keep this host's tap empty: what the LAN floods here is for
 		 * the primary's guest (see ft__drain_rx). */
@@ -225,7 +225,7 @@ static int serve(struct ft *ft)
 				ft->inject = FT_INJECT_NONE;
 				fprintf(stderr, "ftvm: ft: injected a slow commit of checkpoint %llu\n",
 					(unsigned long long)rx.committed);
-				usleep(3 * ft->cfg.heartbeat_timeout_ms * 1000u);
+				usleep(3 * ft__hb_timeout_ms(ft) * 1000u);
 			}
 			ret = xport__send_buf(ft->x, reply.type, 0, reply.epoch, NULL, 0);
 			if (ret) {
