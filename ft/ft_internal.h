@@ -303,4 +303,8 @@ static inline uint32_t ft__hb_timeout_ms(struct ft *ft)
 	return __atomic_load_n(&ft->cfg.heartbeat_timeout_ms, __ATOMIC_RELAXED);
 }
 
+/* HOST of "HOST:PORT" / "[V6]:PORT" (wire.c): the name a peer's
+ * certificate must carry. */
+void ft__host_of(const char *hostport, char *host, size_t len);
+
 #endif

@@ -749,18 +749,6 @@ static int handover(struct ft *ft, struct capture *c, bool must_stop)
 	return 0;
 }
 
-/* HOST of "tcp:HOST:PORT" / "tcp:[V6]:PORT": the name a certificate must carry. */
-static void uri_host(const char *uri, char *host, size_t len)
-{
-	const char *a = strchr(uri, ':');
-	a = a ? a + 1 : uri;
-	const char *end = *a == '[' ? strchr(a, ']') : strrchr(a, ':');
-	if (*a == '[')
-		a++;
-	size_t n = end && end >= a ? (size_t)(end - a) : strlen(a);
-	snprintf(host, len, "%.*s", (int)(n < len ? n : len - 1), a);
-}
-
 static int hello(struct ft *ft, struct capture *c)
 {
 	struct ft_hello h;
@@ -1074,7 +1062,7 @@ int ft_primary__run(struct ft *ft)
 		/* Nothing of the guest's leaves before the secondary proved it
 		 * holds the same credentials. */
 		char host[256];
-		uri_host(ft->uri, host, sizeof(host));
+		ft__host_of(strchr(ft->uri, ':') ? strchr(ft->uri, ':') + 1 : ft->uri, host, sizeof(host));
 		ret = xport__start_tls(ft->x, ft->cfg.tls, false, host, FT_TLS_HANDSHAKE_MS, err, sizeof(err));
 		if (ret) {
 			ft__error(ft, "secondary %s: %s", ft->peer, err);

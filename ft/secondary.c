@@ -122,7 +122,10 @@ static int serve(struct ft *ft)
 	xport_msg__init(&m);
 	/* With credentials, the peer proves it holds them before one ftvm
 	 * message is read; one that fails learns nothing but a TLS alert. */
-	ret = ft->cfg.tls ? xport__start_tls(ft->x, ft->cfg.tls, true, NULL, FT_TLS_HANDSHAKE_MS, err, sizeof(err))
+	char from_host[128];
+	ft__host_of(xport__peer(ft->x), from_host, sizeof(from_host));
+	ret = ft->cfg.tls ? xport__start_tls(ft->x, ft->cfg.tls, true, from_host, FT_TLS_HANDSHAKE_MS, err,
+					     sizeof(err))
 			  : 0;
 	bool authenticated = !ret;
 	if (!ret)

@@ -1,7 +1,11 @@
 /*
  * wire.c - the names of the checkpoint protocol's messages
- * (docs/wire-format.md), for logs and errors on both sides.
+ * (docs/wire-format.md), for logs and errors on both sides, and the host of
+ * a peer's address.
  */
+#include <stdio.h>
+#include <string.h>
+
 #include "ft/ft_internal.h"
 
 const char *const ft_msg_names[FT_MSG_MAX] = {
@@ -13,3 +17,13 @@ const char *const ft_msg_names[FT_MSG_MAX] = {
 	[FT_MSG_HANDOVER] = "HANDOVER", [FT_MSG_HANDOVER_OK] = "HANDOVER_OK",
 	[FT_MSG_CANCEL_OK] = "CANCEL_OK",
 };
+
+void ft__host_of(const char *hostport, char *host, size_t len)
+{
+	const char *a = hostport;
+	const char *end = *a == '[' ? strchr(a, ']') : strrchr(a, ':');
+	if (*a == '[')
+		a++;
+	size_t n = end && end >= a ? (size_t)(end - a) : strlen(a);
+	snprintf(host, len, "%.*s", (int)(n < len ? n : len - 1), a);
+}

@@ -6,8 +6,8 @@
  *              that leaks later does not decrypt recorded traffic;
  *   x509:DIR   DIR/ca-cert.pem, DIR/host-cert.pem, DIR/host-key.pem: each
  *              side presents its certificate and checks the other's against
- *              the CA (and, on the connecting side, against the name it
- *              connected to, or the peer= name given).
+ *              the CA and against the peer's address (the host connected
+ *              to; the address a connection came from), or the peer= name.
  *
  * Threads: the transport's rule (any number of senders, serialised by the
  * send lock; one receiver) maps onto GnuTLS's "one thread sends, another
@@ -368,9 +368,9 @@ int tls_conn__handshake(int fd, const struct xport_tls *t, bool server, const ch
 			gnutls_certificate_server_set_request(c->s, GNUTLS_CERT_REQUIRE);
 		if (r >= 0) {
 			/* The name the peer's certificate must carry: peer= if
-			 * given; else, connecting, the host we connected to;
-			 * accepting, any certificate the CA signed. */
-			const char *name = t->peer_name[0] ? t->peer_name : server ? NULL : peer_name;
+			 * given; else the peer's address (connecting: the host we
+			 * connected to; accepting: the address it came from). */
+			const char *name = t->peer_name[0] ? t->peer_name : peer_name;
 			gnutls_session_set_verify_cert(c->s, name && *name ? name : NULL, 0);
 		}
 	}

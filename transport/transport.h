@@ -119,7 +119,8 @@ int xport__from_fd(int fd, const char *peer, struct xport **out);
  *   "psk:FILE"             a pre-shared key, hex, in a file of mode 0600
  *   "x509:DIR[,peer=NAME]" DIR/ca-cert.pem, DIR/host-cert.pem,
  *                          DIR/host-key.pem (0600); the peer's certificate
- *                          must chain to the CA and, if given, carry NAME
+ *                          must chain to the CA and carry NAME, or else
+ *                          the peer's address
  * Errors name the file and what is wrong with it.
  */
 struct xport_tls;
@@ -130,9 +131,10 @@ const char *xport_tls__describe(const struct xport_tls *t);	/* "psk", "x509 peer
 void xport_tls__set_rekey_records(struct xport_tls *t, uint64_t n);
 /*
  * Runs the TLS 1.3 handshake on a connected "tcp" connection before any
- * message: server (the accepting side) or client; peer_name is the host the
- * client connected to (x509 checks the certificate against it unless the
- * credentials name a peer). From then on every message goes encrypted and
+ * message: server (the accepting side) or client; peer_name is the peer's
+ * address (the host the client connected to; the address the server's
+ * connection came from): x509 checks the certificate against it unless the
+ * credentials name a peer (peer=), and against nothing if it is NULL. From then on every message goes encrypted and
  * authenticated. -EACCES with "authentication failed: ..." when the peer
  * did not prove it holds the credentials (the peer itself is told nothing
  * more than a TLS alert); -ETIMEDOUT; -EOPNOTSUPP on other transports.

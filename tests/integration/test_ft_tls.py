@@ -7,7 +7,8 @@ made here with GnuTLS's certtool):
    link is TLS 1.3 (info migrate `cipher`), acknowledged writes flow;
 2. the primary dies. Then each of these tries the orphaned secondary:
    an ftvm with other credentials (psk: another key; x509: a certificate
-   from another CA), an ftvm without TLS, a bare TCP connection sending
+   from another CA, and one from the right CA for another address than
+   the connection's), an ftvm without TLS, a bare TCP connection sending
    bytes. Every one is refused as a stray ("authentication failed"); the
    secondary stays peer-lost with its committed checkpoint;
 3. `cont` on the secondary resumes the guest with every acknowledged write.
@@ -200,7 +201,12 @@ def test(work):
         xa = make_host(work, "hostA", ca1, REP_IP["A"])
         xb = make_host(work, "hostB", ca1, REP_IP["B"])
         evil = make_host(work, "evil", ca2, REP_IP["A"], trust=ca1)
-        drill(topo, work, "x509", xa, xb, [("an ftvm with another CA's cert", evil), ("an ftvm without TLS", None)])
+        # Signed by the right CA, but for another address than the one the
+        # connection comes from.
+        elsewhere = make_host(work, "elsewhere", ca1, "10.99.0.9")
+        drill(topo, work, "x509", xa, xb, [("an ftvm with another CA's cert", evil),
+                                           ("the CA's cert for another host", elsewhere),
+                                           ("an ftvm without TLS", None)])
 
 
 if __name__ == "__main__":
