@@ -7,6 +7,7 @@
 #   page_codec   LZ4 page decode, and the encode/decode round trip
 #   json         the monitor's JSON strings: valid UTF-8 whatever they hold
 #   outputs      the event tap's output list on an in-memory disk, seeded by fuzz/seeds_outputs.py
+#   snapshot     the snapshot reader and the serial port's vmstate table (seeds: fuzz/seeds_snapshot.c)
 # A crash or a broken rule leaves the input in OUT/crashes and fails; replay
 # it with OUT/fuzz/fuzz_TARGET FILE.
 #   usage: scripts/fuzz.sh [SECONDS [OUT [TARGET...]]]   (default: all targets)
@@ -15,7 +16,7 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-3600}
 out=${2:-$src/build-fuzz}
 [ $# -ge 2 ] && shift 2 || set --
-targets=${*:-receive transport page_codec json outputs}
+targets=${*:-receive transport page_codec json outputs snapshot}
 if ! command -v clang >/dev/null 2>&1; then
 	echo "SKIP: no clang (scripts/setup.sh installs clang and libclang-rt-dev)"
 	exit 77
@@ -31,6 +32,7 @@ for t in $targets; do
 	corpus=$out/corpus/$t
 	mkdir -p "$corpus"
 	[ -f "$src/fuzz/seeds_$t.py" ] && python3 "$src/fuzz/seeds_$t.py" "$corpus"
+	[ -x "$out/fuzz/seeds_$t" ] && "$out/fuzz/seeds_$t" "$corpus"
 	echo "fuzz_$t: ${secs} s on $(nproc) core(s)"
 	# -timeout: one input that takes a second is a hang; -rss_limit_mb: no
 	# input may make the code allocate without bound.
