@@ -18,6 +18,7 @@
 #include <sys/uio.h>
 
 #include "eventtap/eventtap.h"
+#include "fuzz/mem_disk.h"
 
 #define MAX_DISK (64u * 4096u)
 
@@ -28,16 +29,7 @@ static unsigned writes, frames;
 static int mem_rw(void *be, uint64_t off, const struct iovec *iov, int n, int write)
 {
 	(void)be;
-	for (int i = 0; i < n; i++) {
-		if (off > disk_size || iov[i].iov_len > disk_size - off)
-			abort();	/* check let a write past the disk through */
-		if (write)
-			memcpy(disk_mem + off, iov[i].iov_base, iov[i].iov_len);
-		else
-			memcpy(iov[i].iov_base, disk_mem + off, iov[i].iov_len);
-		off += iov[i].iov_len;
-	}
-	return 0;
+	return mem_disk_rw(disk_mem, disk_size, off, iov, n, write);	/* aborts past the end */
 }
 
 static int mem_read(void *be, uint64_t off, const struct iovec *iov, int n)

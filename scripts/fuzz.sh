@@ -8,6 +8,7 @@
 #   json         the monitor's JSON strings: valid UTF-8 whatever they hold
 #   outputs      the event tap's output list on an in-memory disk, seeded by fuzz/seeds_outputs.py
 #   snapshot     the snapshot reader and the serial port's vmstate table (seeds: fuzz/seeds_snapshot.c)
+#   virtio       the virtio-mmio, queue and blk models as a guest driver drives them (seeds: fuzz/seeds_virtio.py)
 # A crash or a broken rule leaves the input in OUT/crashes and fails; replay
 # it with OUT/fuzz/fuzz_TARGET FILE.
 #   usage: scripts/fuzz.sh [SECONDS [OUT [TARGET...]]]   (default: all targets)
@@ -16,7 +17,7 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-3600}
 out=${2:-$src/build-fuzz}
 [ $# -ge 2 ] && shift 2 || set --
-targets=${*:-receive transport page_codec json outputs snapshot}
+targets=${*:-receive transport page_codec json outputs snapshot virtio}
 if ! command -v clang >/dev/null 2>&1; then
 	echo "SKIP: no clang (scripts/setup.sh installs clang and libclang-rt-dev)"
 	exit 77
