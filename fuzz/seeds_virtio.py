@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Seeds for fuzz_virtio: what a virtio-blk driver does (virtio 1.x over
-MMIO): reset, ACKNOWLEDGE|DRIVER, VIRTIO_F_VERSION_1, FEATURES_OK, queue 0
-of 8 entries at known addresses, DRIVER_OK, then one request (read,
-write, flush, get-id) posted and notified. Layout: fuzz/fuzz_virtio.c."""
+"""Seeds for fuzz_virtio: what a virtio-blk or virtio-net driver does
+(virtio 1.x over MMIO): reset, ACKNOWLEDGE|DRIVER, VIRTIO_F_VERSION_1,
+FEATURES_OK, queue 0 of 8 entries at known addresses, DRIVER_OK, then one
+request (blk: read, write, flush, get-id; net: an RX buffer and a frame
+delivered into it, then a frame sent on queue 1). Layout: fuzz/fuzz_virtio.c."""
 import os
 import struct
 import sys
@@ -14,8 +15,8 @@ REG = {"magic": 0x000, "version": 0x004, "dev_feat": 0x010, "dev_feat_sel": 0x01
        "avail_lo": 0x090, "avail_hi": 0x094, "used_lo": 0x0a0, "used_hi": 0x0a4, "config": 0x100}
 
 
-def op(write, reg, value=0):
-    return struct.pack("<BBI", 1 if write else 0, REG[reg] // 4, value)
+def op(write, reg, value=0, deliver=False):
+    return struct.pack("<BBI", (1 if write else 0) | (2 if deliver else 0), REG[reg] // 4, value)
 
 
 def request(kind, sector, data_len, device_writes):
@@ -35,15 +36,20 @@ def request(kind, sector, data_len, device_writes):
     return bytes(ram)
 
 
-def driver():
+def driver(queues=(0,), deliver=False):
+    setup = []
+    for q in queues:
+        base = 0x8000 * q
+        setup += [op(1, "q_sel", q), op(0, "q_num_max"), op(1, "q_num", 8), op(1, "desc_lo", DESC + base),
+                  op(1, "desc_hi", 0), op(1, "avail_lo", AVAIL + base), op(1, "avail_hi", 0),
+                  op(1, "used_lo", USED + base), op(1, "used_hi", 0), op(1, "q_ready", 1)]
     return b"".join([
         op(0, "magic"), op(0, "version"), op(1, "status", 0), op(1, "status", 1), op(1, "status", 3),
         op(1, "dev_feat_sel", 1), op(0, "dev_feat"), op(1, "drv_feat_sel", 1), op(1, "drv_feat", 1),
         op(1, "drv_feat_sel", 0), op(1, "drv_feat", 0), op(1, "status", 11), op(0, "status"),
-        op(1, "q_sel", 0), op(0, "q_num_max"), op(1, "q_num", 8), op(1, "desc_lo", DESC), op(1, "desc_hi", 0),
-        op(1, "avail_lo", AVAIL), op(1, "avail_hi", 0), op(1, "used_lo", USED), op(1, "used_hi", 0),
-        op(1, "q_ready", 1), op(1, "status", 15), op(0, "config"), op(1, "notify", 0), op(0, "isr"),
-        op(1, "isr_ack", 1),
+    ] + setup + [
+        op(1, "status", 15), op(0, "config"), op(1, "notify", 0, deliver)] +
+        [op(1, "notify", q) for q in queues[1:]] + [op(0, "isr"), op(1, "isr_ack", 1),
     ])
 
 
@@ -53,8 +59,19 @@ def main(out):
                                          "flush": (4, 0, 0, False), "get-id": (8, 0, 20, True),
                                          "past-end": (0, 10 ** 6, 512, True)}.items():
         ram = request(kind, sector, ln, dw)
-        with open(os.path.join(out, name), "wb") as f:
-            f.write(struct.pack("<H", len(ram)) + ram + driver())
+        with open(os.path.join(out, "blk-" + name), "wb") as f:
+            f.write(b"\x00" + struct.pack("<H", len(ram)) + ram + driver())
+    # net: queue 0 (RX) gets one 1514-byte device-writable buffer; queue 1
+    # (TX) one chain: a 12-byte virtio-net header and a 60-byte frame.
+    ram = bytearray(0x8000 + STATUS + 1)
+    ram[0:64] = bytes(range(64))
+    struct.pack_into("<QIHH", ram, DESC, DATA, 1526, 2, 0)
+    struct.pack_into("<HHH", ram, AVAIL, 0, 1, 0)
+    struct.pack_into("<QIHH", ram, 0x8000 + DESC, 0x8000 + HDR, 12, 1, 1)
+    struct.pack_into("<QIHH", ram, 0x8000 + DESC + 16, 0x8000 + DATA, 60, 0, 0)
+    struct.pack_into("<HHH", ram, 0x8000 + AVAIL, 0, 1, 0)
+    with open(os.path.join(out, "net-rx-tx"), "wb") as f:
+        f.write(b"\x01" + struct.pack("<H", len(ram)) + bytes(ram) + driver((0, 1), deliver=True))
 
 
 if __name__ == "__main__":
