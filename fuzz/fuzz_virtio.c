@@ -20,31 +20,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vmm/vm_internal.h"
-#include "vmm/virtio/virtio.h"
+#include "fuzz/fake_vm.h"
 #include "fuzz/mem_disk.h"
+#include "vmm/virtio/virtio.h"
 
-#define RAM_SIZE (64u * 4096u)
 #define DISK_SIZE (32u * 4096u)
 
 static uint8_t disk_mem[DISK_SIZE];
-static const struct io_handler *handler;
-static struct io_handler handler_copy;
-
-/* The MMIO bus, as the VMM's vm.c would hold it (not linked here). */
-int io_bus__register(struct io_bus *bus, const struct io_handler *h)
-{
-	(void)bus;
-	handler_copy = *h;
-	handler = &handler_copy;
-	return 0;
-}
-
-/* The I/O thread polls the NIC in the VMM; here the harness delivers. */
-void io_thread__kick(struct vm *vm)
-{
-	(void)vm;
-}
 
 static int mem_rw(uint64_t off, const struct iovec *iov, int n, int write)
 {
@@ -109,20 +91,10 @@ static const struct net_ops n_ops = { .tx = n_tx, .rx = n_rx, .rx_fd = n_rx_fd }
 
 int LLVMFuzzerTestOneInput(const uint8_t *in, size_t n)
 {
-	static struct vm vm;
-	static uint8_t *ram;
+	uint8_t *ram;
+	struct vm *vm = fake_vm(&ram);
 	char err[VMM_ERR_LEN];
 
-	if (!ram) {
-		ram = aligned_alloc(4096, RAM_SIZE);
-		vm.mem.slots[0] = (struct mem_slot){ .gpa = 0, .size = RAM_SIZE, .host = ram };
-		vm.mem.nr_slots = 1;
-		vm.mem.nr_pages = RAM_SIZE / VMM_PAGE_SIZE;
-		if (!ram || page_set__init(&vm.mem.vmm_dirty, vm.mem.nr_pages))
-			abort();
-		pthread_mutex_init(&vm.dev_lock, NULL);
-	}
-	memset(ram, 0, RAM_SIZE);
 	if (n < 3)
 		return 0;
 	bool net = in[0] & 1;
@@ -138,9 +110,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t n)
 	struct net nic = { .ops = &n_ops };
 	static const uint8_t mac[6] = { 0x52, 0x54, 0, 0x12, 0x34, 0x56 };
 	struct virtio_mmio *t = NULL;
-	handler = NULL;
 	pending = false;
-	int r = net ? virtio_net__create(&vm, 1, &nic, mac, &t, err) : virtio_blk__create(&vm, 0, &d, &t, err);
+	int r = net ? virtio_net__create(vm, 1, &nic, mac, &t, err) : virtio_blk__create(vm, 0, &d, &t, err);
+	const struct io_handler *handler = fake_vm_handler;
 	if (r || !handler)
 		return 0;
 	for (size_t i = ram_part; i + 6 <= n; i += 6) {
@@ -157,6 +129,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t n)
 		}
 	}
 	virtio_mmio__destroy(t);
-	page_set__clear(&vm.mem.vmm_dirty);
 	return 0;
 }
