@@ -70,6 +70,7 @@ struct tls_conn {
 	uint64_t records;	/* since the last key update */
 	uint64_t rekey_records;
 	uint64_t last_rekey_ns;
+	bool corked;		/* between tls_conn__cork and __uncork: no key update */
 	_Atomic uint64_t rekeys;
 	uint8_t stage[TLS_STAGE];
 };
@@ -433,6 +434,30 @@ uint64_t tls_conn__rekeys(struct tls_conn *c)
 	return atomic_load(&c->rekeys);
 }
 
+/*
+ * Updates the sending key once rekey_records records went out under it.
+ * GnuTLS refuses more than 8 key updates a second from its peer
+ * (KEY_UPDATES_PER_WINDOW): never more than 4 here. Only a lowered test
+ * limit comes near; 2^24 records take minutes at any speed. Not inside a
+ * batch: the batch's records leave first (tls_conn__uncork calls this).
+ */
+static int maybe_rekey(struct tls_conn *c)
+{
+	if (c->corked || c->records < c->rekey_records ||
+	    xport__now_ns() - c->last_rekey_ns < 250000000ull)
+		return 0;
+	int r;
+	do
+		r = gnutls_session_key_update(c->s, 0);
+	while (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED);
+	if (r < 0)
+		return -ECONNRESET;
+	c->records = 0;
+	c->last_rekey_ns = xport__now_ns();
+	atomic_fetch_add(&c->rekeys, 1);
+	return 0;
+}
+
 static int send_all(struct tls_conn *c, const uint8_t *p, size_t len)
 {
 	while (len) {
@@ -445,34 +470,22 @@ static int send_all(struct tls_conn *c, const uint8_t *p, size_t len)
 		p += n;
 		len -= (size_t)n;
 	}
-	/* GnuTLS refuses more than 8 key updates a second from its peer
-	 * (KEY_UPDATES_PER_WINDOW): never more than 4 here. Only a lowered
-	 * test limit comes near; 2^24 records take minutes at any speed. */
-	if (c->records >= c->rekey_records && xport__now_ns() - c->last_rekey_ns >= 250000000ull) {
-		int r;
-		do
-			r = gnutls_session_key_update(c->s, 0);
-		while (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED);
-		if (r < 0)
-			return -ECONNRESET;
-		c->records = 0;
-		c->last_rekey_ns = xport__now_ns();
-		atomic_fetch_add(&c->rekeys, 1);
-	}
-	return 0;
+	return maybe_rekey(c);
 }
 
 void tls_conn__cork(struct tls_conn *c)
 {
 	gnutls_record_cork(c->s);
+	c->corked = true;	/* a key update waits for the batch to leave */
 }
 
 int tls_conn__uncork(struct tls_conn *c)
 {
+	c->corked = false;
 	for (;;) {
 		int r = gnutls_record_uncork(c->s, GNUTLS_RECORD_WAIT);
 		if (r >= 0)
-			return 0;
+			return maybe_rekey(c);
 		if (r != GNUTLS_E_AGAIN && r != GNUTLS_E_INTERRUPTED)
 			return -EPIPE;
 	}

@@ -271,6 +271,31 @@ static void test_rekey(const char *keypath)
 	CHECK(rc == 0 && !bad && !p.rc && got == p.sent, "the stream broke across key updates: rc %d (%s), "
 	      "%d of %d received, %d bad, send %d", rc, err, got, p.sent, bad, p.rc);
 	CHECK(rekeys >= 4, "only %llu key updates in 1.6 s", (unsigned long long)rekeys);
+
+	/* Batches (a checkpoint's messages corked together) with key updates
+	 * due between them: every message arrives, in order. */
+	uint8_t *buf = malloc(65536);
+	int sent = 0, recvd = 0;
+	for (int batch = 0; batch < 12; batch++) {
+		xport__batch_begin(b.x);
+		for (int k = 0; k < 3; k++, sent++) {
+			memset(buf, sent & 0xff, 65536);
+			CHECK(xport__send_buf(b.x, 1, 0, (uint64_t)sent, buf, 65536) == 0, "batched send %d", sent);
+		}
+		CHECK(xport__batch_end(b.x) == 0, "batch %d did not leave", batch);
+		for (; recvd < sent; recvd++) {
+			rc = xport__recv(a.x, &m, 5000, err, sizeof(err));
+			CHECK(rc == 0 && m.epoch == (uint64_t)recvd && m.payload.len == 65536 &&
+			      m.payload.data[65535] == (uint8_t)(recvd & 0xff), "batched message %d: %d %s", recvd, rc,
+			      err);
+		}
+		struct timespec pause = { 0, 120000000 };
+		nanosleep(&pause, NULL);
+	}
+	free(buf);
+	printf("12 batches of 3 messages across key updates: %llu updates in all, %d received\n",
+	       (unsigned long long)xport__rekeys(b.x), recvd);
+	CHECK(xport__rekeys(b.x) > rekeys, "no key update between the batches");
 	xport_msg__free(&m);
 	xport__close(a.x);
 	xport__close(b.x);
