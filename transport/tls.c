@@ -298,10 +298,10 @@ static int tls_pull_timeout(gnutls_transport_ptr_t p, unsigned ms)
 	return r < 0 ? -1 : r;
 }
 
-/* Waits for the socket in GnuTLS's direction; 0, -ETIMEDOUT or -errno. */
-static int wait_fd(struct tls_conn *c, uint64_t deadline)
+/* Waits for the socket to be ready for events; 0, -ETIMEDOUT or -errno. */
+static int wait_fd(struct tls_conn *c, short events, uint64_t deadline)
 {
-	struct pollfd pfd = { .fd = c->fd, .events = gnutls_record_get_direction(c->s) ? POLLOUT : POLLIN };
+	struct pollfd pfd = { .fd = c->fd, .events = events };
 	int r = poll(&pfd, 1, xport__ms_left(deadline));
 	if (r == 0)
 		return -ETIMEDOUT;
@@ -401,7 +401,7 @@ int tls_conn__handshake(int fd, const struct xport_tls *t, bool server, const ch
 			tls_conn__free(c);
 			return -EACCES;
 		}
-		int w = wait_fd(c, deadline);
+		int w = wait_fd(c, gnutls_record_get_direction(c->s) ? POLLOUT : POLLIN, deadline);
 		if (w) {
 			xport__seterr(err, errlen, "TLS handshake: %s",
 				      w == -ETIMEDOUT ? "no answer in time" : strerror(-w));
@@ -548,12 +548,9 @@ int tls_conn__read(struct tls_conn *c, struct xport *x, void *buf, size_t len, i
 		}
 		if (gnutls_record_check_pending(c->s))
 			continue;
-		struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
-		int r = poll(&pfd, 1, xport__ms_left(deadline));
-		if (r == 0)
-			return -ETIMEDOUT;
-		if (r < 0 && errno != EINTR)
-			return -errno;
+		int w = wait_fd(c, POLLIN, deadline);
+		if (w)
+			return w;
 	}
 	return 0;
 }

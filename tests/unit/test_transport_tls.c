@@ -28,6 +28,7 @@
 
 #include "tests/unit/check.h"
 
+/* mkdtemp() template: the key files of this run go in a fresh directory. */
 static char dir[] = "/tmp/ftvm-tls-XXXXXX";
 
 static const char *key_file(const char *name, const char *text, mode_t mode)

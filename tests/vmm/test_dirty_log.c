@@ -158,7 +158,14 @@ int main(int argc, char **argv)
 		.test_hook = on_sync,
 		.test_hook_opaque = &t,
 	};
-	if (vm__create(&cfg, &vm, err) < 0) {
+	int cr = vm__create(&cfg, &vm, err);
+	if (cr == -ENOTSUP && mode != VM_DIRTY_AUTO) {
+		/* A host whose KVM lacks this way of collecting (another
+		 * vendor, another kernel): auto falls back; this test cannot run. */
+		printf("SKIP: %s\n", err);
+		return 77;
+	}
+	if (cr < 0) {
 		fprintf(stderr, "FAIL: vm__create: %s\n", err);
 		return 1;
 	}
