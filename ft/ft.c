@@ -79,6 +79,7 @@ static void ft__stop_thread(struct ft *ft)
 	ft->thread_running = false;
 	atomic_store(&ft->stop, false);
 	atomic_store(&ft->pri.cancel_req, false);
+	atomic_store(&ft->pri.cancel_cut, false);
 	pthread_mutex_unlock(&ft->lock);
 }
 
@@ -210,6 +211,17 @@ int ft__protect(struct ft *ft, const char *uri, char *err)
 	return 0;
 }
 
+/* pthread_timedjoin_np on the role thread, ms from now: 0 or ETIMEDOUT. */
+static int join_within(struct ft *ft, uint32_t ms)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	uint64_t ns = (uint64_t)until.tv_nsec + (uint64_t)(ms % 1000) * 1000000u;
+	until.tv_sec += (time_t)(ms / 1000 + ns / 1000000000u);
+	until.tv_nsec = (long)(ns % 1000000000u);
+	return pthread_timedjoin_np(ft->thread, NULL, &until);
+}
+
 int ft__cancel(struct ft *ft, char *err)
 {
 	pthread_mutex_lock(&ft->lock);
@@ -227,20 +239,42 @@ int ft__cancel(struct ft *ft, char *err)
 	pthread_mutex_unlock(&ft->lock);
 	atomic_store(revoking ? &ft->stop : &ft->pri.cancel_req, true);
 	wake(ft);
-	/* Waits for the handshake, not for a revocation that may take long:
-	 * that goes on in the thread (state revoking-peer; cancel again ends it). */
-	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += (ft__hb_timeout_ms(ft) + 1500) / 1000 + 1;
-	if (pthread_timedjoin_np(ft->thread, NULL, &until) == ETIMEDOUT) {
-		snprintf(err, VMM_ERR_LEN, "the secondary did not confirm the cancel; it is being "
-			 "revoked (revoking-peer; migrate_cancel again abandons that)");
+	/* First the CANCEL handshake's own time: the thread's next look at
+	 * the link, CANCEL, and CANCEL_OK within the heartbeat timeout. */
+	uint32_t budget_ms = ft__hb_ms(ft) + ft__hb_timeout_ms(ft) + 1000;
+	int r = join_within(ft, budget_ms);
+	bool cut = false;
+	if (r == ETIMEDOUT) {
+		/* Still on the link after that: a send blocked on a secondary
+		 * that reads nothing (its heartbeats may well still come, so
+		 * it never looks lost). Shut the link: the send fails and the
+		 * thread ends protection as with an unconfirmed CANCEL.
+		 * Revoking-peer does not use the link: left alone. */
+		pthread_mutex_lock(&ft->lock);
+		if (ft->state != FT_REVOKING && ft->x) {
+			atomic_store(&ft->pri.cancel_cut, true);
+			xport__shutdown(ft->x);
+			cut = true;
+		}
+		pthread_mutex_unlock(&ft->lock);
+		if (cut)
+			r = join_within(ft, 1000);
+	}
+	/* A revocation may take long: it goes on in the thread (state
+	 * revoking-peer; cancel again ends it). */
+	if (r == ETIMEDOUT) {
+		snprintf(err, VMM_ERR_LEN, "%sthe secondary did not confirm the cancel; it is being "
+			 "revoked (revoking-peer; migrate_cancel again abandons that)",
+			 cut ? "the link was shut down (the secondary read nothing); " : "");
 		return 0;
 	}
 	pthread_mutex_lock(&ft->lock);
+	/* How it ended (confirmed, unconfirmed, the link shut): the reply says. */
+	snprintf(err, VMM_ERR_LEN, "%s", ft->last_error);
 	ft->thread_running = false;
 	atomic_store(&ft->stop, false);
 	atomic_store(&ft->pri.cancel_req, false);
+	atomic_store(&ft->pri.cancel_cut, false);
 	pthread_mutex_unlock(&ft->lock);
 	return 0;
 }

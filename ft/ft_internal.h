@@ -94,6 +94,7 @@ enum ft_inject {
 	FT_INJECT_REPEAT_PAGE,		/* primary: send a checkpoint's first page twice */
 	FT_INJECT_SLOW_CAPTURE,		/* primary: the next capture keeps the guest paused 3 heartbeat timeouts */
 	FT_INJECT_SLOW_COMMIT,		/* secondary: the next commit takes 3 heartbeat timeouts before its ACK */
+	FT_INJECT_STALL_RECEIVE,	/* secondary: stop reading the link for good; its heartbeats go on */
 };
 
 enum ft_state {
@@ -170,6 +171,8 @@ struct ft_primary {
 	uint64_t revoke_ms;		/* last peer-lost hook: loss -> release */
 	bool quitting;			/* the VMM is ending: held output is never released. W: ft__destroy */
 	bool commit_sent;		/* a COMMIT went out in this run: the secondary may hold a checkpoint */
+	atomic_bool cancel_cut;		/* migrate_cancel shut the link: the CANCEL handshake had its
+					 * time and the thread was still on the link. W: monitor (ft__cancel) */
 	atomic_bool event_busy;		/* an ft__report_event hook runs. W: ft-event */
 };
 

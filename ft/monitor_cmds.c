@@ -56,6 +56,8 @@ static void cmd_migrate_cancel(struct mon_reply *r, int argc, char **argv, void 
 	}
 	if (ft__cancel(opaque, err) < 0)
 		mon_reply__error(r, MON_ERR_INVALID_STATE, "migrate_cancel: %s", err);
+	else if (err[0])
+		mon_reply__str(r, "note", err);	/* done, but not cleanly: say how */
 }
 
 static void cmd_set_policy(struct mon_reply *r, int argc, char **argv, void *opaque)
@@ -109,6 +111,7 @@ static void cmd_set_parameter(struct mon_reply *r, int argc, char **argv, void *
 		{ "repeat-page", FT_INJECT_REPEAT_PAGE },
 		{ "slow-capture", FT_INJECT_SLOW_CAPTURE },
 		{ "slow-commit", FT_INJECT_SLOW_COMMIT },
+		{ "stall-receive", FT_INJECT_STALL_RECEIVE },
 	};
 	uint32_t v;
 
@@ -118,7 +121,8 @@ static void cmd_set_parameter(struct mon_reply *r, int argc, char **argv, void *
 				 "heartbeat-timeout-ms N | event-hook-timeout-ms N | "
 				 "held-output-limit BYTES | x-inject KIND | x-outputs-chunk BYTES");
 		return;
-	}	if (!strncmp(argv[0], "x-", 2) && !ft->cfg.test_mode) {
+	}
+	if (!strncmp(argv[0], "x-", 2) && !ft->cfg.test_mode) {
 		mon_reply__error(r, MON_ERR_INVALID_PARAMETER,
 				 "%s is test only: this ftvm was not started with --test-mode", argv[0]);
 		return;

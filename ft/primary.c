@@ -958,7 +958,8 @@ static bool cancel_peer(struct ft *ft, char *why, size_t len)
 	bool ok = false;
 
 	if (xport__send_buf(ft->x, FT_MSG_CANCEL, 0, ft->pri.epoch, NULL, 0)) {
-		snprintf(why, len, "sending CANCEL failed");
+		snprintf(why, len, "%s", atomic_load(&ft->pri.cancel_cut) ?
+			 "the link was shut down: the secondary read nothing" : "sending CANCEL failed");
 		return false;
 	}
 	xport_msg__init(&m);
@@ -1147,9 +1148,17 @@ out:
 	/* migrate_cancel: the secondary drops its checkpoint and says so
 	 * before anything held goes out. Unconfirmed, it may still hold one:
 	 * then it is treated as lost. */
-	bool cancelled = ret == -ECANCELED && atomic_load(&ft->pri.cancel_req) && !atomic_load(&ft->stop);
+	bool cancel = atomic_load(&ft->pri.cancel_req) && !atomic_load(&ft->stop);
+	bool cut = cancel && atomic_load(&ft->pri.cancel_cut);	/* ft__cancel shut the link */
+	bool cancelled = cancel && (ret == -ECANCELED || cut);
 	bool unconfirmed = false;
-	if (cancelled && !quitting && ft->x) {
+	if (cut) {
+		ft_audit(ft, "cancel-unconfirmed", ft->pri.epoch, "the link was shut down: the "
+			 "secondary read nothing");
+		ft__error(ft, "migrate_cancel: the secondary read nothing (a stalled peer, though its "
+			  "heartbeats may have come): the link was shut down, the CANCEL unconfirmed");
+		unconfirmed = committed;
+	} else if (cancelled && !quitting && ft->x) {
 		char why[256] = "";
 		if (cancel_peer(ft, why, sizeof(why))) {
 			ft_audit(ft, "cancel-confirmed", ft->pri.epoch, NULL);

@@ -193,6 +193,16 @@ static int serve(struct ft *ft)
 	ft__set_state(ft, FT_RECEIVING);
 
 	for (;;) {
+		if (ft->inject == FT_INJECT_STALL_RECEIVE) {
+			/* A secondary stuck in its role thread (a hung disk, a
+			 * stalled process) while its link thread still sends
+			 * heartbeats: the primary sees a live peer that reads
+			 * nothing. Stays so until the VMM ends. */
+			fprintf(stderr, "ftvm: ft: injected: the secondary reads nothing more\n");
+			while (!atomic_load(&ft->stop))
+				usleep(50000);
+			goto out;
+		}
 		ret = xport__recv(ft->x, &m, (int)ft__hb_ms(ft), err, sizeof(err));
 		uint64_t now = ft__now_ns();
 		/* Keep this host's tap empty: what the LAN floods here is for
