@@ -230,6 +230,7 @@ static void cmd_info_migrate(struct mon_reply *r, int argc, char **argv, void *o
 	/* The link's protection: the credentials' kind, and the cipher of the
 	 * connection there is (none without one, or plaintext). */
 	mon_reply__str(r, "tls", xport_tls__describe(ft->cfg.tls));
+	mon_reply__str(r, "tls_offload", xport_tls__offload(ft->cfg.tls));
 	char cipher[64] = "none";
 	if (ft->x)
 		xport__cipher(ft->x, cipher, sizeof(cipher));

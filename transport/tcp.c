@@ -429,16 +429,11 @@ struct tls_conn *tcp__tls(struct xport *x)
 	return atomic_load(&tcp_of(x)->tls);
 }
 
-static int tcp_writev(struct xport *x, const struct iovec *iov, int iovcnt)
+int tcp__sendmsg_all(int fd, const struct iovec *iov, int iovcnt, unsigned *calls)
 {
 	struct iovec win[TCP_IOV_WINDOW];
-	int fd = tcp_of(x)->fd;
 	int i = 0;		/* first iovec not fully sent */
 	size_t off = 0;		/* bytes of iov[i] already sent */
-
-	struct tls_conn *tls = atomic_load(&tcp_of(x)->tls);
-	if (tls)
-		return tls_conn__writev(tls, iov, iovcnt);
 
 	for (;;) {
 		struct msghdr mh = { .msg_iov = win };
@@ -462,6 +457,7 @@ static int tcp_writev(struct xport *x, const struct iovec *iov, int iovcnt)
 		}
 		mh.msg_iovlen = (size_t)k;
 		n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+		(*calls)++;
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -482,6 +478,16 @@ static int tcp_writev(struct xport *x, const struct iovec *iov, int iovcnt)
 			}
 		}
 	}
+}
+
+static int tcp_writev(struct xport *x, const struct iovec *iov, int iovcnt)
+{
+	struct tls_conn *tls = atomic_load(&tcp_of(x)->tls);
+	unsigned calls = 0;
+
+	if (tls)
+		return tls_conn__writev(tls, iov, iovcnt);
+	return tcp__sendmsg_all(tcp_of(x)->fd, iov, iovcnt, &calls);
 }
 
 static int tcp_read(struct xport *x, void *buf, size_t len, int timeout_ms)

@@ -18,6 +18,9 @@
  * Key use is bounded (RFC 8446, 5.5: AES-GCM at most 2^24.5 full records
  * per key): after `rekey_records` records the sender updates its key.
  *
+ * Where the kernel has TLS (and can update TLS 1.3 keys), the records are
+ * its work once the handshake is done: ktls.c.
+ *
  * Reads honour the transport's inactivity timeout: the socket is read with
  * MSG_DONTWAIT, and an empty socket is polled unless GnuTLS holds
  * decrypted bytes already.
@@ -59,6 +62,8 @@ struct xport_tls {
 	gnutls_certificate_credentials_t x509;
 	char peer_name[256];	/* x509: the name the peer's certificate must carry ("" = any the CA signed, or the host connected to) */
 	uint64_t rekey_records;
+	bool ktls;		/* ktls=auto (the default) and this kernel can (ktls__probe) */
+	char offload[200];	/* where records are encrypted, and why there */
 	char desc[300];
 };
 
@@ -72,6 +77,17 @@ struct tls_conn {
 	uint64_t last_rekey_ns;
 	bool corked;		/* between tls_conn__cork and __uncork: no key update */
 	_Atomic uint64_t rekeys;
+	/* The kernel's TLS, once the handshake is done (ktls.c); NULL: here. */
+	struct ktls *k;
+	/* For the kernel: the traffic secrets (GnuTLS's keylog hook) and,
+	 * during the handshake, reads that never go past the record GnuTLS
+	 * is reading, so that nothing it buffered is lost when the kernel
+	 * takes the socket over. */
+	bool server, framed;
+	uint8_t secret_tx[KTLS_SECRET_MAX], secret_rx[KTLS_SECRET_MAX];
+	size_t secret_len;
+	uint8_t rec_hdr[5];
+	size_t rec_hdr_got, rec_left;
 	uint8_t stage[TLS_STAGE];
 };
 
@@ -212,12 +228,35 @@ int xport_tls__load(const char *spec, struct xport_tls **out, char *err, size_t 
 		return -EINVAL;
 	}
 	snprintf(path, sizeof(path), "%s", colon + 1);
-	char *opt = strstr(path, ",peer=");
-	if (opt) {
-		*opt = '\0';
-		snprintf(t->peer_name, sizeof(t->peer_name), "%s", opt + 6);
+	bool peer_opt = false, ktls = true;
+	char *opt = strchr(path, ',');
+	if (opt)
+		*opt++ = '\0';
+	while (opt && *opt) {
+		char *next = strchr(opt, ',');
+		if (next)
+			*next++ = '\0';
+		if (!strncmp(opt, "peer=", 5) && opt[5]) {
+			snprintf(t->peer_name, sizeof(t->peer_name), "%s", opt + 5);
+			peer_opt = true;
+		} else if (!strcmp(opt, "ktls=off") || !strcmp(opt, "ktls=auto")) {
+			ktls = !strcmp(opt, "ktls=auto");
+		} else {
+			xport__seterr(err, errlen, "--tls-creds %s: unknown option %s (peer=NAME, ktls=auto|off)",
+				      spec, opt);
+			free(t);
+			return -EINVAL;
+		}
+		opt = next;
 	}
-	if (strncmp(spec, "psk:", 4) == 0 && !opt) {
+	if (ktls) {
+		char why[160];
+		t->ktls = ktls__probe(why, sizeof(why)) == 0;
+		snprintf(t->offload, sizeof(t->offload), "%s: %s", t->ktls ? "kernel" : "user space", why);
+	} else {
+		snprintf(t->offload, sizeof(t->offload), "user space: ktls=off");
+	}
+	if (strncmp(spec, "psk:", 4) == 0 && !peer_opt) {
 		t->psk = true;
 		ret = load_psk(t, path, err, errlen);
 		if (!ret && (gnutls_psk_allocate_server_credentials(&t->psk_srv) < 0 ||
@@ -265,6 +304,11 @@ const char *xport_tls__describe(const struct xport_tls *t)
 	return t ? t->desc : "none";
 }
 
+const char *xport_tls__offload(const struct xport_tls *t)
+{
+	return t ? t->offload : "none";
+}
+
 void xport_tls__set_rekey_records(struct xport_tls *t, uint64_t n)
 {
 	t->rekey_records = n ? n : TLS_REKEY_RECORDS;
@@ -281,13 +325,66 @@ static ssize_t tls_push(gnutls_transport_ptr_t p, const void *data, size_t len)
 	return n;
 }
 
+/*
+ * Framed (during a handshake that may hand over to the kernel): a read
+ * stops at the end of the TLS record being read, its 5-byte header first.
+ */
 static ssize_t tls_pull(gnutls_transport_ptr_t p, void *data, size_t len)
 {
 	struct tls_conn *c = p;
+	if (c->framed) {
+		size_t most = c->rec_left ? c->rec_left : sizeof(c->rec_hdr) - c->rec_hdr_got;
+		len = len < most ? len : most;
+	}
 	ssize_t n = recv(c->fd, data, len, MSG_DONTWAIT);
 	if (n < 0)
 		gnutls_transport_set_errno(c->s, errno == EWOULDBLOCK ? EAGAIN : errno);
+	if (n > 0 && c->framed) {
+		if (c->rec_left) {
+			c->rec_left -= (size_t)n;
+		} else {
+			memcpy(c->rec_hdr + c->rec_hdr_got, data, (size_t)n);
+			c->rec_hdr_got += (size_t)n;
+			if (c->rec_hdr_got == sizeof(c->rec_hdr)) {
+				c->rec_left = (size_t)c->rec_hdr[3] << 8 | c->rec_hdr[4];
+				c->rec_hdr_got = 0;
+			}
+		}
+	}
 	return n;
+}
+
+/* GnuTLS's keylog hook: the application traffic secrets, for the kernel. */
+static int keep_secret(gnutls_session_t s, const char *label, const gnutls_datum_t *secret)
+{
+	struct tls_conn *c = gnutls_session_get_ptr(s);
+	bool client = !strcmp(label, "CLIENT_TRAFFIC_SECRET_0");
+	if ((!client && strcmp(label, "SERVER_TRAFFIC_SECRET_0")) || secret->size > KTLS_SECRET_MAX)
+		return 0;
+	memcpy(client == c->server ? c->secret_rx : c->secret_tx, secret->data, secret->size);
+	c->secret_len = secret->size;
+	return 0;
+}
+
+/* After the handshake: the kernel's TLS where it can; 0 or -errno (the connection is unusable). */
+static int offload(struct tls_conn *c, char *err, size_t errlen)
+{
+	char why[256];
+	int r = -ENOTSUP;
+	if (gnutls_record_check_pending(c->s) || c->rec_left || c->rec_hdr_got)
+		snprintf(why, sizeof(why), "kTLS: GnuTLS already holds received bytes");
+	else
+		r = ktls__start(c->fd, c->s, c->secret_tx, c->secret_rx, c->secret_len, c->rekey_records,
+				&c->k, why, sizeof(why));
+	gnutls_memset(c->secret_tx, 0, sizeof(c->secret_tx));
+	gnutls_memset(c->secret_rx, 0, sizeof(c->secret_rx));
+	if (r == -ENOTSUP) {
+		fprintf(stderr, "ftvm: tls: %s; TLS stays in user space on this connection\n", why);
+		return 0;
+	}
+	if (r)
+		xport__seterr(err, errlen, "%s", why);
+	return r;
 }
 
 static int tls_pull_timeout(gnutls_transport_ptr_t p, unsigned ms)
@@ -336,6 +433,8 @@ void tls_conn__free(struct tls_conn *c)
 		return;
 	if (c->s)
 		gnutls_deinit(c->s);
+	ktls__free(c->k);
+	gnutls_memset(c, 0, sizeof(*c));
 	free(c);
 }
 
@@ -351,6 +450,8 @@ int tls_conn__handshake(int fd, const struct xport_tls *t, bool server, const ch
 		return -ENOMEM;
 	c->fd = fd;
 	c->creds = t;
+	c->server = server;
+	c->framed = true;	/* always: then every handshake runs the framed reads */
 	c->rekey_records = t->rekey_records;
 	c->last_rekey_ns = xport__now_ns();
 	r = gnutls_init(&c->s, server ? GNUTLS_SERVER | GNUTLS_NO_TICKETS : GNUTLS_CLIENT);
@@ -377,6 +478,8 @@ int tls_conn__handshake(int fd, const struct xport_tls *t, bool server, const ch
 	}
 	if (r < 0)
 		goto fail;
+	if (t->ktls)
+		gnutls_session_set_keylog_function(c->s, keep_secret);
 	gnutls_transport_set_ptr(c->s, c);
 	gnutls_transport_set_push_function(c->s, tls_push);
 	gnutls_transport_set_pull_function(c->s, tls_pull);
@@ -414,6 +517,11 @@ int tls_conn__handshake(int fd, const struct xport_tls *t, bool server, const ch
 		tls_conn__free(c);
 		return -EACCES;
 	}
+	c->framed = false;
+	if (t->ktls && (r = offload(c, err, errlen))) {
+		tls_conn__free(c);
+		return r;
+	}
 	*out = c;
 	return 0;
 fail:
@@ -424,13 +532,15 @@ fail:
 
 const char *tls_conn__cipher(struct tls_conn *c, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s %s", gnutls_protocol_get_name(gnutls_protocol_get_version(c->s)),
-		 gnutls_cipher_get_name(gnutls_cipher_get(c->s)));
+	snprintf(buf, len, "%s %s%s", gnutls_protocol_get_name(gnutls_protocol_get_version(c->s)),
+		 gnutls_cipher_get_name(gnutls_cipher_get(c->s)), c->k ? " (kTLS)" : "");
 	return buf;
 }
 
 uint64_t tls_conn__rekeys(struct tls_conn *c)
 {
+	if (c->k)
+		return ktls__rekeys(c->k);
 	return atomic_load(&c->rekeys);
 }
 
@@ -475,12 +585,16 @@ static int send_all(struct tls_conn *c, const uint8_t *p, size_t len)
 
 void tls_conn__cork(struct tls_conn *c)
 {
+	if (c->k)
+		return;	/* the kernel makes its records as the bytes come */
 	gnutls_record_cork(c->s);
 	c->corked = true;	/* a key update waits for the batch to leave */
 }
 
 int tls_conn__uncork(struct tls_conn *c)
 {
+	if (c->k)
+		return 0;
 	c->corked = false;
 	for (;;) {
 		int r = gnutls_record_uncork(c->s, GNUTLS_RECORD_WAIT);
@@ -497,6 +611,8 @@ int tls_conn__writev(struct tls_conn *c, const struct iovec *iov, int iovcnt)
 	size_t staged = 0;
 	int ret = 0;
 
+	if (c->k)
+		return ktls__writev(c->k, iov, iovcnt);
 	for (int i = 0; i < iovcnt && !ret; i++) {
 		const uint8_t *p = iov[i].iov_base;
 		size_t left = iov[i].iov_len;
@@ -531,6 +647,8 @@ int tls_conn__read(struct tls_conn *c, struct xport *x, void *buf, size_t len, i
 	size_t got = 0;
 	uint64_t deadline = xport__deadline(timeout_ms);
 
+	if (c->k)
+		return ktls__read(c->k, x, buf, len, timeout_ms);
 	while (got < len) {
 		ssize_t n = gnutls_record_recv(c->s, p + got, len - got);
 		if (n > 0) {

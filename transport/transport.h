@@ -127,6 +127,8 @@ struct xport_tls;
 int xport_tls__load(const char *spec, struct xport_tls **out, char *err, size_t errlen);
 void xport_tls__free(struct xport_tls *t);
 const char *xport_tls__describe(const struct xport_tls *t);	/* "psk", "x509 peer=..."; "none" for NULL */
+/* Where records are encrypted, "kernel: ..." (kTLS) or "user space: why"; "none" for NULL. */
+const char *xport_tls__offload(const struct xport_tls *t);
 /* Test only: update the sending key after n records (0: the default, 2^24). */
 void xport_tls__set_rekey_records(struct xport_tls *t, uint64_t n);
 /*

@@ -14,6 +14,8 @@
 #include <stdbool.h>
 #include <sys/socket.h>
 
+#include <gnutls/gnutls.h>
+
 #include "transport.h"
 
 #define XPORT_PEER_LEN 80
@@ -100,6 +102,23 @@ uint64_t tls_conn__rekeys(struct tls_conn *c);
 void tls_conn__cork(struct tls_conn *c);
 int tls_conn__uncork(struct tls_conn *c);
 void tls_conn__free(struct tls_conn *c);
+/* The kernel's TLS for a session GnuTLS negotiated (ktls.c). */
+#define KTLS_SECRET_MAX 64
+struct ktls;
+int ktls__probe(char *why, size_t len);	/* 0: this kernel can; else -ENOTSUP and why */
+int ktls__start(int fd, gnutls_session_t s, const uint8_t *tx_secret, const uint8_t *rx_secret, size_t slen,
+		uint64_t rekey_records, struct ktls **out, char *err, size_t errlen);
+int ktls__writev(struct ktls *k, const struct iovec *iov, int iovcnt);
+int ktls__read(struct ktls *k, struct xport *x, void *buf, size_t len, int timeout_ms);
+uint64_t ktls__rekeys(struct ktls *k);
+void ktls__free(struct ktls *k);	/* NULL is a no-op */
+/* RFC 8446, 7.3 and 7.2 (exposed for the unit test that checks them against GnuTLS). */
+int ktls__record_keys(gnutls_mac_algorithm_t hash, gnutls_cipher_algorithm_t cipher, const uint8_t *secret,
+		      size_t slen, uint8_t key[32], size_t *key_len, uint8_t iv[12]);
+int ktls__next_secret(gnutls_mac_algorithm_t hash, uint8_t *secret, size_t slen);
+/* tcp.c: all of iov on a blocking socket (plaintext, or the kernel's TLS); calls: sendmsg calls made. */
+int tcp__sendmsg_all(int fd, const struct iovec *iov, int iovcnt, unsigned *calls);
+
 /* tcp.c: the TCP connection x goes on in TLS (handshake done) or stays as it was. */
 int tcp__start_tls(struct xport *x, const struct xport_tls *t, bool server, const char *peer_name,
 		   int timeout_ms, char *err, size_t errlen);

@@ -111,6 +111,12 @@ def drill(topo, work, mode, good_a, good_b, attackers):
               % (mode, st["tls"], st["cipher"], sb["cipher"]))
         check(st["cipher"].startswith("TLS1.3") and sb["cipher"].startswith("TLS1.3"),
               "%s: the link is not TLS 1.3: %s / %s" % (mode, st["cipher"], sb["cipher"]))
+        # Where the records are encrypted: the kernel exactly when the
+        # probe said it can (kTLS); else user space, and why.
+        print("%s: records encrypted in %s" % (mode, st["tls_offload"]))
+        for who, s in (("primary", st), ("secondary", sb)):
+            check(("(kTLS)" in s["cipher"]) == s["tls_offload"].startswith("kernel"),
+                  "%s: cipher %s but offload %s" % (who, s["cipher"], s["tls_offload"]))
         client.start_load(seconds=3600, keys=50)
         time.sleep(1.0)
         a.kill()

@@ -329,6 +329,19 @@ static void test_key_files(void)
 	CHECK(rc == -ENOENT && strstr(err, "/nonexistent/key"), "missing file: %d %s", rc, err);
 	rc = xport_tls__load("kerberos:x", &t, err, sizeof(err));
 	CHECK(rc == -EINVAL && strstr(err, "psk:FILE"), "unknown mode: %d %s", rc, err);
+	/* Options: ktls=auto|off, peer= (x509 only); anything else is refused. */
+	const char *good = key_file("good.key", k, 0600);
+	snprintf(spec, sizeof(spec), "psk:%s,ktls=maybe", good);
+	rc = xport_tls__load(spec, &t, err, sizeof(err));
+	CHECK(rc == -EINVAL && strstr(err, "ktls=maybe"), "bad option: %d %s", rc, err);
+	snprintf(spec, sizeof(spec), "psk:%s,ktls=off", good);
+	rc = xport_tls__load(spec, &t, err, sizeof(err));
+	CHECK(rc == 0 && strstr(xport_tls__offload(t), "ktls=off"), "ktls=off: %d %s", rc, err);
+	xport_tls__free(t);
+	t = NULL;
+	snprintf(spec, sizeof(spec), "psk:%s,peer=host1", good);
+	rc = xport_tls__load(spec, &t, err, sizeof(err));
+	CHECK(rc == -EINVAL, "peer= with a PSK: %d", rc);
 }
 
 int main(void)

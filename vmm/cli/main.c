@@ -220,6 +220,8 @@ int main(int argc, char **argv)
 			ret = -EINVAL;
 			goto out;
 		}
+		fprintf(stderr, "ftvm: tls: %s; records encrypted in %s\n", xport_tls__describe(tls),
+			xport_tls__offload(tls));
 	} else {
 		fprintf(stderr, "ftvm: warning: no --tls-creds: the replication link is neither "
 			"authenticated nor encrypted; anyone who reaches it can read or replace the "
