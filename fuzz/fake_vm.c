@@ -20,6 +20,13 @@ void io_thread__kick(struct vm *vm)
 	(void)vm;
 }
 
+/* vm.c's, for the fake's one memory slot at guest address 0. */
+uint64_t vm__page_gpa(struct vm *vm, uint64_t page)
+{
+	(void)vm;
+	return page * VMM_PAGE_SIZE;
+}
+
 struct vm *fake_vm(uint8_t **ram_out)
 {
 	static struct vm vm;
@@ -38,4 +45,24 @@ struct vm *fake_vm(uint8_t **ram_out)
 	fake_vm_handler = NULL;
 	*ram_out = ram;
 	return &vm;
+}
+
+void fake_vm_machine(struct vm *vm, struct serial *s, struct virtio_mmio *blk, struct virtio_mmio *net,
+		     struct disk *d)
+{
+	static const uint8_t mac[6] = { 0x52, 0x54, 0, 0x12, 0x34, 0x56 };
+	vm->cfg.mem_size = FAKE_VM_RAM;
+	vm->cfg.disk = blk ? d : NULL;
+	memcpy(vm->cfg.mac, mac, 6);
+	vm->nr_vcpus = 1;
+	vm->vcpus[0] = (struct vcpu){ .vm = vm, .idx = 0, .fd = -1, .nr_msr_list = -1 };
+	vm->kvm_fd = vm->vm_fd = -1;
+	vm->tsc_khz = 2000000;
+	/* Some CPU: the check compares the model, whatever it is. */
+	memcpy(vm->cpu_model.vendor, "GenuineIntel", 12);
+	for (unsigned i = 0; i < VM_CPU_WORDS; i++)
+		vm->cpu_model.word[i] = 0x01000101u * (i + 1);
+	vm->serial = s;
+	vm->blk = blk;
+	vm->net = net;
 }

@@ -11,6 +11,14 @@
  * checked first, then applied. Rule, besides the
  * sanitizers: a section the check accepted is applied without error, and
  * the device then saves a state that loads again (a round trip).
+ *
+ * Then the whole input as a VM state (a checkpoint's STATE, or what
+ * --restore reads besides RAM) on a machine of one vCPU with those devices:
+ * vm__check_state's decode and checks (vm_snapshot__load_state with
+ * check_only: the machine, platform, vCPU, serial and virtio sections), no
+ * KVM needed. What the check accepted must then apply without error, the
+ * KVM half through fuzz/fake_kvm.c (the target is linked with
+ * --wrap=ioctl), and the VM must save a state that the check accepts.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -18,6 +26,7 @@
 #include <string.h>
 
 #include "fuzz/fake_vm.h"
+#include "fuzz/snapshot_frame.h"
 #include "vmm/virtio/virtio.h"
 
 static void inside(const void *p, size_t len, const uint8_t *in, size_t n)
@@ -87,8 +96,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t n)
 	char err[VMM_ERR_LEN];
 	uint8_t *ram;
 
-	if (snapr__open_buffer(&r, in, n, err, sizeof(err)))
+	struct sbuf sealed;
+	sbuf__init(&sealed);
+	if (snapshot_frame__is(in, n)) {
+		if (snapshot_frame__seal(in, n, &sealed)) {
+			sbuf__free(&sealed);
+			return 0;
+		}
+		in = sealed.data;
+		n = sealed.len;
+	}
+	if (snapr__open_buffer(&r, in, n, err, sizeof(err))) {
+		sbuf__free(&sealed);
 		return 0;
+	}
 	struct vm *vm = fake_vm(&ram);
 	struct disk d = { .ops = &d_ops, .size = 1 << 20 };
 	struct net nic = { .ops = &n_ops };
@@ -121,9 +142,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t n)
 			abort();	/* its own state does not load back */
 		sbuf__free(&out);
 	}
+	snapr__close(&r);
+
+	fake_vm_machine(vm, s, blk, net, &d);
+	fake_kvm_reset();
+	if (vm_snapshot__load_state(vm, in, n, true, err) == 0) {
+		if (vm_snapshot__load_state(vm, in, n, false, err) != 0)
+			abort();	/* checked, then refused */
+		struct sbuf out;
+		sbuf__init(&out);
+		if (vm_snapshot__save_state(vm, &out, err) != 0 ||
+		    vm_snapshot__load_state(vm, out.data, out.len, true, err) != 0)
+			abort();	/* the state it now holds does not check */
+		sbuf__free(&out);
+	}
+	fake_vm_machine(vm, NULL, NULL, NULL, NULL);
 	virtio_mmio__destroy(blk);
 	virtio_mmio__destroy(net);
 	serial__destroy(s);
-	snapr__close(&r);
+	sbuf__free(&sealed);
 	return 0;
 }

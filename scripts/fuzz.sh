@@ -7,7 +7,8 @@
 #   page_codec   LZ4 page decode, and the encode/decode round trip
 #   json         the monitor's JSON strings: valid UTF-8 whatever they hold
 #   outputs      the event tap's output list on an in-memory disk, seeded by fuzz/seeds_outputs.py
-#   snapshot     the snapshot reader and the serial port's vmstate table (seeds: fuzz/seeds_snapshot.c)
+#   snapshot     the snapshot reader, the device tables, and a whole VM state through
+#                vm__check_state and its apply (vCPU, platform, machine; fuzz/fake_kvm.c) (seeds: fuzz/seeds_snapshot.c)
 #   virtio       the virtio-mmio, queue and blk models as a guest driver drives them (seeds: fuzz/seeds_virtio.py)
 # A crash or a broken rule leaves the input in OUT/crashes and fails; replay
 # it with OUT/fuzz/fuzz_TARGET FILE.

@@ -144,6 +144,14 @@ int serial__load(struct serial *s, const void *data, size_t len, bool check_only
 
 /* ---- vCPUs ---------------------------------------------------------------------------- */
 
+/* struct kvm_msrs with room for n entries, in standard C (its entries[]
+ * is a flexible array member, which may not be a struct's inner field). */
+#define KVM_MSRS_N(n)                                                                      \
+	union {                                                                            \
+		struct kvm_msrs hdr;                                                       \
+		uint8_t bytes[sizeof(struct kvm_msrs) + (n) * sizeof(struct kvm_msr_entry)]; \
+	}
+
 struct vcpu {
 	struct vm *vm;
 	unsigned idx;

@@ -17,25 +17,21 @@
 
 int vm__get_tsc(struct vm *vm, unsigned idx, uint64_t *tsc)
 {
-	struct {
-		struct kvm_msrs h;
-		struct kvm_msr_entry e[1];
-	} m = { .h.nmsrs = 1, .e[0].index = MSR_IA32_TSC };
+	KVM_MSRS_N(1) m = { .hdr.nmsrs = 1 };
+	m.hdr.entries[0].index = MSR_IA32_TSC;
 
 	if (idx >= vm->nr_vcpus)
 		return -EINVAL;
 	if (ioctl(vm->vcpus[idx].fd, KVM_GET_MSRS, &m) != 1)
 		return -EIO;
-	*tsc = m.e[0].data;
+	*tsc = m.hdr.entries[0].data;
 	return 0;
 }
 
 int vm__set_tsc_msr(struct vm *vm, unsigned idx, uint64_t tsc)
 {
-	struct {
-		struct kvm_msrs h;
-		struct kvm_msr_entry e[1];
-	} m = { .h.nmsrs = 1, .e[0] = { .index = MSR_IA32_TSC, .data = tsc } };
+	KVM_MSRS_N(1) m = { .hdr.nmsrs = 1 };
+	m.hdr.entries[0] = (struct kvm_msr_entry){ .index = MSR_IA32_TSC, .data = tsc };
 
 	if (idx >= vm->nr_vcpus)
 		return -EINVAL;

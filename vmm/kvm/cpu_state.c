@@ -130,10 +130,7 @@ int cpu_state__save(struct vcpu *c, struct sbuf *out, uint64_t *tsc, char *err)
 	else if (ioctl(c->fd, KVM_GET_MP_STATE, &s->mp_state) < 0) what = "KVM_GET_MP_STATE";
 	else if (ioctl(c->fd, KVM_GET_DEBUGREGS, &s->debugregs) < 0) what = "KVM_GET_DEBUGREGS";
 	if (!what) {
-		struct {
-			struct kvm_msrs hdr;
-			struct kvm_msr_entry e[CPU_MAX_MSRS];
-		} m = { 0 };
+		KVM_MSRS_N(CPU_MAX_MSRS) m = { 0 };
 		/* Every checkpoint saves state: look the list up once. */
 		if (c->nr_msr_list < 0)
 			c->nr_msr_list = (int)cpu__msr_list(c, c->msr_list);
@@ -141,7 +138,7 @@ int cpu_state__save(struct vcpu *c, struct sbuf *out, uint64_t *tsc, char *err)
 		memcpy(s->msr_index, c->msr_list, sizeof(uint32_t) * s->nr_msrs);
 		m.hdr.nmsrs = s->nr_msrs;
 		for (unsigned i = 0; i < s->nr_msrs; i++)
-			m.e[i].index = s->msr_index[i];
+			m.hdr.entries[i].index = s->msr_index[i];
 		int got = ioctl(c->fd, KVM_GET_MSRS, &m);
 		if (got != (int)s->nr_msrs) {
 			what = "KVM_GET_MSRS";
@@ -149,9 +146,9 @@ int cpu_state__save(struct vcpu *c, struct sbuf *out, uint64_t *tsc, char *err)
 		} else {
 			bool have_tsc = false;
 			for (unsigned i = 0; i < s->nr_msrs; i++) {
-				s->msr_data[i] = m.e[i].data;
+				s->msr_data[i] = m.hdr.entries[i].data;
 				if (s->msr_index[i] == 0x10) {	/* MSR_IA32_TSC */
-					*tsc = m.e[i].data;
+					*tsc = m.hdr.entries[i].data;
 					have_tsc = true;
 				}
 			}
@@ -196,14 +193,11 @@ int cpu_state__load(struct vcpu *c, const void *data, size_t len, bool check_onl
 	else if (ioctl(c->fd, KVM_SET_XCRS, &s->xcrs) < 0) what = "KVM_SET_XCRS";
 	else if (ioctl(c->fd, KVM_SET_XSAVE, s->xsave) < 0) what = "KVM_SET_XSAVE";
 	if (!what && s->nr_msrs) {
-		struct {
-			struct kvm_msrs hdr;
-			struct kvm_msr_entry e[CPU_MAX_MSRS];
-		} m = { 0 };
+		KVM_MSRS_N(CPU_MAX_MSRS) m = { 0 };
 		m.hdr.nmsrs = s->nr_msrs;
 		for (unsigned i = 0; i < s->nr_msrs; i++) {
-			m.e[i].index = s->msr_index[i];
-			m.e[i].data = s->msr_data[i];
+			m.hdr.entries[i].index = s->msr_index[i];
+			m.hdr.entries[i].data = s->msr_data[i];
 		}
 		int put = ioctl(c->fd, KVM_SET_MSRS, &m);
 		if (put != (int)s->nr_msrs) {
