@@ -2,6 +2,9 @@
 """The nemesis: a protected pair under kv load, and one fault after another,
 each at a random moment (the seed is printed; --seed replays a run).
 
+The link runs over TLS with a pre-shared key made for the run, as the
+drills and the cluster do (--plaintext: without).
+
 The harness plays the cluster manager, the way ra/ftvm does: it promotes
 (`cont`) a secondary only when its primary is really gone (dead, or fenced:
 a SIGSTOPped primary is SIGKILLed first), never one its primary revoked
@@ -62,7 +65,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from ftvmtest import FTVMCTL, GUEST_IP, KV_PORT, Failure, check, require_kvm  # noqa: E402
-from drill import REP_IP, REP_PORT, Client, Node, Topology, make_image, other, wait_ready  # noqa: E402
+from drill import REP_IP, REP_PORT, Client, Node, Topology, make_image, make_psk, other, wait_ready  # noqa: E402
 
 KINDS = ["kill-primary", "kill-secondary", "stop-primary", "stop-secondary", "cut-link",
          "drop-link", "rst-link", "throttle-link", "stray-protected", "stray-after-death",
@@ -213,8 +216,9 @@ class Replies:
 class Pair:
     """The protected pair and its history."""
 
-    def __init__(self, topo, work, mode, rnd):
+    def __init__(self, topo, work, mode, rnd, tls):
         self.topo, self.work, self.mode, self.rnd = topo, work, mode, rnd
+        self.tls = tls          # --tls-creds of every node (None: a plaintext link)
         self.gen = 0
         self.hook = os.path.join(work, "hook.sh")
         with open(self.hook, "w") as f:
@@ -246,7 +250,7 @@ class Pair:
         if secondary:
             extra += ["--incoming", "tcp:%s:%d" % (REP_IP[h], REP_PORT)]
         image = image or self.image(h)
-        n = Node(self.topo, h, self.work, "n%d" % self.gen, image, self.mode, False, extra=extra)
+        n = Node(self.topo, h, self.work, "n%d" % self.gen, image, self.mode, False, extra=extra, tls=self.tls)
         n.image = image
         self.nodes.append(n)
         return n
@@ -529,7 +533,7 @@ def run(args, work):
     outcomes = collections.defaultdict(set)
     sampler = Sampler()
     with Topology() as topo:
-        pair = Pair(topo, work, args.mode, rnd)
+        pair = Pair(topo, work, args.mode, rnd, None if args.plaintext else make_psk(work))
         client = Client(topo, work)
         pair.client = client
         replies = Replies(topo)
@@ -562,7 +566,7 @@ def run(args, work):
             # every acknowledged write is on it.
             alone_image = pair.primary.image
             pair.close()
-            n = Node(topo, "A", work, "alone", alone_image, pair.mode, False)
+            n = Node(topo, "A", work, "alone", alone_image, pair.mode, False, tls=pair.tls)
             wait_ready(n)
             v = client.verify()
             n.close()
@@ -576,9 +580,9 @@ def run(args, work):
             pair.close()
             pair.unmount()
     total = sum(figures[k] for k in kinds)
-    print("nemesis %s, seed %d: %d faults, %d acknowledged writes, 0 lost, %d stale reads, "
+    print("nemesis %s%s, seed %d: %d faults, %d acknowledged writes, 0 lost, %d stale reads, "
           "%d refused (disk full, never acknowledged), %d state samples, %d with two primaries"
-          % (args.mode, args.seed, total, figures["acked"], figures["stale"], figures["refused"],
+          % (args.mode, " (plaintext)" if args.plaintext else " over TLS", args.seed, total, figures["acked"], figures["stale"], figures["refused"],
              sampler.samples, sampler.violations))
     print("replies seen leaving the guest: %d by host A, %d by host B; %d changes of host, "
           "none back within %d ms" % (replies.per_host["A"], replies.per_host["B"], replies.switches,
@@ -593,6 +597,8 @@ def main():
     ap.add_argument("--faults", type=int, default=30)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--kinds", default="")
+    ap.add_argument("--plaintext", action="store_true",
+                    help="no --tls-creds on the link (by default a pre-shared key made for the run)")
     args = ap.parse_args()
     if args.seed is None:
         args.seed = random.randrange(1 << 31)
