@@ -10,6 +10,7 @@
 #   snapshot     the snapshot reader, the device tables, and a whole VM state through
 #                vm__check_state and its apply (vCPU, platform, machine; fuzz/fake_kvm.c) (seeds: fuzz/seeds_snapshot.c)
 #   virtio       the virtio-mmio, queue and blk models as a guest driver drives them (seeds: fuzz/seeds_virtio.py)
+#   guest_net    the guest's network stack and kv service, compiled for the host (seeds: fuzz/seeds_guest_net.py)
 # A crash or a broken rule leaves the input in OUT/crashes and fails; replay
 # it with OUT/fuzz/fuzz_TARGET FILE.
 #   usage: scripts/fuzz.sh [SECONDS [OUT [TARGET...]]]   (default: all targets)
@@ -18,7 +19,7 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-3600}
 out=${2:-$src/build-fuzz}
 [ $# -ge 2 ] && shift 2 || set --
-targets=${*:-receive transport page_codec json outputs snapshot virtio}
+targets=${*:-receive transport page_codec json outputs snapshot virtio guest_net}
 if ! command -v clang >/dev/null 2>&1; then
 	echo "SKIP: no clang (scripts/setup.sh installs clang and libclang-rt-dev)"
 	exit 77

@@ -158,7 +158,9 @@ int vsnprintf(char *buf, size_t size, const char *fmt, va_list ap)
 			if (!str)
 				str = "(null)";
 			size_t n = 0;
-			while (str[n] && (prec < 0 || n < (size_t)prec))
+			/* With a precision the array need not be NUL-terminated:
+			 * never look at str[prec]. */
+			while ((prec < 0 || n < (size_t)prec) && str[n])
 				n++;
 			emit_padded(&o, "", str, n, width, left, ' ');
 			break;

@@ -1,0 +1,50 @@
+/*
+ * fuzz/guest_host/host.h - between fuzz_guest_net.c (the harness: plain
+ * host C, no guest headers) and the guest compiled for the host (the
+ * shims in this directory, built with the guest's include path).
+ */
+#ifndef FTVM_FUZZ_GUEST_HOST_H
+#define FTVM_FUZZ_GUEST_HOST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* The guest's address, as the shim's command line gives it. */
+#define HOST_GUEST_IP      0x0a000002u /* 10.0.0.2 */
+#define HOST_GUEST_PREFIX  24
+#define HOST_GUEST_CMDLINE "workload=kv ip=10.0.0.2/24"
+#define HOST_GUEST_PORT    7777        /* the kv default (no port= given) */
+
+/* --- the harness, called by the shim --- */
+
+/* The MAC the virtio-net shim reports from its config space. */
+extern const uint8_t host_mac[6];
+/* The next frame the NIC received, valid until host_rx_done(); 0 when the
+ * input has no frame left. */
+int host_rx_next(const uint8_t **frame, size_t *len);
+/* The guest handled that frame (eth_input() returned). */
+void host_rx_done(void);
+/* Every frame the guest hands its virtio-net driver, before the driver's
+ * own length check. */
+void host_tx(const uint8_t *frame, size_t len);
+/* The virtio-blk disk: capacity, and requests the driver's range check
+ * let through (0 or -EIO; flush: 0 or -EIO). */
+uint64_t host_disk_sectors(void);
+int host_disk_read(uint64_t sector, void *buf, uint32_t nsectors);
+int host_disk_write(uint64_t sector, const void *buf, uint32_t nsectors);
+int host_disk_flush(void);
+
+/* --- the shim, called by the harness --- */
+
+/* Boots workload=kv as guest/main.c would (command line, heap, then
+ * workload_kv(): the log replayed from the disk, virtio-net and the stack
+ * up, the kv service bound) and serves until host_rx_next() has nothing
+ * left, i.e. until the guest would idle. Every guest-side state the run
+ * depends on is reset first, so each call starts from a fresh boot. */
+void host_kv_run(void);
+/* The guest's own log replay (kvlog_replay) over the disk as it is now:
+ * apply sees every record in order. The number of records, or -EIO. */
+long host_kv_replay(void (*apply)(const char *key, size_t klen, const char *val,
+				  size_t vlen));
+
+#endif
