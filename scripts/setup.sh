@@ -6,7 +6,7 @@ set -eu
 PKGS="build-essential cmake pkg-config iproute2 socat python3 \
       liblz4-dev libgnutls28-dev gnutls-bin librdmacm-dev libibverbs-dev libqb-dev libcpg-dev libvotequorum-dev procps qemu-system-x86 \
       resource-agents libxml2-utils pacemaker-cli-utils corosync pacemaker pcs crmsh nftables \
-      clang libclang-rt-dev"
+      clang libclang-rt-dev dpkg-dev"
 
 missing=""
 for p in $PKGS; do
@@ -25,3 +25,7 @@ if [ -n "$missing" ]; then
 else
     echo "setup: all packages present"
 fi
+
+# lwIP, the guest's TCP/IP stack: Debian's source package, into the build
+# tree (the guest's CMake fetches it itself into any other build tree).
+"$(dirname "$0")/fetch_lwip.sh" "$(cd "$(dirname "$0")/.." && pwd)/build/_deps"

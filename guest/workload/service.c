@@ -159,11 +159,11 @@ static void on_datagram(const struct udp_peer *from, const uint8_t *data, size_t
 	size_t alen = svc_answer(req, n, ans, sizeof(ans));
 	if (alen >= sizeof(ans))
 		alen = sizeof(ans) - 1;
-	udp_reply(from, ans, alen);
+	net_udp_reply(from, ans, alen);
 }
 
 int svc_start(uint16_t port, const struct svc_ops *o)
 {
 	ops = o;
-	return udp_bind(port, on_datagram);
+	return net_udp_bind(port, on_datagram);
 }
