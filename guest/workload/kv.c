@@ -16,6 +16,7 @@
 #include "workload/kvlog.h"
 #include "workload/kvstore.h"
 #include "workload/netcfg.h"
+#include "workload/resp_server.h"
 #include "workload/service.h"
 #include "workload/workload.h"
 
@@ -49,6 +50,26 @@ static void kv_stats(struct svc_stats *st)
 	st->dirtied = 0;
 }
 
+/* The RESP service's store: the same table and log. This store holds keys
+ * and values of 1 to KV_MAX_LEN bytes. */
+static const char *resp_set(const char *key, size_t klen, const char *val, size_t vlen)
+{
+	if (!klen || klen > KV_MAX_LEN || !vlen || vlen > KV_MAX_LEN)
+		return "this store holds keys and values of 1 to 64 bytes";
+	return kv_put(key, klen, val, vlen);
+}
+
+static int resp_get(const char *key, size_t klen, const char **val, size_t *vlen)
+{
+	return kv_get(key, klen, val, vlen);
+}
+
+static const struct resp_store resp_store = {
+	.set = resp_set,
+	.get = resp_get,
+	.count = kvs_count,
+};
+
 static const struct svc_ops kv_ops = {
 	.put = kv_put,
 	.get = kv_get,
@@ -66,8 +87,12 @@ void workload_kv(void)
 	struct netcfg nc;
 
 	netcfg_parse(&nc, true, "kv");
+	uint64_t resp_port = RESP_DEFAULT_PORT;
+	const char *rp = cmdline_get("resp_port");
+	if (rp && (parse_u64(rp, &resp_port) || resp_port > 65535 || resp_port == nc.port))
+		guest_fatal("workload=kv: bad resp_port='%s' (0 for none, else 1..65535, not port=)", rp);
 	if (cmdline_report_unused())
-		guest_fatal("workload=kv: unknown parameters (kv takes ip= port= gw=)");
+		guest_fatal("workload=kv: unknown parameters (kv takes ip= port= gw= resp_port=)");
 
 	time_require("kv");
 
@@ -104,9 +129,11 @@ void workload_kv(void)
 		       "table and are not served\n", (unsigned long long)n_replay_dropped);
 
 	netcfg_start(&nc, &kv_ops, "kv");
-	printf("ftvm-guest: ready workload=kv ip=%s port=%u entries=%llu records=%ld "
+	if (resp_port && resp_server_start((uint16_t)resp_port, &resp_store))
+		guest_fatal("workload=kv: cannot listen on TCP port %llu", (unsigned long long)resp_port);
+	printf("ftvm-guest: ready workload=kv ip=%s port=%u resp_port=%llu entries=%llu records=%ld "
 	       "capacity=%ld free_sectors=%llu replay_ms=%llu boot_ms=%llu\n",
-	       nc.ip_str, nc.port, (unsigned long long)kvs_count(), records, cap,
+	       nc.ip_str, nc.port, (unsigned long long)resp_port, (unsigned long long)kvs_count(), records, cap,
 	       (unsigned long long)kvlog_free(), (unsigned long long)(replay_us / 1000),
 	       (unsigned long long)(guest_ns() / 1000000));
 
