@@ -59,6 +59,28 @@ static const char *resp_set(const char *key, size_t klen, const char *val, size_
 	return kv_put(key, klen, val, vlen);
 }
 
+/* MSET: every pair in one write and one flush; all acknowledged or none. */
+static const char *resp_mset(size_t n, const struct kvlog_entry *e)
+{
+	uint64_t fresh = 0;
+	for (size_t i = 0; i < n; i++) {
+		const char *v;
+		size_t vl;
+		if (!e[i].klen || e[i].klen > KV_MAX_LEN || !e[i].vlen || e[i].vlen > KV_MAX_LEN)
+			return "this store holds keys and values of 1 to 64 bytes";
+		fresh += kvs_get(e[i].key, e[i].klen, &v, &vl) != 0;
+	}
+	if (kvs_count() + fresh > kvs_capacity())
+		return "disk_full";
+	const char *why = kvlog_append_batch(e, n);
+	if (why)
+		return why;
+	for (size_t i = 0; i < n; i++)
+		kvs_put(e[i].key, e[i].klen, e[i].val, e[i].vlen);
+	n_puts += n;
+	return NULL;
+}
+
 static int resp_get(const char *key, size_t klen, const char **val, size_t *vlen)
 {
 	return kv_get(key, klen, val, vlen);
@@ -66,6 +88,7 @@ static int resp_get(const char *key, size_t klen, const char **val, size_t *vlen
 
 static const struct resp_store resp_store = {
 	.set = resp_set,
+	.mset = resp_mset,
 	.get = resp_get,
 	.count = kvs_count,
 };

@@ -26,7 +26,6 @@
 #define FIRST_SECTOR 1
 
 static uint8_t chunk[BLK_MAX_SECTORS * BLK_SECTOR] __attribute__((aligned(4096)));
-static uint8_t rec[REC_SIZE] __attribute__((aligned(512)));
 static uint64_t next_sector = FIRST_SECTOR;
 static uint64_t next_seq = 1;
 
@@ -74,25 +73,42 @@ long kvlog_replay(kvlog_apply_fn apply)
 	return (long)(seq - 1);
 }
 
+/* Record i of a batch, in chunk[]: sequence next_seq + i. */
+static void fill(size_t i, const struct kvlog_entry *e)
+{
+	uint8_t *r = chunk + i * REC_SIZE;
+	memset(r, 0, REC_SIZE);
+	put_le32(r + OFF_MAGIC, KVLOG_MAGIC);
+	put_le64(r + OFF_SEQ, next_seq + i);
+	r[OFF_KLEN] = (uint8_t)e->klen;
+	r[OFF_VLEN] = (uint8_t)e->vlen;
+	memcpy(r + OFF_KEY, e->key, e->klen);
+	memcpy(r + OFF_VAL, e->val, e->vlen);
+	put_le32(r + OFF_CRC, crc32c(r + OFF_SEQ, REC_SIZE - OFF_SEQ));
+}
+
+const char *kvlog_append_batch(const struct kvlog_entry *e, size_t n)
+{
+	if (!n || n > KVLOG_BATCH_MAX)
+		return "io_error";
+	if (blk_capacity() < next_sector || blk_capacity() - next_sector < n)
+		return "disk_full";
+	for (size_t i = 0; i < n; i++)
+		fill(i, &e[i]);
+	/* One write of consecutive sectors, one flush. On failure the position
+	 * is kept: the next append rewrites these sectors with the same
+	 * sequence numbers (replay stops at the first that does not fit). */
+	if (blk_write(next_sector, chunk, (uint32_t)n) || blk_flush())
+		return "io_error";
+	next_sector += n;
+	next_seq += n;
+	return NULL;
+}
+
 const char *kvlog_append(const char *key, size_t klen, const char *val, size_t vlen)
 {
-	if (next_sector >= blk_capacity())
-		return "disk_full";
-	memset(rec, 0, sizeof(rec));
-	put_le32(rec + OFF_MAGIC, KVLOG_MAGIC);
-	put_le64(rec + OFF_SEQ, next_seq);
-	rec[OFF_KLEN] = (uint8_t)klen;
-	rec[OFF_VLEN] = (uint8_t)vlen;
-	memcpy(rec + OFF_KEY, key, klen);
-	memcpy(rec + OFF_VAL, val, vlen);
-	put_le32(rec + OFF_CRC, crc32c(rec + OFF_SEQ, REC_SIZE - OFF_SEQ));
-	/* On failure the position is kept: the next PUT rewrites this sector
-	 * with the same sequence number. */
-	if (blk_write(next_sector, rec, 1) || blk_flush())
-		return "io_error";
-	next_sector++;
-	next_seq++;
-	return NULL;
+	struct kvlog_entry e = { key, klen, val, vlen };
+	return kvlog_append_batch(&e, 1);
 }
 
 uint64_t kvlog_records(void)

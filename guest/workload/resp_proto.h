@@ -12,7 +12,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RESP_MAX_ARGS   64	/* MSET of 31 pairs; more is an error */
+#include "workload/kvlog.h"
+
+#define RESP_MAX_ARGS   129	/* MSET of 64 pairs (KVLOG_BATCH_MAX); more is an error */
 #define RESP_MAX_BULK   4096	/* a longer argument is a protocol error */
 #define RESP_MAX_INLINE 4096
 
@@ -21,6 +23,8 @@ struct resp_store {
 	/* NULL once durable, else the error word ("disk_full", "io_error",
 	 * "too_long" for a key or value the store cannot hold). */
 	const char *(*set)(const char *key, size_t klen, const char *val, size_t vlen);
+	/* n pairs (at most KVLOG_BATCH_MAX), all durable at once, or none. */
+	const char *(*mset)(size_t n, const struct kvlog_entry *pairs);
 	/* 0 with *val and *vlen set, or -ENOENT. */
 	int (*get)(const char *key, size_t klen, const char **val, size_t *vlen);
 	uint64_t (*count)(void);

@@ -6,11 +6,14 @@
  *
  * Back-pressure, so that one client cannot stall the others: a
  * connection runs a command only with RESP_MIN_ROOM free in its output
- * buffer, and takes new bytes from lwIP only as its input buffer has
- * room; a client that never reads its answers fills its own output, then
- * its input, then its TCP window, and nothing else. Bytes lwIP handed over
- * that did not fit yet wait in the connection (held) and are acknowledged
- * to the peer (tcp_recved) only once they are in the input buffer.
+ * buffer, and a received byte is acknowledged to lwIP (tcp_recved, which
+ * reopens the peer's window) only once a command took it. A client that
+ * never reads its answers fills its own output buffer, then its window,
+ * and nothing else. The input buffer holds a whole window (TCP_WND): lwIP
+ * never hands over more than that unacknowledged, so what it hands over
+ * always fits. A command that does not fit in it (many long arguments)
+ * is a protocol error: the connection is closed, as Redis does with a
+ * request over its limits.
  */
 #include "workload/resp_server.h"
 
@@ -19,13 +22,11 @@
 #include "lwip/tcp.h"
 #include "workload/resp_proto.h"
 
-#define RESP_IN_MAX  (RESP_MAX_BULK * 2 + 1024)
+#define RESP_IN_MAX  TCP_WND	/* the longest command: a SET of two 4 KiB strings fits */
 #define RESP_OUT_MAX (RESP_MIN_ROOM * 2)
 
 struct conn {
 	struct tcp_pcb *pcb;		/* NULL: the slot is free */
-	struct pbuf *held;		/* received, not yet in in[] */
-	size_t held_off;
 	size_t in_len, out_len, out_sent;
 	bool closing;			/* close once out[] has gone */
 	uint8_t in[RESP_IN_MAX];
@@ -38,9 +39,6 @@ static struct resp_server_stats stats;
 
 static void conn_free(struct conn *c)
 {
-	if (c->held)
-		pbuf_free(c->held);
-	c->held = NULL;
 	c->pcb = NULL;
 }
 
@@ -56,6 +54,15 @@ static void conn_abort(struct conn *c)
 static bool conn_close(struct conn *c)
 {
 	struct tcp_pcb *pcb = c->pcb;
+	/* Bytes taken but not run (after a protocol error): given back to
+	 * the window, or lwIP would answer the close with a reset, which
+	 * can destroy the error answer before the client reads it. */
+	for (size_t left = c->in_len; left;) {
+		u16_t n = left > 0xffff ? 0xffff : (u16_t)left;
+		tcp_recved(pcb, n);
+		left -= n;
+	}
+	c->in_len = 0;
 	tcp_arg(pcb, NULL);
 	tcp_recv(pcb, NULL);
 	tcp_sent(pcb, NULL);
@@ -91,54 +98,43 @@ static void flush(struct conn *c)
 	}
 }
 
-/* Held bytes into in[], as far as they fit; acknowledged to the peer. */
-static void absorb(struct conn *c)
-{
-	while (c->held && c->in_len < sizeof(c->in)) {
-		size_t left = c->held->tot_len - c->held_off;
-		size_t room = sizeof(c->in) - c->in_len;
-		size_t n = left < room ? left : room;
-		pbuf_copy_partial(c->held, c->in + c->in_len, (u16_t)n, (u16_t)c->held_off);
-		c->in_len += n;
-		c->held_off += n;
-		tcp_recved(c->pcb, (u16_t)n);
-		if (c->held_off == c->held->tot_len) {
-			pbuf_free(c->held);
-			c->held = NULL;
-			c->held_off = 0;
-		}
-	}
-}
-
 /* Runs the whole commands in in[] while out[] has room; what a callback returns. */
 static err_t run(struct conn *c)
 {
-	for (;;) {
-		absorb(c);
-		size_t at = 0;
-		enum resp_step s = RESP_NEED_MORE;
-		while (!c->closing && RESP_OUT_MAX - c->out_len >= RESP_MIN_ROOM) {
-			struct resp_out o = { c->out, c->out_len, RESP_OUT_MAX };
-			size_t used;
-			s = resp_step(c->in + at, c->in_len - at, &used, &o, store);
-			c->out_len = o.len;
-			at += used;
-			if (s == RESP_NEED_MORE)
-				break;
-			stats.commands++;
-			if (s == RESP_CLOSE)
+	size_t at = 0;
+	while (!c->closing && RESP_OUT_MAX - c->out_len >= RESP_MIN_ROOM) {
+		struct resp_out o = { c->out, c->out_len, RESP_OUT_MAX };
+		size_t used;
+		enum resp_step s = resp_step(c->in + at, c->in_len - at, &used, &o, store);
+		c->out_len = o.len;
+		at += used;
+		if (s == RESP_NEED_MORE) {
+			if (c->in_len - at == sizeof(c->in)) {
+				static const char big[] = "-ERR Protocol error: command too large\r\n";
+				memcpy(c->out + c->out_len, big, sizeof(big) - 1);
+				c->out_len += sizeof(big) - 1;
 				c->closing = true;
+			}
+			break;
 		}
+		stats.commands++;
+		if (s == RESP_CLOSE)
+			c->closing = true;
+	}
+	if (at) {
 		memmove(c->in, c->in + at, c->in_len - at);
 		c->in_len -= at;
-		flush(c);
-		if (c->closing && c->out_len == 0)
-			return conn_close(c) ? ERR_ABRT : ERR_OK;
-		/* More held bytes fit now (a command was taken), and out[]
-		 * has room: go again; else wait for ACKs or bytes. */
-		if (!at || !c->held || RESP_OUT_MAX - c->out_len < RESP_MIN_ROOM)
-			return ERR_OK;
+		/* Taken by commands: the peer may send that much more. */
+		for (size_t left = at; left;) {
+			u16_t n = left > 0xffff ? 0xffff : (u16_t)left;
+			tcp_recved(c->pcb, n);
+			left -= n;
+		}
 	}
+	flush(c);
+	if (c->closing && c->out_len == 0)
+		return conn_close(c) ? ERR_ABRT : ERR_OK;
+	return ERR_OK;
 }
 
 static err_t on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
@@ -158,10 +154,11 @@ static err_t on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
 		c->closing = true;
 		return run(c);
 	}
-	if (c->held)
-		pbuf_cat(c->held, p);
-	else
-		c->held = p;
+	if (p->tot_len > sizeof(c->in) - c->in_len)
+		return ERR_MEM;	/* more than the window: lwIP keeps it and offers it again */
+	pbuf_copy_partial(p, c->in + c->in_len, p->tot_len, 0);
+	c->in_len += p->tot_len;
+	pbuf_free(p);
 	return run(c);
 }
 
@@ -205,8 +202,7 @@ static err_t on_accept(void *arg, struct tcp_pcb *pcb, err_t err)
 		return ERR_ABRT;
 	}
 	c->pcb = pcb;
-	c->held = NULL;
-	c->held_off = c->in_len = c->out_len = c->out_sent = 0;
+	c->in_len = c->out_len = c->out_sent = 0;
 	c->closing = false;
 	stats.accepted++;
 	tcp_arg(pcb, c);

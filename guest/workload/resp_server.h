@@ -11,6 +11,7 @@
 
 struct resp_server_stats {
 	uint64_t accepted, refused, resets, commands, open;
+	uint64_t refused_bytes;	/* offered while the input buffer was full (taken later) */
 };
 
 /* Listens on port; commands are served from within net_poll(). 0 or -errno. */
