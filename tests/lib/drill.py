@@ -17,6 +17,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import time
 
 from ftvmtest import (FTVM, FTVM_KV, FTVMCTL, GUEST, GUEST_IP, KV_PORT, Failure, check, sh)  # noqa: F401
@@ -259,6 +260,93 @@ class Client:
         return json.loads(lines[-1])
 
 
+# redis-py is Debian's python3-redis: the system's Python 3, whatever
+# Python runs the tests.
+REDIS_PYTHON = "/usr/bin/python3"
+
+
+class RedisClient:
+    """The Redis load (tests/lib/redis_load.py, redis-py) in the client
+    namespace: persistent TCP connections to the guest's RESP port that are
+    never reopened. The same calls as Client, for run_drill."""
+
+    PORT = 6379
+
+    def __init__(self, topo, work, conns=4):
+        self.topo, self.work, self.conns = topo, work, conns
+        self.acks = os.path.join(work, "redis-acks.log")
+        self.load = None
+
+    def script(self, *args):
+        return self.topo.cmd("C", REDIS_PYTHON, os.path.join(os.path.dirname(__file__), "redis_load.py"),
+                             *args)
+
+    def start_load(self, seconds=None, keys=50, seed=1, rate=0):
+        del seconds, rate       # runs until stop_load
+        self.load_out = open(os.path.join(self.work, "redis-load.json"), "w")
+        self.load_err = open(os.path.join(self.work, "redis-load.stderr"), "w")
+        before = os.path.getsize(self.acks) if os.path.exists(self.acks) else 0
+        self.load = subprocess.Popen(self.script("load", GUEST_IP, str(self.PORT), "--conns", str(self.conns),
+                                                 "--keys", str(keys), "--seed", str(seed), "--ack-log", self.acks),
+                                     stdout=self.load_out, stderr=self.load_err)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and self.load.poll() is None:
+            if os.path.exists(self.acks) and os.path.getsize(self.acks) > before:
+                return
+            time.sleep(0.01)
+        raise Failure("the Redis load did not start: " + open(self.load_err.name).read()[-1000:])
+
+    def stop_load(self, timeout=60):
+        if self.load.poll() is None:
+            self.load.send_signal(signal.SIGINT)
+        self.load.wait(timeout)
+        self.load_out.close()
+        self.load_err.close()
+        with open(self.load_out.name) as f:
+            lines = [l for l in f.read().splitlines() if l.strip()]
+        if not lines:
+            raise Failure("the Redis load printed nothing: " + open(self.load_err.name).read()[-2000:])
+        s = json.loads(lines[-1])
+        # Client's names, for run_drill's checks: a broken connection is a
+        # request that gave up.
+        s.update(puts_acked=s["sets_acked"], gave_up=s["errors"])
+        return self.load.returncode, s
+
+    def probe_until_answer(self, t_kill, timeout=20.0):
+        """Seconds from t_kill until the guest answers a PING on a new connection."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                r = subprocess.run(self.topo.cmd("C", "redis-cli", "-h", GUEST_IP, "PING"),
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, timeout=2)
+            except subprocess.TimeoutExpired:
+                continue
+            if r.stdout.strip() == "PONG":
+                return time.monotonic() - t_kill
+            time.sleep(0.005)
+        raise Failure("no answer from the guest %.0f s after the kill" % timeout)
+
+    def verify(self):
+        r = subprocess.run(self.script("verify", GUEST_IP, str(self.PORT), "--ack-log", self.acks),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
+        lines = [l for l in r.stdout.splitlines() if l.strip()]
+        if not lines:
+            raise Failure("redis verify printed nothing: " + r.stderr[-2000:])
+        return json.loads(lines[-1])
+
+
+def stall_per_kill(long_waits, kills):
+    """The longest wait of a persistent connection around each kill: waits
+    that began from 0.5 s before the kill until 0.5 s before the next (at
+    most 5 s after it)."""
+    out = []
+    for i, t in enumerate(kills):
+        end = min(t + 5.0, kills[i + 1] - 0.5) if i + 1 < len(kills) else t + 5.0
+        w = [ms for start, ms in long_waits if t - 0.5 <= start < end]
+        out.append(max(w) if w else 0.0)
+    return out
+
+
 def close_all(client, nodes):
     """Test cleanup: the client's load (if any) and every node's VMM."""
     if client and client.load and client.load.poll() is None:
@@ -362,17 +450,21 @@ class Noise:
 
 
 def run_drill(work, mode, kills, policy="event", seed=None, log=print, min_gap=0.3, max_gap=1.2,
-              noise=False, memory="256M", disk_mb=64, fill=None):
+              noise=False, memory="256M", disk_mb=64, fill=None, service="kv"):
     """Kills the primary `kills` times at random moments under kv load; after
     each failover a new secondary is started on the dead primary's host and
     protection is restored. noise: a second client sends a request every
     millisecond regardless of answers. memory, disk_mb: the guest's size;
     fill(path): writes data into the first primary's image before it boots.
     The link is TLS 1.3 with a pre-shared key made for the drill.
+    service: "kv" (the UDP protocol, ftvm-kv) or "redis" (persistent TCP
+    connections of redis-py to the guest's RESP port, never reopened: each
+    must survive every failover; the longest wait per kill is reported).
     Returns a report dict; raises Failure on any loss."""
     rnd = random.Random(seed)
     tls = make_psk(work)
-    rep = {"mode": mode, "policy": policy, "kills": 0, "failover_s": []}
+    rep = {"mode": mode, "policy": policy, "service": service, "kills": 0, "failover_s": []}
+    kill_times = []
     with Topology() as topo:
         if mode == "shared":
             shared = make_image(os.path.join(work, "shared.img"), disk_mb)
@@ -382,7 +474,7 @@ def run_drill(work, mode, kills, policy="event", seed=None, log=print, min_gap=0
         if fill:
             fill(image["A"])
         nodes = []
-        client = Client(topo, work)
+        client = RedisClient(topo, work) if service == "redis" else Client(topo, work)
         try:
             primary = Node(topo, "A", work, "g0", image["A"], mode, False, policy=policy, memory=memory, tls=tls)
             nodes.append(primary)
@@ -391,7 +483,7 @@ def run_drill(work, mode, kills, policy="event", seed=None, log=print, min_gap=0
             nodes.append(secondary)
             primary.protect_to("B", log=log)
             log("replication link: %s, pre-shared key" % primary.migrate_info()["cipher"])
-            client.start_load(seconds=3600, keys=200, seed=rnd.randint(1, 1 << 30))
+            client.start_load(seconds=3600, keys=50 if service == "redis" else 200, seed=rnd.randint(1, 1 << 30))
             noisy = Noise(topo, work) if noise else None
             if noisy:
                 nodes.append(noisy)
@@ -399,6 +491,7 @@ def run_drill(work, mode, kills, policy="event", seed=None, log=print, min_gap=0
                 time.sleep(rnd.uniform(min_gap, max_gap))
                 st = primary.migrate_info()
                 t_kill = time.monotonic()
+                kill_times.append(t_kill)
                 primary.kill()
                 took = client.probe_until_answer(t_kill)
                 fo = secondary.wait_state(("failed-over",), 10)
@@ -421,6 +514,12 @@ def run_drill(work, mode, kills, policy="event", seed=None, log=print, min_gap=0
                 % (s["ops"], s["puts_acked"], s["stale_reads"], s["wrong_answers"], s["gave_up"]))
             check(s["stale_reads"] == 0 and s["wrong_answers"] == 0, "stale or wrong reads: %s" % s)
             check(s["gave_up"] == 0, "requests gave up: %s" % s)
+            if service == "redis":
+                stalls = stall_per_kill(s["long_waits"], kill_times)
+                rep["stall_ms"] = stalls
+                log("redis: %d persistent connections, %d resets or errors, %d reconnects; longest wait per "
+                    "failover p50 %.0f ms, max %.0f ms" % (client.conns, s["errors"], s["reconnects"],
+                                                          pct(stalls, 50), max(stalls) if stalls else 0))
             if noisy:
                 noisy.finish()
                 log("noise clients: no stale read, nothing lost")
