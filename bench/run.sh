@@ -7,6 +7,10 @@ if [ "${1:-}" = "--scale" ]; then
     shift
     exec python3 bench/bench_scale.py "$@"
 fi
+if [ "${1:-}" = "--redis" ]; then
+    shift
+    exec python3 bench/bench_redis.py "$@"
+fi
 if [ "${1:-}" = "--ft" ]; then
     shift
     exec python3 bench/bench_ft.py "$@"
