@@ -1,17 +1,25 @@
 #!/usr/bin/env python3
 """Seeds for fuzz_guest_net: the frames a host on the guest's link sends to
-workload=kv at 10.0.0.2/24 (port 7777), as Linux and ftvm-kv send them:
-ARP who-has for the guest (broadcast, unpadded from a tap and padded to 60
-bytes), ping (ICMP echo, 56 bytes of data), kv requests in UDP with a
-checksum, as tools/kvclient formats them (reqid <nonce>.<seq hex>.<attempt>,
-keys k<i>, values v<nonce>-<op>.<i>), the malformed requests of
+workload=kv at 10.0.0.2/24 (kv on UDP 7777, RESP on TCP 6379), as Linux,
+ftvm-kv and redis-cli send them: ARP who-has for the guest first
+(broadcast, unpadded from a tap and padded to 60 bytes; it also tells
+lwIP the client's MAC, so its answers need no ARP of their own), ping
+(ICMP echo, 56 bytes of data), kv requests in UDP with a checksum, as
+tools/kvclient formats them (reqid <nonce>.<seq hex>.<attempt>, keys k<i>,
+values v<nonce>-<op>.<i>), the malformed requests of
 tests/integration/test_kv_requests.py, a full log and failed writes and
-flushes, and frames the stack must drop (fragments, other ports, bad
-checksums, frames for another MAC or IP).
+flushes, frames lwIP drops (fragments, bad checksums, another IP) or
+answers with ICMP unreachable or a TCP RST (closed ports, other
+protocols), RESP sessions over TCP (lwIP's first ISN is 6510), sessions
+where the guest must resolve the client itself (the harness answers its
+ARP requests) or where nobody answers ARP, and time passing (ARP entries
+expiring, TCP timers).
 
 Layout (fuzz/fuzz_guest_net.c): byte 0 the disk's size, 2 + (b % 64)
-sectors; byte 1 the fault bits (write w fails if bit w % 4, flush f if bit
-4 + f % 4); then per frame a big-endian u16 length and the frame."""
+sectors, bit 6 nobody answers the guest's ARP requests, bit 7 the harness
+seals the checksums; byte 1 the fault bits (write w fails if bit w % 4,
+flush f if bit 4 + f % 4); then per record a big-endian u16 length and the
+frame, or a length from 0xf000: (length - 0xefff) steps of 250 ms."""
 import os
 import struct
 import sys
@@ -24,6 +32,7 @@ HOST_IP = bytes([10, 0, 0, 1])
 GUEST_IP = bytes([10, 0, 0, 2])
 OTHER_IP = bytes([10, 0, 0, 3])
 PORT = 7777
+RESP_PORT = 6379
 NONCE = "1f2e3d4c"
 
 
@@ -81,22 +90,73 @@ def reqid(seq, attempt=0):
     return "%s.%x.%d" % (NONCE, seq, attempt)
 
 
-def seed(frames, sectors=64, faults=0):
-    out = bytes([(sectors - 2) % 64, faults])
+def tcp(sport, dport, seq, ack, flags, data=b"", src=HOST_IP, dst=GUEST_IP, options=b""):
+    """A TCP segment (flags: F S R P A as letters) in a frame."""
+    bits = sum(v for k, v in (("F", 1), ("S", 2), ("R", 4), ("P", 8), ("A", 16)) if k in flags)
+    off = (20 + len(options)) // 4
+    t = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, off << 4, bits, 64240, 0, 0) + options + data
+    c = csum(src + dst + struct.pack("!BBH", 0, 6, len(t)) + t)
+    t = t[:16] + struct.pack("!H", c) + t[18:]
+    return eth(ipv4(6, t, src=src, dst=dst))
+
+
+ISN = 6510  # lwIP 2.1.3's first initial sequence number (tcp_next_iss), tcp_ticks 0
+
+
+def resp_session(commands, sport=45000, seq=1000):
+    """A redis-cli connection to port 6379: handshake, one segment per
+    command (inline or multibulk bytes), the client's FIN."""
+    mss = b"\x02\x04\x05\xb4"
+    f = [tcp(sport, RESP_PORT, seq, 0, "S", options=mss)]
+    seq += 1
+    f.append(tcp(sport, RESP_PORT, seq, ISN + 1, "A"))
+    for c in commands:
+        f.append(tcp(sport, RESP_PORT, seq, ISN + 1, "PA", c))
+        seq += len(c)
+    f.append(tcp(sport, RESP_PORT, seq, ISN + 1, "FA"))
+    return f
+
+
+def multibulk(*args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a.encode() if isinstance(a, str) else a
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
+
+
+def time_passes(ms):
+    """Records of 250 ms steps, each at most 4096 of them."""
+    steps = (ms + 249) // 250
+    out = []
+    while steps:
+        n = min(steps, 4096)
+        out.append(0xefff + n)
+        steps -= n
+    return out
+
+
+def seed(frames, sectors=64, faults=0, no_arp=False, sealed=False):
+    out = bytes([((sectors - 2) % 64) | (0x40 if no_arp else 0) | (0x80 if sealed else 0), faults])
     for f in frames:
-        out += struct.pack("!H", len(f)) + f
+        if isinstance(f, int):
+            out += struct.pack("!H", f)
+        else:
+            out += struct.pack("!H", len(f)) + f
     return out
 
 
 def main(out):
     os.makedirs(out, exist_ok=True)
     s = {}
+    arp = arp_request()
     s["boot"] = seed([])
     s["arp"] = seed([arp_request(), arp_request(pad=True), arp_request(dst=GUEST_MAC),
-                     arp_request(tpa=OTHER_IP)])
-    s["ping"] = seed([arp_request(), ping(1), ping(2), ping(3, data=b"")])
+                     arp_request(tpa=OTHER_IP), arp_request(spa=b"\0\0\0\0"),  # a probe (RFC 5227)
+                     arp_request(sha=OTHER_MAC, spa=OTHER_IP)])
+    s["ping"] = seed([arp, ping(1), ping(2), ping(3, data=b"")])
     # What ftvm-kv does: PUTs, GETs of written and unwritten keys, a retry.
-    session = [arp_request()]
+    session = [arp]
     for i in range(6):
         session.append(kv("PUT %s k%d v%s-%d.%d" % (reqid(2 * i), i, NONCE, i, i), sport=40001 + i))
         session.append(kv("GET %s k%d" % (reqid(2 * i + 1), i)))
@@ -104,8 +164,22 @@ def main(out):
                 kv("PUT %s k1 v%s-9.1" % (reqid(21, 2), NONCE)), kv("GET %s k1" % reqid(22)),
                 kv("TIME %s" % reqid(23)), kv("STAT %s" % reqid(24)), kv("STAT st1\n")]
     s["session"] = seed(session)
+    s["session-sealed"] = seed(session, sealed=True)
+    # No ARP from the client first: lwIP asks for it, the harness answers,
+    # and the queued answer goes out then.
     s["put-get"] = seed([kv("PUT r1 key1 val1"), kv("GET g1 key1"), kv("GET g2 nokey"),
                          kv("TIME t1"), kv("STAT s1")])
+    s["put-get-sealed"] = seed([kv("PUT r1 key1 val1"), kv("GET g1 key1"), kv("TIME t1"), kv("STAT s1")],
+                               sealed=True)
+    # Nobody answers lwIP's ARP requests: the answers queue (3 at most,
+    # ARP_QUEUE_LEN, the oldest dropped) until the client's own ARP request.
+    s["no-arp"] = seed([kv("PUT n1 k1 v1"), kv("GET n2 k1"), kv("PUT n3 k2 v2"), kv("GET n4 k2"),
+                        kv("STAT n5"), arp, kv("GET n6 k1")], no_arp=True)
+    s["no-arp-expire"] = seed([kv("GET e1 k1"), ping(1)] + time_passes(6000) + [arp, kv("GET e2 k1")],
+                              no_arp=True)
+    # The client's ARP entry expires (ARP_MAXAGE, 300 s) and is asked again.
+    s["arp-expire"] = seed([arp, kv("PUT x1 k1 v1")] + time_passes(280000) + [kv("GET x2 k1")] +
+                           time_passes(25000) + [kv("GET x3 k1")])
     # tests/integration/test_kv_requests.py
     # The first: a reqid that ends exactly at the end of the request
     # buffer; its too_long answer read one byte past it (guest printf's
@@ -116,41 +190,68 @@ def main(out):
            "PUT %s %s %s\n" % ("i" * 32, "k" * 64, "v" * 64), "PUT %s k v" % ("i" * 33),
            "GET 12 " + "k" * 200, "STAT 13 extra", "GET 14 k\r\n", "GET 15 k\n\n"]
     for i, r in enumerate(bad):
-        s["bad-%02d" % i] = seed([kv(r)])
-    s["bad-all"] = seed([kv(r, sport=41000 + i) for i, r in enumerate(bad)])
+        s["bad-%02d" % i] = seed([arp, kv(r)])
+    s["bad-all"] = seed([arp] + [kv(r, sport=41000 + i) for i, r in enumerate(bad)])
+    s["bad-all-sealed"] = seed([arp] + [kv(r, sport=41000 + i) for i, r in enumerate(bad)], sealed=True)
     # The log: full after one record; a failed write, then a failed flush.
     s["disk-full"] = seed([kv("PUT a1 k1 v1"), kv("PUT a2 k2 v2"), kv("PUT a3 k1 v3"), kv("GET a4 k1"),
                            kv("STAT a5")], sectors=2)
-    s["write-fails"] = seed([kv("PUT w1 k1 v1"), kv("PUT w2 k1 v1"), kv("GET w3 k1")], faults=0x01)
-    s["flush-fails"] = seed([kv("PUT f1 k1 v1"), kv("PUT f2 k2 v2"), kv("GET f3 k1"), kv("STAT f4")],
+    s["write-fails"] = seed([arp, kv("PUT w1 k1 v1"), kv("PUT w2 k1 v1"), kv("GET w3 k1")], faults=0x01)
+    s["flush-fails"] = seed([arp, kv("PUT f1 k1 v1"), kv("PUT f2 k2 v2"), kv("GET f3 k1"), kv("STAT f4")],
                             faults=0x20)
-    s["flush-fails-last"] = seed([kv("PUT f1 k1 v1"), kv("PUT f2 k2 v2")], faults=0x20)
-    # Frames to drop, then one to answer so that the stack is seen to go on.
+    s["flush-fails-last"] = seed([arp, kv("PUT f1 k1 v1"), kv("PUT f2 k2 v2")], faults=0x20)
+    # Frames lwIP drops, or answers with ICMP or a reset, then one to answer
+    # so that the stack is seen to go on.
     dropped = [
+        arp,
         eth(ipv4(17, udp(b"GET x1 k"), frag=0x2000)),           # first fragment
         eth(ipv4(17, udp(b"GET x2 k"), frag=0x0001)),           # a later one
-        eth(ipv4(17, udp(b"GET x3 k", dport=7778))),            # no one there
+        eth(ipv4(17, udp(b"GET x3 k", dport=7778))),            # port unreachable
         eth(ipv4(17, udp(b"GET x4 k", dst=OTHER_IP), dst=OTHER_IP)),  # another IP
-        kv("GET x5 k", dst=OTHER_MAC),
         eth(ipv4(17, udp(b"GET x6 k"))[:10] + b"\0\0" + ipv4(17, udp(b"GET x6 k"))[12:]),
-        eth(ipv4(6, b"\0" * 20)),                               # TCP
+        eth(ipv4(6, b"\0" * 20)),                               # TCP, bad checksum
+        eth(ipv4(47, b"\0" * 4)),                               # protocol unreachable
+        eth(ipv4(99, b"")),                                     # ... quoting less than 28 bytes
         eth(b"\0" * 46, etype=0x86dd),                          # IPv6
         eth(ipv4(1, b"\x00\x00\xff\xff\0\0\0\0")),              # echo reply
+        eth(ipv4(17, udp(b"GET x8 k", dst=b"\xff\xff\xff\xff", dport=9), dst=b"\xff\xff\xff\xff")),
     ]
     bad_udp = udp(b"GET x7 k")
     dropped.append(eth(ipv4(17, bad_udp[:6] + bytes([bad_udp[6] ^ 1, bad_udp[7]]) + bad_udp[8:])))
     s["dropped"] = seed(dropped + [kv("GET y1 k")])
     # Accepted though unusual: no UDP checksum, IP options, Ethernet padding,
-    # a broadcast destination MAC.
+    # broadcast and other destination MACs (lwIP has no MAC filter), the
+    # subnet's broadcast address.
     s["unusual"] = seed([
+        arp,
         eth(ipv4(17, udp(b"PUT u1 k v", with_csum=False))),
         eth(ipv4(17, udp(b"GET u2 k"), options=b"\x01\x01\x01\x00")),
         eth(ipv4(17, udp(b"STAT u3")), pad=True),
         kv("GET u4 k", dst=BCAST),
         kv("TIME u5", src=OTHER_MAC),
+        kv("GET x5 k", dst=OTHER_MAC),
+        eth(ipv4(17, udp(b"GET u6 k", dst=bytes([10, 0, 0, 255])), dst=bytes([10, 0, 0, 255])), dst=BCAST),
     ])
+    # TCP to closed ports: SYN, a stray ACK, data with FIN, a RST (no answer).
+    s["tcp-closed"] = seed([arp, tcp(40100, 80, 5000, 0, "S"), tcp(40101, 22, 7, 99, "A"),
+                            tcp(40102, 8080, 1, 2, "PAF", b"hello"), tcp(40103, 80, 1, 0, "R"),
+                            tcp(40104, 6380, 1, 0, "S")])
+    # RESP (redis-cli): PING, SET, GET, MSET, MGET, INCR, DBSIZE, then the
+    # kv protocol sees RESP's writes.
+    cmds = [multibulk("PING"), multibulk("SET", "rk1", "rv1"), multibulk("GET", "rk1"),
+            b"MSET mk1 mv1 mk2 mv2 mk3 mv3\r\n", multibulk("MGET", "mk1", "rk1", "nokey"),
+            multibulk("INCR", "ctr"), multibulk("INCRBY", "ctr", "41"), b"DBSIZE\r\n",
+            multibulk("EXISTS", "mk2"), b"QUIT\r\n"]
+    s["resp"] = seed([arp] + resp_session(cmds) + [kv("GET r1 rk1"), kv("GET r2 mk3"), kv("STAT r3")])
+    s["resp-sealed"] = seed([arp] + resp_session(cmds) + [kv("GET r1 ctr"), kv("STAT r3")], sealed=True)
+    # Two connections, time passing (delayed ACKs, retransmissions,
+    # TIME_WAIT) and no FIN from the second.
+    c2 = resp_session([multibulk("SET", "a", "1"), multibulk("GET", "a")], sport=45001, seq=90000)[:-1]
+    s["resp-timers"] = seed([arp] + resp_session([b"PING\r\n"], sport=45002)[:-1] + c2 +
+                            time_passes(2000) + [kv("GET t1 a")] + time_passes(130000) +
+                            [kv("STAT t2")], sealed=True)
     # A load: 40 PUTs over 8 keys, a GET after each.
-    load = [arp_request()]
+    load = [arp]
     for i in range(40):
         load.append(kv("PUT %s k%d v%s-%d.%d" % (reqid(100 + 2 * i), i % 8, NONCE, i, i % 8)))
         load.append(kv("GET %s k%d" % (reqid(101 + 2 * i), (i * 3) % 8)))

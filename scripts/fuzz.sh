@@ -36,6 +36,8 @@ for t in $targets; do
 	mkdir -p "$corpus"
 	[ -f "$src/fuzz/seeds_$t.py" ] && python3 "$src/fuzz/seeds_$t.py" "$corpus"
 	[ -x "$out/fuzz/seeds_$t" ] && "$out/fuzz/seeds_$t" "$corpus"
+	# Inputs that once broke a rule: they must pass now (regression seeds).
+	[ -d "$src/fuzz/regressions/$t" ] && cp "$src/fuzz/regressions/$t"/* "$corpus"/
 	echo "fuzz_$t: ${secs} s on $(nproc) core(s)"
 	# -timeout: one input that takes a second is a hang; -rss_limit_mb: no
 	# input may make the code allocate without bound.

@@ -4,9 +4,12 @@
  * virtio-net and virtio-blk (over the harness's frames and in-memory disk,
  * fuzz/guest_host/host.h), the heap (a malloc'd arena), time (a
  * deterministic TSC at 2.6 GHz), the console (dropped), the stop paths
- * (abort: the harness never makes the guest stop) and cpu_slots.
- * Compiled with the guest's include path (fuzz/guest_host first).
+ * (abort: the harness never makes the guest stop) and cpu_slots; and the
+ * reset of every guest variable before a boot (guest_state.h). Compiled
+ * with the guest's include path (fuzz/guest_host first), but not with
+ * guest_state.h: its own state outlives a boot.
  */
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +33,58 @@ void host_guest_reset(void);
 
 struct cpu_slot cpu_slots[MAX_CPUS];
 
+/* --- the guest's variables: back to the ELF's before each boot --- */
+
+/* The linker's bounds of the sections guest_state.h puts them in (weak:
+ * a section nothing went into has none). */
+extern char __start_ftvm_guest_data[] __attribute__((weak));
+extern char __stop_ftvm_guest_data[] __attribute__((weak));
+extern char __start_ftvm_guest_bss[] __attribute__((weak));
+extern char __stop_ftvm_guest_bss[] __attribute__((weak));
+
+/* ASan's redzones lie between the variables, so memcpy()/memset() (which
+ * ASan intercepts and checks) cannot be used over a whole section: .data
+ * (small) is copied with plain stores that are not instrumented, .bss
+ * (megabytes: lwIP's heap and pools, the RESP buffers) zeroed by the C
+ * library's own memset, found past ASan's interceptor. Neither touches
+ * the shadow, so the redzones stay poisoned. */
+__attribute__((no_sanitize("address", "undefined"))) static void raw_copy(char *dst, const char *src,
+									   size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		((volatile char *)dst)[i] = src[i];
+}
+
+static void raw_zero(char *dst, size_t n)
+{
+	static void *(*libc_memset)(void *, int, size_t);
+
+	if (!libc_memset && !(libc_memset = (void *(*)(void *, int, size_t))dlsym(RTLD_NEXT, "memset"))) {
+		fprintf(stderr, "fuzz_guest_net: no memset in the C library: %s\n", dlerror());
+		abort();
+	}
+	libc_memset(dst, 0, n);
+}
+
+static void guest_state_reset(void)
+{
+	static char *data0; /* .data as loaded, taken before the first boot */
+	size_t nd = (size_t)(__stop_ftvm_guest_data - __start_ftvm_guest_data);
+
+	if (!__start_ftvm_guest_bss) {
+		fprintf(stderr, "fuzz_guest_net: no guest state sections (guest_state.h not included?)\n");
+		abort();
+	}
+	if (!data0 && nd) {
+		if (!(data0 = malloc(nd)))
+			abort();
+		raw_copy(data0, __start_ftvm_guest_data, nd);
+	}
+	if (nd)
+		raw_copy(__start_ftvm_guest_data, data0, nd);
+	raw_zero(__start_ftvm_guest_bss, (size_t)(__stop_ftvm_guest_bss - __start_ftvm_guest_bss));
+}
+
 /* --- time: the TSC advances 1 us per read, from a realistic value --- */
 
 #define TSC_KHZ  2600000u
@@ -41,6 +96,21 @@ uint64_t host_guest_rdtsc(void)
 {
 	tsc_now += TSC_KHZ / 1000;
 	return tsc_now;
+}
+
+uint64_t host_clock_tsc(void)
+{
+	return tsc_now;
+}
+
+void host_clock_advance_ms(uint32_t ms)
+{
+	tsc_now += (uint64_t)ms * TSC_KHZ;
+}
+
+uint64_t host_clock_ns(uint64_t tsc)
+{
+	return tsc_to_ns(tsc - tsc_boot);
 }
 
 void host_guest_no_port_io(uint16_t port)
@@ -229,6 +299,7 @@ int vnet_poll(vnet_rx_fn fn, int budget)
 		fn(f, len);
 		host_rx_done();
 	}
+	host_rx_batch_end();
 	return n;
 }
 
@@ -285,6 +356,7 @@ int blk_get_id(char buf[21])
 
 void host_guest_reset(void)
 {
+	guest_state_reset();
 	memset(cpu_slots, 0, sizeof(cpu_slots));
 	tsc_now = tsc_boot = TSC_BOOT;
 	have_net = have_blk = 0;

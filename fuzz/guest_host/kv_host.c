@@ -1,9 +1,10 @@
 /*
  * fuzz/guest_host/kv_host.c - the kv workload (guest/workload/kv.c, compiled
- * in here so that its counters can be reset per input) booted on the host
- * shim. workload_kv() never returns: it serves until there is nothing to
- * do and then idles, and guest_idle() is where the host takes control back
- * (the input's frames are all handled by then).
+ * in here) booted on the host shim. workload_kv() never returns: it serves
+ * until there is nothing to do and then idles; guest_idle() returns at
+ * once while the input has more for the guest (a frame, or time to pass),
+ * as an interrupt would wake it, and takes control back to the host when
+ * the input is done.
  */
 #include <setjmp.h>
 #include <stdlib.h>
@@ -22,15 +23,17 @@ void guest_idle(uint32_t us)
 	(void)us;
 	if (!serving)
 		abort(); /* idling outside host_kv_run(): nothing can wake it */
+	if (host_rx_pending())
+		return;
 	longjmp(idle_jmp, 1);
 }
 
 void host_kv_run(void)
 {
-	/* The state the boot does not set up itself: what a fresh VM has. */
+	/* What a fresh VM has: every guest variable as the ELF gives it
+	 * (guest_state.h, which this file is compiled with too, so the
+	 * variables above start at 0 as well), the shim's devices and clock. */
 	host_guest_reset();
-	memset(&netif, 0, sizeof(netif));
-	n_puts = n_gets = n_replay_dropped = 0;
 
 	/* As guest/main.c before it dispatches to the workload. */
 	time_init(0);

@@ -6,6 +6,8 @@
  */
 #include "net/net.h"
 
+#include <stdbool.h>
+
 #include "lib/errno.h"
 #include "lib/string.h"
 #include "lwip/etharp.h"
@@ -50,9 +52,31 @@ int8_t netif_virtio_init(struct netif *nif)
 	return ERR_OK;
 }
 
+/*
+ * What lwIP is not handed: frames for another host's MAC (a bridge floods
+ * them; lwIP has no MAC filter and would answer them), and ARP frames too
+ * short for an ARP packet (lwIP 2.1.3's etharp_input reads the 28-byte
+ * header without a length check: it would answer from stale pool bytes).
+ */
+static bool for_us(const uint8_t *frame, size_t len)
+{
+	if (len < 14)
+		return false;
+	bool group = frame[0] & 1;	/* broadcast or multicast */
+	if (!group && memcmp(frame, vnet_mac(), 6))
+		return false;
+	if (frame[12] == 0x08 && frame[13] == 0x06 && len < 14 + 28)
+		return false;
+	return true;
+}
+
 static void rx_frame(const uint8_t *frame, size_t len)
 {
 	net_stats.rx_frames++;
+	if (!for_us(frame, len)) {
+		net_stats.rx_dropped++;
+		return;
+	}
 	struct pbuf *p = len <= 0xffff ? pbuf_alloc(PBUF_RAW, (u16_t)len, PBUF_POOL) : NULL;
 	if (!p) {
 		net_stats.rx_dropped++;	/* no buffer: as a NIC out of descriptors */

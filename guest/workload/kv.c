@@ -3,6 +3,8 @@
  * virtio-blk, replay the log into the table, virtio-net, then serve.
  * A PUT is answered only once its record is written and flushed.
  */
+#include <stdbool.h>
+
 #include "lib/cmdline.h"
 #include "lib/crc32c.h"
 #include "lib/errno.h"
@@ -52,10 +54,22 @@ static void kv_stats(struct svc_stats *st)
 
 /* The RESP service's store: the same table and log. This store holds keys
  * and values of 1 to KV_MAX_LEN bytes. */
+/* A value the kv protocol can carry in VAL: [A-Za-z0-9_.-]. */
+static bool kv_value_ok(const char *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char c = v[i];
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '_' || c == '.' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
 static const char *resp_set(const char *key, size_t klen, const char *val, size_t vlen)
 {
-	if (!klen || klen > KV_MAX_LEN || !vlen || vlen > KV_MAX_LEN)
-		return "this store holds keys and values of 1 to 64 bytes";
+	if (!klen || klen > KV_MAX_LEN || !vlen || vlen > KV_MAX_LEN || !kv_value_ok(val, vlen))
+		return "this store holds keys of 1 to 64 bytes and values of 1 to 64 of [A-Za-z0-9_.-]";
 	return kv_put(key, klen, val, vlen);
 }
 
@@ -66,8 +80,9 @@ static const char *resp_mset(size_t n, const struct kvlog_entry *e)
 	for (size_t i = 0; i < n; i++) {
 		const char *v;
 		size_t vl;
-		if (!e[i].klen || e[i].klen > KV_MAX_LEN || !e[i].vlen || e[i].vlen > KV_MAX_LEN)
-			return "this store holds keys and values of 1 to 64 bytes";
+		if (!e[i].klen || e[i].klen > KV_MAX_LEN || !e[i].vlen || e[i].vlen > KV_MAX_LEN ||
+		    !kv_value_ok(e[i].val, e[i].vlen))
+			return "this store holds keys of 1 to 64 bytes and values of 1 to 64 of [A-Za-z0-9_.-]";
 		fresh += kvs_get(e[i].key, e[i].klen, &v, &vl) != 0;
 	}
 	if (kvs_count() + fresh > kvs_capacity())

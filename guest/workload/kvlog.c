@@ -98,7 +98,16 @@ const char *kvlog_append_batch(const struct kvlog_entry *e, size_t n)
 	/* One write of consecutive sectors, one flush. On failure the position
 	 * is kept: the next append rewrites these sectors with the same
 	 * sequence numbers (replay stops at the first that does not fit). */
-	if (blk_write(next_sector, chunk, (uint32_t)n) || blk_flush())
+	/* And a zeroed sector after the batch, where there is room: a failed
+	 * append can leave records behind a shorter one that follows it, with
+	 * the very sequence numbers that come next, and replay would take
+	 * them. So the sector after the log's end is always zero. */
+	size_t w = n;
+	if (blk_capacity() - next_sector > n) {
+		memset(chunk + n * REC_SIZE, 0, REC_SIZE);
+		w = n + 1;
+	}
+	if (blk_write(next_sector, chunk, (uint32_t)w) || blk_flush())
 		return "io_error";
 	next_sector += n;
 	next_seq += n;
