@@ -10,6 +10,9 @@ moments; the secondary takes over on its own (--failover-on-peer-loss),
 announces the guest's MAC, and protection is restored towards a new
 secondary on the dead host. At the end the client's acknowledged writes
 are read back from the running guest and from the surviving disk image.
+
+--service redis: the client is four persistent redis-py connections to the
+guest's Redis port instead (never reopened): each must survive every kill.
 """
 import argparse
 import os
@@ -30,6 +33,8 @@ def main():
     ap.add_argument("--kills", type=int, default=10, help="primary kills per storage mode (default 10)")
     ap.add_argument("--mode", choices=("shared", "replicated", "both"), default="both")
     ap.add_argument("--policy", default="event", help="event | epoch[:MS] | hybrid[:US[:MS]]")
+    ap.add_argument("--service", choices=("kv", "redis"), default="kv",
+                    help="kv: the UDP protocol (ftvm-kv); redis: persistent TCP connections (redis-py)")
     a = ap.parse_args()
     require_kvm()
     modes = ("shared", "replicated") if a.mode == "both" else (a.mode,)
@@ -37,7 +42,7 @@ def main():
     for mode in modes:
         work = tempfile.mkdtemp(prefix="ftvm-drill-%s-" % mode)
         say("=== storage mode %s, policy %s, %d kills (files in %s)" % (mode, a.policy, a.kills, work))
-        rep = run_drill(work, mode, a.kills, policy=a.policy, log=say)
+        rep = run_drill(work, mode, a.kills, policy=a.policy, log=say, service=a.service)
         results.append(rep)
     say("=== summary")
     ok = True
@@ -49,6 +54,12 @@ def main():
         say("%-10s kills %d | acknowledged writes %d | lost writes %d | stale reads %d | "
             "failover p50 %.0f ms max %.0f ms" % (rep["mode"], rep["kills"], s["puts_acked"], lost,
                                                  s["stale_reads"], pct(f, 50) * 1000, max(f) * 1000))
+        if rep["service"] == "redis":
+            ok = ok and s["errors"] == 0 and s["reconnects"] == 0
+            st = rep["stall_ms"]
+            say("%-10s redis: %d resets or errors, %d reconnects | longest wait per failover p50 %.0f ms "
+                "max %.0f ms" % ("", s["errors"], s["reconnects"], pct(st, 50), max(st)))
+            continue
         say("%-10s pause per checkpoint p50 %d us p99 %d us max %d us | added output latency p50 %d us "
             "p99 %d us | client latency p50 %d us p99 %d us | %.0f ops/s"
             % ("", info["pause_us"]["p50"], info["pause_us"]["p99"], info["pause_us"]["max"],
