@@ -29,8 +29,10 @@ POLICIES = ["unprotected", "event", "epoch:10", "epoch:20", "epoch:50", "hybrid:
 
 
 
-def start_pair(topo, work, tag, policy, workload, tls=None):
-    img = make_image(os.path.join(work, tag + ".img"))
+def start_pair(topo, work, tag, policy, workload, tls=None, disk_mb=64):
+    """A guest on A with the workload (None: the kv default), protected to
+    B under policy unless it is "unprotected"; (primary, secondary or None)."""
+    img = make_image(os.path.join(work, tag + ".img"), disk_mb)
     a = Node(topo, "A", work, tag, img, "shared", False,
              policy=policy if policy != "unprotected" else "event",
              append=workload, tls=tls)

@@ -22,22 +22,11 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "lib"))
 from ftvmtest import GUEST_IP, require_kvm  # noqa: E402
-from drill import Node, Topology, make_image, make_psk, wait_ready  # noqa: E402
+from drill import Topology, make_psk  # noqa: E402
+from bench_ft import start_pair  # noqa: E402
 
 POLICIES = ["unprotected", "event", "epoch:10", "epoch:20", "hybrid:200:20"]
 ROWS = [(c, p) for c in (1, 8, 50) for p in (1, 16)]
-
-
-def start(topo, work, tag, policy, tls):
-    img = make_image(os.path.join(work, tag + ".img"), 2048)
-    pol = "event" if policy == "unprotected" else policy
-    a = Node(topo, "A", work, tag, img, "shared", False, policy=pol, tls=tls)
-    wait_ready(a)
-    b = None
-    if policy != "unprotected":
-        b = Node(topo, "B", work, tag, img, "shared", True, policy=pol, tls=tls)
-        a.protect_to("B")
-    return a, b
 
 
 def bench(topo, clients, pipeline, n):
@@ -64,7 +53,8 @@ def main():
     res = {}
     with Topology() as topo:
         for pol in POLICIES:
-            n1, n2 = start(topo, work, "r-" + pol.replace(":", "_"), pol, tls)
+            # A 2 GiB log: every SET and INCR is a record.
+            n1, n2 = start_pair(topo, work, "r-" + pol.replace(":", "_"), pol, None, tls=tls, disk_mb=2048)
             try:
                 for c, p in ROWS:
                     res[(pol, c, p)] = bench(topo, c, p, a.requests)

@@ -66,11 +66,18 @@ static bool kv_value_ok(const char *v, size_t n)
 	return true;
 }
 
-static const char *resp_set(const char *key, size_t klen, const char *val, size_t vlen)
+/* Why this store cannot hold the pair, or NULL. */
+static const char *resp_unfit(const char *key, size_t klen, const char *val, size_t vlen)
 {
 	if (!klen || klen > KV_MAX_LEN || !vlen || vlen > KV_MAX_LEN || !kv_value_ok(val, vlen))
 		return "this store holds keys of 1 to 64 bytes and values of 1 to 64 of [A-Za-z0-9_.-]";
-	return kv_put(key, klen, val, vlen);
+	return NULL;
+}
+
+static const char *resp_set(const char *key, size_t klen, const char *val, size_t vlen)
+{
+	const char *why = resp_unfit(key, klen, val, vlen);
+	return why ? why : kv_put(key, klen, val, vlen);
 }
 
 /* MSET: every pair in one write and one flush; all acknowledged or none. */
@@ -80,9 +87,9 @@ static const char *resp_mset(size_t n, const struct kvlog_entry *e)
 	for (size_t i = 0; i < n; i++) {
 		const char *v;
 		size_t vl;
-		if (!e[i].klen || e[i].klen > KV_MAX_LEN || !e[i].vlen || e[i].vlen > KV_MAX_LEN ||
-		    !kv_value_ok(e[i].val, e[i].vlen))
-			return "this store holds keys of 1 to 64 bytes and values of 1 to 64 of [A-Za-z0-9_.-]";
+		const char *why = resp_unfit(e[i].key, e[i].klen, e[i].val, e[i].vlen);
+		if (why)
+			return why;
 		fresh += kvs_get(e[i].key, e[i].klen, &v, &vl) != 0;
 	}
 	if (kvs_count() + fresh > kvs_capacity())

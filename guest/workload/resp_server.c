@@ -35,19 +35,10 @@ struct conn {
 
 static struct conn conns[RESP_MAX_CONNS];
 static const struct resp_store *store;
-static struct resp_server_stats stats;
 
 static void conn_free(struct conn *c)
 {
 	c->pcb = NULL;
-}
-
-static void conn_abort(struct conn *c)
-{
-	struct tcp_pcb *pcb = c->pcb;
-	tcp_arg(pcb, NULL);
-	conn_free(c);
-	tcp_abort(pcb);
 }
 
 /* True if it had to reset instead (the caller, in a callback, then returns ERR_ABRT). */
@@ -117,7 +108,6 @@ static err_t run(struct conn *c)
 			}
 			break;
 		}
-		stats.commands++;
 		if (s == RESP_CLOSE)
 			c->closing = true;
 	}
@@ -183,7 +173,6 @@ static void on_err(void *arg, err_t err)
 	if (c) {
 		c->pcb = NULL;
 		conn_free(c);
-		stats.resets++;
 	}
 }
 
@@ -197,14 +186,12 @@ static err_t on_accept(void *arg, struct tcp_pcb *pcb, err_t err)
 		if (!conns[i].pcb)
 			c = &conns[i];
 	if (!c) {
-		stats.refused++;
 		tcp_abort(pcb);	/* full: a reset, as a server out of slots */
 		return ERR_ABRT;
 	}
 	c->pcb = pcb;
 	c->in_len = c->out_len = c->out_sent = 0;
 	c->closing = false;
-	stats.accepted++;
 	tcp_arg(pcb, c);
 	tcp_recv(pcb, on_recv);
 	tcp_sent(pcb, on_sent);
@@ -231,20 +218,4 @@ int resp_server_start(uint16_t port, const struct resp_store *st)
 	}
 	tcp_accept(l, on_accept);
 	return 0;
-}
-
-const struct resp_server_stats *resp_server_stats(void)
-{
-	unsigned open = 0;
-	for (unsigned i = 0; i < RESP_MAX_CONNS; i++)
-		open += conns[i].pcb != NULL;
-	stats.open = open;
-	return &stats;
-}
-
-void resp_server_abort_all(void)
-{
-	for (unsigned i = 0; i < RESP_MAX_CONNS; i++)
-		if (conns[i].pcb)
-			conn_abort(&conns[i]);
 }

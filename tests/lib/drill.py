@@ -189,6 +189,22 @@ class Node:
         self.err.close()
 
 
+def stop_json(client, timeout):
+    """Ends a client's background load (SIGINT) and returns the JSON report
+    it printed last."""
+    if client.load.poll() is None:
+        client.load.send_signal(signal.SIGINT)
+    client.load.wait(timeout)
+    client.load_out.close()
+    client.load_err.close()
+    with open(client.load_out.name) as f:
+        lines = [l for l in f.read().splitlines() if l.strip()]
+    if not lines:
+        with open(client.load_err.name) as f:
+            raise Failure("the load printed nothing: " + f.read()[-2000:])
+    return json.loads(lines[-1])
+
+
 class Client:
     """The kv client in the client namespace: a background load and probes."""
 
@@ -221,17 +237,8 @@ class Client:
             time.sleep(0.01)
 
     def stop_load(self, timeout=60):
-        if self.load.poll() is None:
-            self.load.send_signal(signal.SIGINT)
-        self.load.wait(timeout)
-        self.load_out.close()
-        self.load_err.close()
-        with open(os.path.join(self.work, "load.json")) as f:
-            lines = [l for l in f.read().splitlines() if l.strip()]
-        if not lines:
-            with open(os.path.join(self.work, "load.stderr")) as f:
-                raise Failure("load printed nothing: " + f.read()[-2000:])
-        return self.load.returncode, json.loads(lines[-1])
+        s = stop_json(self, timeout)
+        return self.load.returncode, s
 
     def finish(self):
         """Stops the load and checks that nothing acknowledged was lost and no
@@ -297,16 +304,7 @@ class RedisClient:
         raise Failure("the Redis load did not start: " + open(self.load_err.name).read()[-1000:])
 
     def stop_load(self, timeout=60):
-        if self.load.poll() is None:
-            self.load.send_signal(signal.SIGINT)
-        self.load.wait(timeout)
-        self.load_out.close()
-        self.load_err.close()
-        with open(self.load_out.name) as f:
-            lines = [l for l in f.read().splitlines() if l.strip()]
-        if not lines:
-            raise Failure("the Redis load printed nothing: " + open(self.load_err.name).read()[-2000:])
-        s = json.loads(lines[-1])
+        s = stop_json(self, timeout)
         # Client's names, for run_drill's checks: a broken connection is a
         # request that gave up.
         s.update(puts_acked=s["sets_acked"], gave_up=s["errors"])
