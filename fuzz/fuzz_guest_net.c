@@ -14,7 +14,11 @@
  * keeping the state between frames.
  *
  * Input: byte 0: the disk's size, 2 + (byte % 64) sectors (sector 0 is
- * unused, so 1..64 records); bit 6: the link's hosts do not answer the
+ * unused; the log is sectors 1 on, its last kept for a FLUSHALL record;
+ * how many records the rest holds depends on their sizes: a batch starts
+ * at a sector, a record takes 24 bytes + key + value rounded up to 8, so
+ * a kv PUT, a batch of one, takes a sector, and a RESP MSET or DEL packs
+ * up to 21 records a sector); bit 6: the link's hosts do not answer the
  * guest's ARP requests; bit 7: sealed, the harness sets every frame's IPv4
  * header checksum and its ICMP, TCP and (when not 0) UDP checksum before
  * handing it over, so that mutations reach the services. Byte 1: faults:
@@ -71,24 +75,49 @@
  *    replies, oldest first);
  *  - TCP port 6379 (RESP, resp_server.c over lwIP's TCP) is not modelled:
  *    every segment from it is well formed (header length, options,
- *    checksum) and goes to a host and port that sent to it; its writes to
- *    the log follow the log's rules below;
+ *    checksum) and goes to a host and port that sent to it; what RESP
+ *    answers is not checked, but its writes to the log (SET, MSET, INCR...:
+ *    PUT records; DEL; FLUSHALL, FLUSHDB) follow the log's rules below,
+ *    and what they acknowledge goes into the model the kv answers are
+ *    checked against, as the kv PUTs' records do;
  *  - every kv answer is one the client's strict parser accepts
  *    (tools/kvclient/kvproto.c), carries the request's reqid (or "-"),
  *    and is the answer the protocol gives: the ERR reason in the
- *    documented order of checks, VAL/NONE and STAT's counters as a model
- *    of the acknowledged records says, TIME/STAT's TSC from while the
- *    request was handled;
- *  - the log: every write is of whole records at the log's next sector
- *    with the next sequence numbers, possibly followed by zeroed sectors
- *    (for a kv PUT: one record, its key and value); a record counts as
- *    acknowledged when its flush succeeds, and OK is sent only then;
- *    disk_full only when the log is full, io_error only after a failed
- *    write or flush;
+ *    documented order of checks; GET: VAL, or unrepresentable for a value
+ *    VAL cannot carry (set over RESP: empty, over 64 bytes, other bytes),
+ *    or NONE, as the acknowledged records say (PUT sets, DEL removes,
+ *    FLUSHALL empties); STAT's entries and puts (acknowledged PUT
+ *    records) so too, its gets exactly while RESP had no data, else at
+ *    least; TIME/STAT's TSC from while the request was handled;
+ *  - the log (kvlog.c's header comment): every write is one batch of
+ *    whole KVR2 records (magic, CRC, lengths its op allows, the records
+ *    after it in the batch, zero padding; at most 128 records, 127
+ *    sectors) numbered on from the last acknowledged record, zeros to its
+ *    sector's end, and exactly one zeroed sector after it where the disk
+ *    has one; at the log's next sector, a batch other than a lone
+ *    FLUSHALL record leaving the log's last sector free; PUT records, or
+ *    DEL records of keys the table holds (each once), or a lone FLUSHALL;
+ *    once a FLUSHALL record is acknowledged at the log's end, the log
+ *    starts over: the next write, tried before the guest is back for a
+ *    frame or its timers, is a lone FLUSHALL record at sector 1 numbered
+ *    on, and none goes elsewhere until one is acknowledged. A write is
+ *    flushed before the next; a record counts as acknowledged when its
+ *    flush succeeds;
+ *  - a kv PUT writes one batch of one PUT record, its key and value (after
+ *    the restart of the log a FLUSHALL left due), and nothing else does
+ *    outside RESP; OK is sent only after its flush; disk_full only when
+ *    its sector would be the log's last (no restart due) or the table
+ *    could be full (the model's entries at its capacity, or a block
+ *    kvstore.c would cut for every acknowledged PUT since it was last
+ *    emptied past its data: never on disks of this size); io_error only
+ *    after a failed write or flush;
  *  - at the end of the input, the guest's own replay of the disk gives
- *    exactly the acknowledged records in order, plus possibly records
- *    whose flush failed after the last acknowledged one (never one written
- *    before an acknowledged record: it would override it after a reboot).
+ *    exactly the acknowledged records since the log last started, in
+ *    order, plus possibly the whole batch of the last write, if its
+ *    flush failed after the last acknowledged one (never a record written
+ *    before an acknowledged one: it would override it after a reboot); or,
+ *    if a restart reached the disk but its flush failed, its FLUSHALL
+ *    record alone.
  *
  * The guest's netif (guest/net/netif_virtio.c) drops frames for another
  * unicast MAC (lwIP's ethernet_input() has no destination filter) and ARP
@@ -123,7 +152,16 @@
 #define TCP_HLEN     20
 #define UDP_MAX      1472 /* net.c hands up no longer datagram */
 #define SECTOR       512
-#define MAX_RECORDS  64   /* 2 + 63 sectors, less sector 0 */
+#define MAX_SECTORS  65   /* 2 + 63 */
+/* The log (guest/workload/kvlog.h; docs/kv-protocol.md, "The on-disk log"). */
+#define LOG_MAGIC    0x3252564bu /* "KVR2" */
+#define KV_MAX_LEN   512  /* of a key or value in the store (kvstore.h) */
+#define REC_HEADER   24
+#define BATCH_MAX    128
+#define BATCH_BYTES  (127u * SECTOR)
+/* The most records a log holds since it started: 21 of the shortest (24
+ * bytes, an empty key and value) to each of its at most 64 sectors. */
+#define LOG_RECORDS_MAX ((MAX_SECTORS - 1) * (SECTOR / REC_HEADER))
 #define REQ_MAX      166  /* the longest valid request (guest/README.md) */
 #define REQ_COPY     (REQ_MAX + 2) /* what the guest copies of a datagram */
 #define STEP_MS      250
@@ -419,26 +457,45 @@ static unsigned steps_left, steps_used;
 
 static uint8_t *disk;
 static uint64_t disk_sectors;
-static uint32_t *disk_gen; /* per sector: how many commits came before its write */
 static uint8_t faults;
 static unsigned n_writes, n_flushes;
 
+/* A log record: op HOST_KV_PUT, _DEL or _FLUSHALL, key and value. */
 struct rec {
-	uint8_t kl, vl;
-	char key[KVPROTO_TOKEN_MAX + 1], val[KVPROTO_TOKEN_MAX + 1];
+	uint8_t op;
+	uint16_t kl, vl;
+	uint8_t key[KV_MAX_LEN], val[KV_MAX_LEN];
 };
-static struct rec committed[MAX_RECORDS]; /* the acknowledged records, in order */
+/* The log as acknowledged: the records a replay must give, in order,
+ * since the log last started (at sector 1); where its next batch goes
+ * and the number of its next record. */
+static struct rec committed[LOG_RECORDS_MAX];
 static size_t n_committed;
-static uint32_t commit_gen;
-static struct rec table[MAX_RECORDS]; /* what GET must see */
+static uint64_t log_next, log_seq;
+/* A FLUSHALL record is acknowledged at the log's end: the next write must
+ * start the log over (sector 1); untried: not attempted yet. */
+static bool restart_due, restart_untried;
+/* A restart reached the disk but its flush failed: sector 1 holds the new
+ * start, and a replay gives that FLUSHALL record alone. */
+static bool restart_on_disk;
+/* The last write at log_next that reached the disk after the last
+ * acknowledged one, its flush failed: a replay may give it, whole. */
+static struct rec tail[BATCH_MAX];
+static size_t n_tail;
+static struct rec table[LOG_RECORDS_MAX]; /* what GET must see */
 static size_t n_table;
-static uint64_t model_gets;
+static uint64_t model_gets, model_puts; /* acknowledged PUT records, as STAT's puts */
+/* The kv table's size (host_kv_table), and a bound of the data it gave
+ * out since it was last emptied: a block for every PUT (kvstore.c). */
+static uint64_t kvs_entries, kvs_data, kvs_data_bound;
 static bool resp_touched; /* RESP had data: its GETs count in STAT's gets too */
 static struct {
 	bool active;
+	bool restart; /* a FLUSHALL record at sector 1 */
 	uint64_t sector;
-	uint32_t n;
-	struct rec r[MAX_RECORDS];
+	uint32_t sectors; /* of records */
+	size_t n;
+	struct rec r[BATCH_MAX];
 } inflight; /* written, not yet flushed */
 static size_t n_replayed;
 static bool booting;
@@ -494,8 +551,9 @@ static struct {
 	struct expect *kv;     /* open: this frame's kv request (index below) */
 	size_t kv_index;
 	bool is_kv;
-	unsigned nwritten;     /* records written by this frame's PUT */
-	bool committed, fault;
+	bool put_written;      /* this frame's PUT wrote its record (or tried to) */
+	bool committed;        /* ... and it is durable */
+	bool fault;            /* a write or flush failed */
 	uint64_t tsc_start;
 } rx;
 
@@ -519,12 +577,20 @@ static struct expect *expect_new(enum xkind kind, uint32_t dst)
 	return x;
 }
 
-static struct rec *table_find(const char *key, size_t kl)
+NOCOV static struct rec *table_find(const void *key, size_t kl)
 {
 	for (size_t i = 0; i < n_table; i++)
 		if (table[i].kl == kl && !memcmp(table[i].key, key, kl))
 			return &table[i];
 	return NULL;
+}
+
+/* After a FLUSHALL record is durable at the log's end, kvlog_flushall
+ * starts the log over before it returns. */
+static void check_restart_tried(void)
+{
+	CHECK(!restart_untried, "a FLUSHALL record durable at the log's end (sector %llu), and no "
+	      "restart of the log tried", (unsigned long long)log_next - 1);
 }
 
 /* ---- what lwIP must do with a frame (ethernet.c, etharp.c, ip4.c, icmp.c,
@@ -709,6 +775,35 @@ static void seal(uint8_t *f, size_t len)
 
 /* ---- kv answers ---- */
 
+static size_t rec_bytes(size_t kl, size_t vl)
+{
+	return (REC_HEADER + kl + vl + 7) & ~(size_t)7;
+}
+
+/* The block kvstore.c gives a key and value: 16 << c bytes, 16..1024. */
+static uint64_t kvs_block(size_t n)
+{
+	uint64_t b = 16;
+	while (b < n)
+		b <<= 1;
+	return b;
+}
+
+/* Could the kv table refuse a put of this key (kv.c's kvs_can_put, which
+ * answers disk_full)? Its entries are the model's; its data, at most the
+ * bound. */
+static bool table_may_refuse(const char *key, size_t kl, size_t vl)
+{
+	return (!table_find(key, kl) && n_table >= kvs_entries) ||
+	       kvs_data_bound + kvs_block(kl + vl) > kvs_data;
+}
+
+/* Is s what the kv protocol's VAL carries: [A-Za-z0-9_.-]{1,64}? */
+static bool udp_value(const uint8_t *s, size_t n)
+{
+	return token(s, n, KVPROTO_TOKEN_MAX);
+}
+
 /* The answer its request gets, now that the guest has handled it. */
 static void kv_finalize(struct expect *x)
 {
@@ -727,17 +822,26 @@ static void kv_finalize(struct expect *x)
 		} else if (rx.fault) {
 			n = snprintf(x->text, sizeof(x->text), "ERR %s io_error", e->id);
 		} else {
-			CHECK(!rx.nwritten && 1 + n_committed >= disk_sectors,
-			      "PUT %s=%s neither acknowledged nor refused: %zu of %llu sectors used, %u written",
-			      e->key, e->val, 1 + n_committed, (unsigned long long)disk_sectors, rx.nwritten);
+			/* Its one sector must leave the log's last (kept for a
+			 * FLUSHALL record); a due restart is tried first. */
+			size_t kl = strlen(e->key), vl = strlen(e->val);
+			bool log_full = !restart_due &&
+					disk_sectors - log_next <= (rec_bytes(kl, vl) + SECTOR - 1) / SECTOR;
+			CHECK(!rx.put_written && (log_full || table_may_refuse(e->key, kl, vl)),
+			      "PUT %s=%s neither acknowledged nor refused: the log's next sector %llu of %llu%s, "
+			      "%zu entries in the table, %s written",
+			      e->key, e->val, (unsigned long long)log_next, (unsigned long long)disk_sectors,
+			      restart_due ? " (a restart due)" : "", n_table, rx.put_written ? "its record" : "nothing");
 			n = snprintf(x->text, sizeof(x->text), "ERR %s disk_full", e->id);
 		}
 		break;
 	case OP_GET: {
 		const struct rec *t = table_find(e->key, strlen(e->key));
 		model_gets++;
-		if (t)
+		if (t && udp_value(t->val, t->vl))
 			n = snprintf(x->text, sizeof(x->text), "VAL %s %.*s", e->id, (int)t->vl, t->val);
+		else if (t) /* set over RESP: empty, longer, or other bytes */
+			n = snprintf(x->text, sizeof(x->text), "ERR %s unrepresentable", e->id);
 		else
 			n = snprintf(x->text, sizeof(x->text), "NONE %s", e->id);
 		break;
@@ -748,7 +852,7 @@ static void kv_finalize(struct expect *x)
 		x->tsc_lo = rx.tsc_start;
 		x->tsc_hi = host_clock_tsc();
 		x->entries = n_table;
-		x->puts = n_committed;
+		x->puts = model_puts;
 		x->gets = model_gets;
 		x->gets_exact = !resp_touched;
 		break;
@@ -840,9 +944,13 @@ static void check_all_sent(void)
 int host_rx_next(const uint8_t **frame, size_t *len)
 {
 	CHECK(!rx.active, "a frame handed up before the previous one was done");
+	check_restart_tried();
 	if (booting) {
 		CHECK(announces == 1, "%u gratuitous ARPs at boot, want 1", announces);
 		booting = false;
+		/* The fresh disk replayed nothing: the table is as kvs_init laid
+		 * it out. */
+		host_kv_table(&kvs_entries, &kvs_data);
 	}
 	if (hq_n) {
 		/* An ARP answer from one of the link's hosts. */
@@ -915,6 +1023,7 @@ void host_rx_done(void)
 	CHECK(rx.active, "host_rx_done without a frame");
 	CHECK(rx.arp_replies == rx.arp_request, "ARP request answered %u times", rx.arp_replies);
 	CHECK(!inflight.active, "a record written and neither flushed nor failed");
+	check_restart_tried();
 	if (rx.is_kv) {
 		struct expect *x = &xs[rx.kv_index];
 		kv_finalize(x);
@@ -936,6 +1045,7 @@ int host_rx_pending(void)
 
 void host_rx_batch_end(void)
 {
+	check_restart_tried();
 	/* lwIP's timers run before the link's ARP answers come in: what it
 	 * sends meanwhile to those hosts queues behind the replies owed, and
 	 * its queue (ARP_QUEUE_LEN) may drop them. */
@@ -959,81 +1069,212 @@ int host_disk_read(uint64_t sector, void *buf, uint32_t n)
 	return 0;
 }
 
-/* A log record (docs/kv-protocol.md, "The on-disk log"): record number seq. */
-NOCOV static bool record_parse(const uint8_t *r, uint64_t seq, struct rec *out)
+static uint16_t le16(const uint8_t *p)
 {
-	static const uint8_t zero[SECTOR];
-	uint64_t rseq = 0;
-	uint32_t magic = 0, crc = 0;
+	return (uint16_t)(p[0] | p[1] << 8);
+}
 
-	memcpy(&magic, r, 4);
-	memcpy(&crc, r + 4, 4);
-	memcpy(&rseq, r + 8, 8);
-	if (magic != 0x3152564bu || crc != crc32c(r + 8, SECTOR - 8) || rseq != seq || !r[16] ||
-	    r[16] > 64 || !r[17] || r[17] > 64 || memcmp(r + 18 + r[16], zero, 64 - r[16]) ||
-	    memcmp(r + 82 + r[17], zero, 64 - r[17]) || memcmp(r + 146, zero, SECTOR - 146))
-		return false;
-	out->kl = r[16];
-	out->vl = r[17];
-	memcpy(out->key, r + 18, out->kl);
-	out->key[out->kl] = '\0';
-	memcpy(out->val, r + 82, out->vl);
-	out->val[out->vl] = '\0';
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)le16(p) | (uint32_t)le16(p + 2) << 16;
+}
+
+static uint64_t le64(const uint8_t *p)
+{
+	return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
+}
+
+NOCOV static bool all_zero(const uint8_t *p, size_t n)
+{
+	while (n--)
+		if (*p++)
+			return false;
 	return true;
 }
 
-NOCOV static bool sector_zero(const uint8_t *r)
+/*
+ * The batch at b[0..avail) as kvlog.c must write it (its header comment;
+ * docs/kv-protocol.md, "The on-disk log"): records back to back from b,
+ * numbered from seq, each: magic "KVR2", CRC-32C of its bytes from 8 on,
+ * sequence number, key and value lengths (u16), op, the records after it
+ * in the batch (one less each record, 0 for the last), a zero u16, key,
+ * value, zeros to a multiple of 8; the lengths the op has (PUT: 0..512
+ * each; DEL: no value; FLUSHALL: neither); at most 128 records and 127
+ * sectors. NULL with the records in out[0..*nrec) and their bytes, else
+ * what is wrong.
+ */
+NOCOV static const char *batch_parse(const uint8_t *b, size_t avail, uint64_t seq, struct rec *out,
+				     size_t *nrec, size_t *bytes)
 {
-	static const uint8_t zero[SECTOR];
+	size_t at = 0;
+	unsigned first_left = 0;
 
-	return !memcmp(r, zero, SECTOR);
+	for (size_t i = 0;; i++) {
+		const uint8_t *r = b + at;
+		if (avail - at < REC_HEADER)
+			return "a record header cut short by the write's end";
+		if (le32(r) != LOG_MAGIC)
+			return "no KVR2 magic";
+		if (le64(r + 8) != seq + i)
+			return "not the next sequence number";
+		unsigned op = r[20];
+		size_t kl = le16(r + 16), vl = le16(r + 18);
+		if (!((op == HOST_KV_PUT && kl <= KV_MAX_LEN && vl <= KV_MAX_LEN) ||
+		      (op == HOST_KV_DEL && kl <= KV_MAX_LEN && vl == 0) ||
+		      (op == HOST_KV_FLUSHALL && kl == 0 && vl == 0)))
+			return "an op or lengths no record has";
+		if (le16(r + 22))
+			return "bytes 22..23 not zero";
+		if (i == 0)
+			first_left = r[21];
+		if (first_left >= BATCH_MAX || r[21] != first_left - i)
+			return "a count of the records after it that does not fit";
+		size_t len = rec_bytes(kl, vl);
+		if (avail - at < len)
+			return "a record cut short by the write's end";
+		if (crc32c(r + 8, len - 8) != le32(r + 4))
+			return "a bad CRC";
+		if (!all_zero(r + REC_HEADER + kl + vl, len - REC_HEADER - kl - vl))
+			return "its padding not zero";
+		if (at + len > BATCH_BYTES)
+			return "a batch over 127 sectors";
+		struct rec *o = &out[i];
+		o->op = (uint8_t)op;
+		o->kl = (uint16_t)kl;
+		o->vl = (uint16_t)vl;
+		memcpy(o->key, r + REC_HEADER, kl);
+		memcpy(o->val, r + REC_HEADER + kl, vl);
+		at += len;
+		if (r[21] == 0) {
+			*nrec = i + 1;
+			*bytes = at;
+			return NULL;
+		}
+	}
 }
 
-/* A write to the log: whole records at its next sector with the next
- * sequence numbers, possibly followed by zeroed sectors (which end the log
- * for a replay). */
+NOCOV static bool rec_is(const struct rec *r, int op, const void *key, size_t kl, const void *val, size_t vl)
+{
+	return r->op == op && r->kl == kl && r->vl == vl && !memcmp(r->key, key, kl) && !memcmp(r->val, val, vl);
+}
+
+static const char *op_name(int op)
+{
+	return op == HOST_KV_PUT ? "PUT" : op == HOST_KV_DEL ? "DEL" : op == HOST_KV_FLUSHALL ? "FLUSHALL" : "?";
+}
+
+/*
+ * A write to the log: one batch (as batch_parse), then zeros to its
+ * sector's end, then exactly one zeroed sector where the disk has one.
+ * Either at the log's next sector, numbered on from the last acknowledged
+ * record and leaving the last sector to a FLUSHALL record; or, when a
+ * FLUSHALL record was acknowledged at the log's end (and only then: no
+ * record may follow it there), a restart: a lone FLUSHALL record at
+ * sector 1 with the next number. A batch is PUTs (kv PUT, RESP's SET,
+ * MSET, INCR...), DELs of keys the table holds, each once (RESP's DEL),
+ * or a lone FLUSHALL (RESP's FLUSHALL and FLUSHDB).
+ */
 int host_disk_write(uint64_t sector, const void *buf, uint32_t n)
 {
 	const uint8_t *b = buf;
-	uint32_t nrec = 0;
+	bool restart = sector == 1 && log_next != 1;
+	size_t nrec = 0, bytes = 0;
 
 	CHECK(!inflight.active, "a write while the previous one is not flushed");
-	CHECK(n >= 1 && sector == 1 + n_committed && sector < disk_sectors && n <= disk_sectors - sector,
-	      "records written at sector %llu (%u sectors), the log's next is %zu of %llu",
-	      (unsigned long long)sector, n, 1 + n_committed, (unsigned long long)disk_sectors);
-	for (; nrec < n && !sector_zero(b + (size_t)nrec * SECTOR); nrec++) {
-		struct rec r;
-		CHECK(nrec < MAX_RECORDS && record_parse(b + (size_t)nrec * SECTOR, n_committed + 1 + nrec, &r),
-		      "sector %llu written is not record %zu", (unsigned long long)sector + nrec,
-		      n_committed + 1 + nrec);
-		inflight.r[nrec] = r;
+	CHECK(!restart || restart_due, "sector 1 rewritten (the log's next is %llu) without a FLUSHALL "
+	      "acknowledged at the log's end", (unsigned long long)log_next);
+	CHECK(restart || !restart_due, "a write at sector %llu after a FLUSHALL acknowledged at the log's "
+	      "end, before the log started over", (unsigned long long)sector);
+	CHECK(restart || sector == log_next, "records written at sector %llu (%u sectors), the log's next is %llu of %llu",
+	      (unsigned long long)sector, n, (unsigned long long)log_next, (unsigned long long)disk_sectors);
+	CHECK(n >= 1 && sector < disk_sectors && n <= disk_sectors - sector, "a write past the disk");
+	restart_untried = false;
+	struct rec *r = inflight.r;
+	const char *why = batch_parse(b, (size_t)n * SECTOR, log_seq, r, &nrec, &bytes);
+	CHECK(!why, "the write at sector %llu (%u sectors) is no batch of records %llu on: %s",
+	      (unsigned long long)sector, n, (unsigned long long)log_seq, why);
+	uint32_t sectors = (uint32_t)((bytes + SECTOR - 1) / SECTOR);
+	CHECK(all_zero(b + bytes, (size_t)sectors * SECTOR - bytes), "the batch's last sector not zero after its records");
+	uint32_t want = sectors + (sector + sectors < disk_sectors ? 1 : 0);
+	CHECK(n == want && all_zero(b + (size_t)sectors * SECTOR, (size_t)(n - sectors) * SECTOR),
+	      "a batch of %u sectors at %llu written as %u sectors, want %u: the batch, then one zeroed "
+	      "sector where the disk has one", sectors, (unsigned long long)sector, n, want);
+	bool flushall = r[0].op == HOST_KV_FLUSHALL;
+	CHECK(!flushall || nrec == 1, "a FLUSHALL record in a batch of %zu", nrec);
+	CHECK(!restart || flushall, "sector 1 rewritten with a %s batch, not a FLUSHALL record", op_name(r[0].op));
+	CHECK(flushall || sector + sectors < disk_sectors,
+	      "a %s batch of %u sectors at %llu takes the log's last sector (%llu), kept for FLUSHALL",
+	      op_name(r[0].op), sectors, (unsigned long long)sector, (unsigned long long)disk_sectors - 1);
+	for (size_t i = 0; i < nrec; i++) {
+		CHECK(r[i].op == r[0].op, "a batch of %s and %s records", op_name(r[0].op), op_name(r[i].op));
+		if (r[i].op != HOST_KV_DEL)
+			continue;
+		CHECK(table_find(r[i].key, r[i].kl), "a DEL record of key '%.*s', which the table does not hold",
+		      (int)r[i].kl, (const char *)r[i].key);
+		for (size_t j = 0; j < i; j++)
+			CHECK(r[j].kl != r[i].kl || memcmp(r[j].key, r[i].key, r[i].kl),
+			      "two DEL records of key '%.*s' in a batch", (int)r[i].kl, (const char *)r[i].key);
 	}
-	for (uint32_t i = nrec; i < n; i++)
-		CHECK(sector_zero(b + (size_t)i * SECTOR), "sector %llu written after the records is no record",
-		      (unsigned long long)sector + i);
-	CHECK(nrec >= 1, "a log write without a record");
-	/* Only a kv PUT or RESP (its segments, or lwIP's timers for it) write. */
+	/* Only a kv PUT or RESP (its segments, or lwIP's timers for it) write;
+	 * a kv PUT one batch of one record, its key and value, after the
+	 * restart a FLUSHALL left due. */
 	if (rx.active && !rx.resp) {
 		const struct expect *x = rx.is_kv ? &xs[rx.kv_index] : NULL;
 		CHECK(x && x->ans.op == OP_PUT, "a disk write during a frame that is no valid PUT");
-		CHECK(!rx.nwritten, "two records written for one PUT");
 		CHECK(!x->sent, "a record written after the PUT was answered");
-		CHECK(nrec == 1 && !strcmp(inflight.r[0].key, x->ans.key) && !strcmp(inflight.r[0].val, x->ans.val),
-		      "PUT %s=%s writes %u records, the first %s=%s", x->ans.key, x->ans.val, nrec,
-		      inflight.r[0].key, inflight.r[0].val);
+		if (!restart) {
+			CHECK(!rx.put_written, "two writes for one PUT");
+			size_t kl = strlen(x->ans.key), vl = strlen(x->ans.val);
+			CHECK(nrec == 1 && rec_is(&r[0], HOST_KV_PUT, x->ans.key, kl, x->ans.val, vl),
+			      "PUT %s=%s writes %zu records, the first %s %.*s=%.*s", x->ans.key, x->ans.val, nrec,
+			      op_name(r[0].op), (int)r[0].kl, (const char *)r[0].key, (int)r[0].vl,
+			      (const char *)r[0].val);
+			rx.put_written = true;
+		}
 	}
 	if (faults & (1u << (n_writes++ % 4))) {
 		rx.fault = true;
 		return -5; /* -EIO, nothing written */
 	}
 	memcpy(disk + sector * SECTOR, buf, (size_t)n * SECTOR);
-	for (uint32_t i = 0; i < n; i++)
-		disk_gen[sector + i] = commit_gen;
 	inflight.active = true;
+	inflight.restart = restart;
 	inflight.sector = sector;
+	inflight.sectors = sectors;
 	inflight.n = nrec;
-	rx.nwritten += nrec;
+	/* What the disk now holds where the log goes on. */
+	if (restart) {
+		restart_on_disk = true;
+	} else {
+		memcpy(tail, r, nrec * sizeof(*r));
+		n_tail = nrec;
+	}
 	return 0;
+}
+
+NOCOV static void table_apply(const struct rec *r)
+{
+	struct rec *t;
+
+	switch (r->op) {
+	case HOST_KV_PUT:
+		model_puts++;
+		kvs_data_bound += kvs_block((size_t)r->kl + r->vl);
+		if (!(t = table_find(r->key, r->kl))) {
+			CHECK(n_table < LOG_RECORDS_MAX, "the harness's table is full");
+			t = &table[n_table++];
+		}
+		*t = *r;
+		break;
+	case HOST_KV_DEL:
+		t = table_find(r->key, r->kl);
+		*t = table[--n_table];
+		break;
+	case HOST_KV_FLUSHALL:
+		n_table = 0;
+		kvs_data_bound = 0;
+		break;
+	}
 }
 
 int host_disk_flush(void)
@@ -1045,15 +1286,27 @@ int host_disk_flush(void)
 		return -5;
 	}
 	/* Durable: each record is acknowledged now. */
-	for (uint32_t i = 0; i < inflight.n; i++) {
-		const struct rec r = inflight.r[i];
-		committed[n_committed++] = r;
-		struct rec *t = table_find(r.key, r.kl);
-		if (!t)
-			t = &table[n_table++];
-		*t = r;
+	if (inflight.restart) {
+		/* The log starts over: the store is empty (it was since the
+		 * FLUSHALL at the old end). */
+		committed[0] = inflight.r[0];
+		n_committed = 1;
+		log_next = 2;
+		log_seq++;
+		restart_due = restart_on_disk = false;
+		n_tail = 0;
+		return 0;
 	}
-	commit_gen++;
+	CHECK(n_committed + inflight.n <= LOG_RECORDS_MAX, "the harness's log is full");
+	for (size_t i = 0; i < inflight.n; i++) {
+		committed[n_committed++] = inflight.r[i];
+		table_apply(&inflight.r[i]);
+	}
+	log_next += inflight.sectors;
+	log_seq += inflight.n;
+	n_tail = 0;
+	if (inflight.r[0].op == HOST_KV_FLUSHALL)
+		restart_due = restart_untried = true;
 	if (rx.active && rx.is_kv && !rx.resp)
 		rx.committed = true;
 	return 0;
@@ -1293,24 +1546,32 @@ void host_tx(const uint8_t *f, size_t len)
 
 /* ---- the replay at the end ---- */
 
-static void replayed(const char *key, size_t klen, const char *val, size_t vlen)
+static void replayed(int op, const char *key, size_t klen, const char *val, size_t vlen)
 {
 	size_t i = n_replayed++;
 
-	if (i < n_committed) {
-		const struct rec *want = &committed[i];
-		CHECK(klen == want->kl && !memcmp(key, want->key, klen) && vlen == want->vl &&
-		      !memcmp(val, want->val, vlen),
-		      "replayed record %zu is not %s=%s", i + 1, want->key, want->val);
+	if (restart_on_disk) {
+		/* Sector 1 holds the new start, the sector after it zeroed. */
+		CHECK(i == 0 && op == HOST_KV_FLUSHALL,
+		      "replayed record %zu is %s '%.*s', but sector 1 holds the FLUSHALL record of a restart "
+		      "(its flush failed) and sector 2 zeros", i + 1, op_name(op), (int)klen, key);
 		return;
 	}
-	/* Not acknowledged: its flush failed. Harmless only if no record was
-	 * acknowledged after it was written. */
-	CHECK(1 + i < disk_sectors && disk_gen[1 + i] == commit_gen,
-	      "replay finds record %zu (%.*s=%.*s), written before acknowledged record %u and never "
-	      "acknowledged itself (%zu acknowledged)",
-	      i + 1, (int)klen, key, (int)vlen, val, 1 + i < disk_sectors ? disk_gen[1 + i] + 1 : 0,
-	      n_committed);
+	if (i < n_committed) {
+		const struct rec *want = &committed[i];
+		CHECK(rec_is(want, op, key, klen, val, vlen),
+		      "replayed record %zu is %s '%.*s'='%.*s', not the acknowledged %s '%.*s'='%.*s'", i + 1,
+		      op_name(op), (int)klen, key, (int)vlen, val, op_name(want->op), (int)want->kl,
+		      (const char *)want->key, (int)want->vl, (const char *)want->val);
+		return;
+	}
+	/* Not acknowledged: harmless only if it is of the last write, whose
+	 * flush failed, after every acknowledged record (it would override
+	 * one after a reboot otherwise). */
+	CHECK(i - n_committed < n_tail && rec_is(&tail[i - n_committed], op, key, klen, val, vlen),
+	      "replay finds record %zu (%s '%.*s'='%.*s'), neither acknowledged (%zu are) nor of the last "
+	      "write, whose flush failed (%zu records)",
+	      i + 1, op_name(op), (int)klen, key, (int)vlen, val, n_committed, n_tail);
 }
 
 /* What an input allocated goes with it: libFuzzer looks for leaks in an
@@ -1321,9 +1582,7 @@ static void free_input(void)
 		free(xs[i].pkt);
 	n_xs = xs_first = 0;
 	free(disk);
-	free(disk_gen);
 	disk = NULL;
-	disk_gen = NULL;
 }
 
 static void reset_input(void)
@@ -1333,9 +1592,11 @@ static void reset_input(void)
 	n_tcp_peers = 0;
 	hq_head = hq_n = 0;
 	n_writes = n_flushes = 0;
-	n_committed = n_table = 0;
-	commit_gen = 0;
-	model_gets = 0;
+	n_committed = n_table = n_tail = 0;
+	log_next = log_seq = 1;
+	restart_due = restart_untried = restart_on_disk = false;
+	model_gets = model_puts = 0;
+	kvs_entries = kvs_data = kvs_data_bound = 0;
 	resp_touched = false;
 	memset(&inflight, 0, sizeof(inflight));
 	memset(&rx, 0, sizeof(rx));
@@ -1356,7 +1617,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
 	disk_sectors = 2 + data[0] % 64;
 	flags = data[0] & (F_NO_ARP | F_SEALED);
 	faults = data[1];
-	if (!(disk = calloc(disk_sectors, SECTOR)) || !(disk_gen = calloc(disk_sectors, sizeof(*disk_gen))))
+	if (!(disk = calloc(disk_sectors, SECTOR)))
 		abort();
 
 	host_kv_run();
@@ -1366,10 +1627,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
 	      "the guest idled with frames left (at %zu of %zu, %zu ARP answers, %u steps)", in_pos, in_len,
 	      hq_n, steps_left);
 	check_all_sent();
+	check_restart_tried();
 	n_replayed = 0;
 	long r = host_kv_replay(replayed);
-	CHECK(r >= 0 && (size_t)r == n_replayed && n_replayed >= n_committed,
-	      "replay gives %ld records, %zu acknowledged", r, n_committed);
+	CHECK(r >= 0 && (size_t)r == n_replayed, "replay gives %ld (%zu records seen)", r, n_replayed);
+	if (restart_on_disk)
+		CHECK(n_replayed == 1, "replay gives %zu records of a log started over", n_replayed);
+	else
+		CHECK(n_replayed == n_committed || n_replayed == n_committed + n_tail,
+		      "replay gives %zu records, %zu acknowledged (and %zu of a write whose flush failed)",
+		      n_replayed, n_committed, n_tail);
 	free_input();
 	return 0;
 }

@@ -10,16 +10,21 @@ values v<nonce>-<op>.<i>), the malformed requests of
 tests/integration/test_kv_requests.py, a full log and failed writes and
 flushes, frames lwIP drops (fragments, bad checksums, another IP) or
 answers with ICMP unreachable or a TCP RST (closed ports, other
-protocols), RESP sessions over TCP (lwIP's first ISN is 6510), sessions
-where the guest must resolve the client itself (the harness answers its
-ARP requests) or where nobody answers ARP, and time passing (ARP entries
-expiring, TCP timers).
+protocols), RESP sessions over TCP (lwIP's first ISN is 6510): SET, MSET,
+INCR, DEL, FLUSHALL/FLUSHDB, keys and values up to 512 bytes, empty ones
+and bytes the kv protocol cannot carry (its GET answers unrepresentable),
+MSETs of several sectors, FLUSHALL on a full log (the sector kept for it)
+and with its restart of the log failing; sessions where the guest must
+resolve the client itself (the harness answers its ARP requests) or where
+nobody answers ARP, and time passing (ARP entries expiring, TCP timers).
 
 Layout (fuzz/fuzz_guest_net.c): byte 0 the disk's size, 2 + (b % 64)
-sectors, bit 6 nobody answers the guest's ARP requests, bit 7 the harness
-seals the checksums; byte 1 the fault bits (write w fails if bit w % 4,
-flush f if bit 4 + f % 4); then per record a big-endian u16 length and the
-frame, or a length from 0xf000: (length - 0xefff) steps of 250 ms."""
+sectors (the log: sectors 1 on, the last kept for a FLUSHALL record; a kv
+PUT takes a sector), bit 6 nobody answers the guest's ARP requests, bit 7
+the harness seals the checksums; byte 1 the fault bits (write w fails if
+bit w % 4, flush f if bit 4 + f % 4); then per record a big-endian u16
+length and the frame, or a length from 0xf000: (length - 0xefff) steps of
+250 ms."""
 import os
 import struct
 import sys
@@ -103,16 +108,22 @@ def tcp(sport, dport, seq, ack, flags, data=b"", src=HOST_IP, dst=GUEST_IP, opti
 ISN = 6510  # lwIP 2.1.3's first initial sequence number (tcp_next_iss), tcp_ticks 0
 
 
+SEG_MAX = 1400  # of a command's bytes in one segment (the frame: at most 1524 bytes)
+
+
 def resp_session(commands, sport=45000, seq=1000):
     """A redis-cli connection to port 6379: handshake, one segment per
-    command (inline or multibulk bytes), the client's FIN."""
+    command (inline or multibulk bytes; a longer one in pieces of SEG_MAX),
+    the client's FIN."""
     mss = b"\x02\x04\x05\xb4"
     f = [tcp(sport, RESP_PORT, seq, 0, "S", options=mss)]
     seq += 1
     f.append(tcp(sport, RESP_PORT, seq, ISN + 1, "A"))
     for c in commands:
-        f.append(tcp(sport, RESP_PORT, seq, ISN + 1, "PA", c))
-        seq += len(c)
+        for at in range(0, len(c), SEG_MAX):
+            piece = c[at:at + SEG_MAX]
+            f.append(tcp(sport, RESP_PORT, seq, ISN + 1, "PA", piece))
+            seq += len(piece)
     f.append(tcp(sport, RESP_PORT, seq, ISN + 1, "FA"))
     return f
 
@@ -193,9 +204,11 @@ def main(out):
         s["bad-%02d" % i] = seed([arp, kv(r)])
     s["bad-all"] = seed([arp] + [kv(r, sport=41000 + i) for i, r in enumerate(bad)])
     s["bad-all-sealed"] = seed([arp] + [kv(r, sport=41000 + i) for i, r in enumerate(bad)], sealed=True)
-    # The log: full after one record; a failed write, then a failed flush.
+    # The log: full after one record (3 sectors: its last is kept for
+    # FLUSHALL), no room at all (2); a failed write, then a failed flush.
     s["disk-full"] = seed([kv("PUT a1 k1 v1"), kv("PUT a2 k2 v2"), kv("PUT a3 k1 v3"), kv("GET a4 k1"),
-                           kv("STAT a5")], sectors=2)
+                           kv("STAT a5")], sectors=3)
+    s["disk-none"] = seed([kv("PUT a1 k1 v1"), kv("GET a2 k1"), kv("STAT a3")], sectors=2)
     s["write-fails"] = seed([arp, kv("PUT w1 k1 v1"), kv("PUT w2 k1 v1"), kv("GET w3 k1")], faults=0x01)
     s["flush-fails"] = seed([arp, kv("PUT f1 k1 v1"), kv("PUT f2 k2 v2"), kv("GET f3 k1"), kv("STAT f4")],
                             faults=0x20)
@@ -250,6 +263,59 @@ def main(out):
     s["resp-timers"] = seed([arp] + resp_session([b"PING\r\n"], sport=45002)[:-1] + c2 +
                             time_passes(2000) + [kv("GET t1 a")] + time_passes(130000) +
                             [kv("STAT t2")], sealed=True)
+    # DEL and FLUSHALL: a batch of DEL records for the keys there (once
+    # each), FLUSHALL's record at the log's end and the log started over,
+    # FLUSHDB ASYNC; inline and pipelined (one segment) too.
+    dels = [multibulk("SET", "a", "1"), multibulk("SET", "b", "2"), b"SET c 3\r\n",
+            multibulk("DEL", "a", "b", "nokey", "a"), multibulk("GET", "a"), multibulk("DEL", "nokey"),
+            multibulk("FLUSHALL"), multibulk("SET", "d", "4"), multibulk("FLUSHDB", "ASYNC"),
+            multibulk("SET", "e", "5"), b"SET f 6\r\nDEL f\r\nFLUSHALL SYNC\r\nSET g 7\r\n",
+            multibulk("FLUSHALL", "NOW"), b"QUIT\r\n"]
+    s["resp-del-flushall"] = seed([arp] + resp_session(dels) + [kv("GET d1 a"), kv("GET d2 c"), kv("GET d3 g"),
+                                                                kv("PUT d4 h 8"), kv("STAT d5")])
+    s["resp-del-flushall-sealed"] = seed([arp] + resp_session(dels) + [kv("GET d1 g"), kv("STAT d5")],
+                                         sealed=True)
+    # Keys and values of 0..512 bytes, any bytes: the kv protocol's GET
+    # answers what it can carry, else unrepresentable.
+    k64, v64 = "k" * 64, "v" * 64
+    big = [multibulk("SET", "K" * 512, "V" * 512), multibulk("SET", "empty", ""), multibulk("SET", "sp", "a b"),
+           multibulk("SET", "bin", b"\x00\xff\r\n"), multibulk("SET", "long", "x" * 65),
+           multibulk("SET", k64, v64), multibulk("SET", "", "emptykey"), multibulk("GET", "K" * 512),
+           multibulk("MSET", "m1", "y" * 300, "m2", "", "m3", "z" * 512), multibulk("DEL", "K" * 512, ""),
+           b"QUIT\r\n"]
+    s["resp-long"] = seed([arp] + resp_session(big) + [kv("GET l1 empty"), kv("GET l2 sp"), kv("GET l3 bin"),
+                                                       kv("GET l4 long"), kv("GET l5 " + k64), kv("GET l6 m1"),
+                                                       kv("PUT l7 long short"), kv("GET l8 long"), kv("STAT l9")])
+    # An MSET of three sectors whose flush fails, then a shorter record at
+    # the same place: replay must not take the rest of the failed batch
+    # (kvlog-failed-mset-resurfaces in the records of before).
+    mset3 = multibulk("MSET", "f1", "a" * 400, "f2", "b" * 400, "f3", "c" * 400)
+    s["mset-fails-then-put"] = seed([arp] + resp_session([mset3])[:-1] +
+                                    [kv("PUT p1 f2 new"), kv("GET p2 f2"), kv("GET p3 f3")], faults=0x10)
+    # Batches of many sectors: 40 pairs of ~500 bytes (41 sectors; the
+    # command, in 15 segments, within the connection's 23,360-byte input
+    # buffer), then 16 of them again.
+    many = multibulk("MSET", *[x for i in range(40) for x in ("m%d" % i, "w" * 480)])
+    some = multibulk("MSET", *[x for i in range(16) for x in ("m%d" % i, "u" * 490)])
+    s["mset-sectors"] = seed([arp] + resp_session([many, some, multibulk("DEL", "m3", "m4")])[:-1] +
+                             [kv("GET s1 m3"), kv("PUT s2 m5 q"), kv("GET s3 m5"), kv("STAT s4")])
+    # FLUSHALL on a full log (4 sectors: 1 and 2 for records, 3 kept for
+    # the FLUSHALL record), then the log starts over.
+    s["flushall-full"] = seed([arp, kv("PUT g1 k1 v1"), kv("PUT g2 k2 v2"), kv("PUT g3 k3 v3")] +
+                              resp_session([multibulk("FLUSHALL")])[:-1] +
+                              [kv("PUT g4 k4 v4"), kv("GET g5 k1"), kv("GET g6 k4"), kv("PUT g7 k5 v5"),
+                               kv("STAT g8")], sectors=4)
+    s["flushall-one-sector"] = seed([arp, kv("PUT o1 k1 v1")] + resp_session([multibulk("FLUSHALL"),
+                                                                             multibulk("FLUSHALL")])[:-1] +
+                                    [kv("STAT o2")], sectors=2)
+    # The restart after FLUSHALL fails: its write (the third), or its
+    # flush; the next write tries it again first.
+    fl = resp_session([multibulk("SET", "a", "1"), multibulk("FLUSHALL")])[:-1]
+    s["flushall-restart-write-fails"] = seed([arp] + fl + [kv("PUT r1 b 2"), kv("GET r2 a"), kv("GET r3 b"),
+                                                           kv("PUT r4 c 3"), kv("STAT r5")], faults=0x04)
+    s["flushall-restart-flush-fails"] = seed([arp] + fl + [kv("GET r1 a"), kv("PUT r2 b 2"), kv("GET r3 b")],
+                                             faults=0x40)
+    s["flushall-restart-fails-last"] = seed([arp] + fl, faults=0x40)
     # A load: 40 PUTs over 8 keys, a GET after each.
     load = [arp]
     for i in range(40):

@@ -51,10 +51,19 @@ int host_disk_flush(void);
  * guest-side variable is reset first (guest_state.h), so each call starts
  * from a fresh boot. */
 void host_kv_run(void);
+/* The ops of a log record (guest/workload/kvlog.h's enum kvlog_op). */
+#define HOST_KV_PUT      1 /* key = value */
+#define HOST_KV_DEL      2 /* key gone (no value) */
+#define HOST_KV_FLUSHALL 3 /* every key gone (no key, no value) */
 /* The guest's own log replay (kvlog_replay) over the disk as it is now:
- * apply sees every record in order. The number of records, or -EIO. */
-long host_kv_replay(void (*apply)(const char *key, size_t klen, const char *val,
+ * apply sees every record in order. The number of records, -EIO, or
+ * -EPROTO (the disk holds a KVR1 log). */
+long host_kv_replay(void (*apply)(int op, const char *key, size_t klen, const char *val,
 				  size_t vlen));
+/* The kv table as kvs_init laid it out at boot: its entries and the bytes
+ * for keys and values (kvstore.c's data area). Valid after boot, before
+ * the first put. */
+void host_kv_table(uint64_t *entries, uint64_t *data_bytes);
 /* The guest's clock: a deterministic TSC (it moves 1 us per read, and on
  * when the harness lets time pass); ns since boot of a TSC value, as the
  * guest's tsc_to_ns(tsc - tsc_at_boot()) gives it. */

@@ -28,6 +28,7 @@
 #include <lib/x86.h>
 #include <virtio/blk.h>
 #include <virtio/net.h>
+#include <workload/kvstore.h>
 
 void host_guest_reset(void);
 
@@ -170,10 +171,13 @@ uint64_t guest_ns(void)
 	return tsc_to_ns(rdtsc() - tsc_boot);
 }
 
-/* --- heap: exactly a 1024-entry kv table (the smallest kvs_init takes),
- * so the table ends where the arena does and ASan sees past its end --- */
+/* --- heap: the smallest kv table kvs_init takes (KVS_MIN_BYTES: 1024
+ * entries and 64 KiB for keys and values), in whole pages. workload_kv
+ * hands kvs_init all of it, and the table's data area runs to the end of
+ * the arena, an allocation of exactly this size: ASan sees past its end --- */
 
-#define ARENA_BYTES (36u * 4096u) /* 1024 * (2 * 4 + 136) */
+#define ARENA_BYTES ((KVS_MIN_BYTES + 4095u) & ~(size_t)4095u) /* 22 pages */
+_Static_assert(ARENA_BYTES < 2 * KVS_MIN_BYTES, "kvs_init lays out 1024 entries, no more");
 
 static uint8_t *arena;
 static size_t arena_used;

@@ -48,8 +48,26 @@ void host_kv_run(void)
 	serving = 0;
 }
 
-long host_kv_replay(void (*apply)(const char *key, size_t klen, const char *val,
+_Static_assert(KVLOG_PUT == HOST_KV_PUT && KVLOG_DEL == HOST_KV_DEL &&
+		       KVLOG_FLUSHALL == HOST_KV_FLUSHALL,
+	       "host.h's record ops are kvlog.h's");
+
+static void (*replay_fn)(int op, const char *key, size_t klen, const char *val, size_t vlen);
+
+static void replay_entry(const struct kvlog_entry *e)
+{
+	replay_fn((int)e->op, e->key, e->klen, e->val, e->vlen);
+}
+
+long host_kv_replay(void (*apply)(int op, const char *key, size_t klen, const char *val,
 				  size_t vlen))
 {
-	return kvlog_replay(apply);
+	replay_fn = apply;
+	return kvlog_replay(replay_entry);
+}
+
+void host_kv_table(uint64_t *entries, uint64_t *data_bytes)
+{
+	*entries = kvs_capacity();
+	*data_bytes = kvs_data_free();
 }

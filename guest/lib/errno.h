@@ -14,5 +14,6 @@
 #define ENOENT    2
 #define ETIMEDOUT 110
 #define ENOTSUP  95
+#define EPROTO   71
 
 #endif

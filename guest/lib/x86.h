@@ -103,6 +103,13 @@ static inline void put_be32(void *p, uint32_t v)
 	b[3] = (uint8_t)v;
 }
 
+static inline uint16_t get_le16(const void *p)
+{
+	uint16_t v;
+	__builtin_memcpy(&v, p, 2);
+	return v;
+}
+
 static inline uint32_t get_le32(const void *p)
 {
 	uint32_t v;
@@ -115,6 +122,11 @@ static inline uint64_t get_le64(const void *p)
 	uint64_t v;
 	__builtin_memcpy(&v, p, 8);
 	return v;
+}
+
+static inline void put_le16(void *p, uint16_t v)
+{
+	__builtin_memcpy(p, &v, 2);
 }
 
 static inline void put_le32(void *p, uint32_t v)

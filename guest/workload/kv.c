@@ -10,6 +10,7 @@
 #include "lib/errno.h"
 #include "lib/heap.h"
 #include "lib/printf.h"
+#include "lib/string.h"
 #include "lib/sys.h"
 #include "lib/time.h"
 #include "lib/x86.h"
@@ -28,9 +29,10 @@ static const char *kv_put(const char *key, size_t klen, const char *val, size_t 
 {
 	/* Refuse before writing a record the table could not hold. "disk_full"
 	 * is the protocol's word for "no room for this entry". */
-	if (!kvs_can_put(key, klen))
+	if (!kvs_can_put(key, klen, vlen))
 		return "disk_full";
-	const char *why = kvlog_append(key, klen, val, vlen);
+	struct kvlog_entry e = { key, klen, val, vlen, KVLOG_PUT };
+	const char *why = kvlog_append(&e);
 	if (why)
 		return why;
 	kvs_put(key, klen, val, vlen);
@@ -52,48 +54,32 @@ static void kv_stats(struct svc_stats *st)
 	st->dirtied = 0;
 }
 
-/* The RESP service's store: the same table and log. This store holds keys
- * and values of 1 to KV_MAX_LEN bytes. */
-/* A value the kv protocol can carry in VAL: [A-Za-z0-9_.-]. */
-static bool kv_value_ok(const char *v, size_t n)
+/* ---- the RESP service's store: the same table and log ---------------------- */
+
+/* Can the table take all n pairs, whatever order they go in? Counted
+ * without the free lists, so it may refuse what would just fit. */
+static bool fits_all(size_t n, const struct kvlog_entry *e)
 {
+	if (n == 1)
+		return kvs_can_put(e[0].key, e[0].klen, e[0].vlen);
+	uint64_t fresh = 0, bytes = 0;
 	for (size_t i = 0; i < n; i++) {
-		char c = v[i];
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		      c == '_' || c == '.' || c == '-'))
-			return false;
+		bool is_new;
+		bytes += kvs_need(e[i].key, e[i].klen, e[i].vlen, &is_new);
+		fresh += is_new;
 	}
-	return true;
+	return kvs_count() + fresh <= kvs_capacity() && bytes <= kvs_data_free();
 }
 
-/* Why this store cannot hold the pair, or NULL. */
-static const char *resp_unfit(const char *key, size_t klen, const char *val, size_t vlen)
-{
-	if (!klen || klen > KV_MAX_LEN || !vlen || vlen > KV_MAX_LEN || !kv_value_ok(val, vlen))
-		return "this store holds keys of 1 to 64 bytes and values of 1 to 64 of [A-Za-z0-9_.-]";
-	return NULL;
-}
-
-static const char *resp_set(const char *key, size_t klen, const char *val, size_t vlen)
-{
-	const char *why = resp_unfit(key, klen, val, vlen);
-	return why ? why : kv_put(key, klen, val, vlen);
-}
-
-/* MSET: every pair in one write and one flush; all acknowledged or none. */
+/* n pairs (MSET; SET is one): every pair in one write and one flush, all
+ * acknowledged or none. */
 static const char *resp_mset(size_t n, const struct kvlog_entry *e)
 {
-	uint64_t fresh = 0;
-	for (size_t i = 0; i < n; i++) {
-		const char *v;
-		size_t vl;
-		const char *why = resp_unfit(e[i].key, e[i].klen, e[i].val, e[i].vlen);
-		if (why)
-			return why;
-		fresh += kvs_get(e[i].key, e[i].klen, &v, &vl) != 0;
-	}
-	if (kvs_count() + fresh > kvs_capacity())
-		return "disk_full";
+	for (size_t i = 0; i < n; i++)
+		if (e[i].klen > KV_MAX_LEN || e[i].vlen > KV_MAX_LEN)
+			return "this store holds keys and values of up to 512 bytes";
+	if (!fits_all(n, e))
+		return "store_full (no memory left for these keys)";
 	const char *why = kvlog_append_batch(e, n);
 	if (why)
 		return why;
@@ -101,6 +87,49 @@ static const char *resp_mset(size_t n, const struct kvlog_entry *e)
 		kvs_put(e[i].key, e[i].klen, e[i].val, e[i].vlen);
 	n_puts += n;
 	return NULL;
+}
+
+static const char *resp_set(const char *key, size_t klen, const char *val, size_t vlen)
+{
+	struct kvlog_entry e = { key, klen, val, vlen, KVLOG_PUT };
+	return resp_mset(1, &e);
+}
+
+/* DEL: a record for each key that is there (once each), in one batch. */
+static const char *resp_del(size_t n, const struct kvlog_entry *keys, uint64_t *removed)
+{
+	struct kvlog_entry e[KVLOG_BATCH_MAX];
+	size_t m = 0;
+	const char *v;
+	size_t vl;
+
+	*removed = 0;
+	for (size_t i = 0; i < n && i < KVLOG_BATCH_MAX; i++) {
+		if (kvs_get(keys[i].key, keys[i].klen, &v, &vl))
+			continue;
+		bool dup = false;
+		for (size_t j = 0; j < m && !dup; j++)
+			dup = e[j].klen == keys[i].klen && !memcmp(e[j].key, keys[i].key, keys[i].klen);
+		if (!dup)
+			e[m++] = (struct kvlog_entry){ keys[i].key, keys[i].klen, "", 0, KVLOG_DEL };
+	}
+	if (!m)
+		return NULL;
+	const char *why = kvlog_append_batch(e, m);
+	if (why)
+		return why;
+	for (size_t i = 0; i < m; i++)
+		kvs_del(e[i].key, e[i].klen);
+	*removed = m;
+	return NULL;
+}
+
+static const char *resp_flushall(void)
+{
+	const char *why = kvlog_flushall();
+	if (!why)
+		kvs_clear();
+	return why;
 }
 
 static int resp_get(const char *key, size_t klen, const char **val, size_t *vlen)
@@ -111,6 +140,8 @@ static int resp_get(const char *key, size_t klen, const char **val, size_t *vlen
 static const struct resp_store resp_store = {
 	.set = resp_set,
 	.mset = resp_mset,
+	.del = resp_del,
+	.flushall = resp_flushall,
 	.get = resp_get,
 	.count = kvs_count,
 };
@@ -121,10 +152,21 @@ static const struct svc_ops kv_ops = {
 	.stats = kv_stats,
 };
 
-static void replay_apply(const char *key, size_t klen, const char *val, size_t vlen)
+static void replay_apply(const struct kvlog_entry *e)
 {
-	if (kvs_put(key, klen, val, vlen))
-		n_replay_dropped++;
+	switch (e->op) {
+	case KVLOG_PUT:
+		if (kvs_put(e->key, e->klen, e->val, e->vlen))
+			n_replay_dropped++;
+		break;
+	case KVLOG_DEL:
+		kvs_del(e->key, e->klen);
+		break;
+	case KVLOG_FLUSHALL:
+		kvs_clear();
+		n_replay_dropped = 0;
+		break;
+	}
 }
 
 void workload_kv(void)
@@ -152,20 +194,23 @@ void workload_kv(void)
 		guest_fatal("workload=kv: the disk is too small (%llu sectors)",
 			    (unsigned long long)blk_capacity());
 
-	size_t want = kvs_bytes_for_max();
+	/* All the heap: keys and values take what they need of it, and
+	 * memory never written stays clean. */
+	size_t want = (size_t)KVS_MAX_ENTRIES * (KVS_BYTES_PER_ENTRY + KVS_MIN_DATA_PER_ENTRY);
 	size_t have = heap_available(4096);
-	size_t bytes = have < want ? have : want;
-	void *mem = heap_alloc(bytes, 4096);
-	long cap = mem ? kvs_init(mem, bytes) : -ENOMEM;
+	void *mem = heap_alloc(have, 4096);
+	long cap = mem ? kvs_init(mem, have) : -ENOMEM;
 	if (cap < 0)
 		guest_fatal("workload=kv: not enough RAM for the table (%zu bytes free)", have);
 	if ((unsigned long)cap < KVS_MAX_ENTRIES)
 		printf("ftvm-guest: warning: kv table holds only %ld entries "
 		       "(give the VM at least %zu MiB for %u)\n",
 		       cap, (want >> 20) + 8, KVS_MAX_ENTRIES);
-
 	uint64_t t0 = rdtsc();
 	long records = kvlog_replay(replay_apply);
+	if (records == -EPROTO)
+		guest_fatal("workload=kv: the disk holds a log of the old format (KVR1, keys and "
+			    "values of at most 64 bytes); this guest writes KVR2: give it a new disk");
 	if (records < 0)
 		guest_fatal("workload=kv: cannot read the log");
 	uint64_t replay_us = tsc_to_us(rdtsc() - t0);
@@ -177,8 +222,9 @@ void workload_kv(void)
 	if (resp_port && resp_server_start((uint16_t)resp_port, &resp_store))
 		guest_fatal("workload=kv: cannot listen on TCP port %llu", (unsigned long long)resp_port);
 	printf("ftvm-guest: ready workload=kv ip=%s port=%u resp_port=%llu entries=%llu records=%ld "
-	       "capacity=%ld free_sectors=%llu replay_ms=%llu boot_ms=%llu\n",
+	       "capacity=%ld data_mib=%llu free_sectors=%llu replay_ms=%llu boot_ms=%llu\n",
 	       nc.ip_str, nc.port, (unsigned long long)resp_port, (unsigned long long)kvs_count(), records, cap,
+	       (unsigned long long)(kvs_data_free() >> 20),
 	       (unsigned long long)kvlog_free(), (unsigned long long)(replay_us / 1000),
 	       (unsigned long long)(guest_ns() / 1000000));
 

@@ -1,11 +1,23 @@
 /*
- * One 512-byte record per PUT, appended at the next sector and flushed
- * before the PUT is acknowledged. Layout (little-endian):
- *   0 magic "KVR1" | 4 CRC-32C of bytes 8..511 | 8 sequence (1, 2, ...)
- *   16 key length | 17 value length | 18 key[64] | 82 value[64] | 146 zeros
- * Replay reads 64 KiB at a time: one request per 128 records.
+ * The log: batches of records from sector 1 on. A batch starts at a sector
+ * boundary and is written with one request and flushed before any of it is
+ * acknowledged; its records lie back to back, each (little-endian):
+ *   0 magic "KVR2" | 4 CRC-32C of bytes 8..end | 8 sequence (+1 a record)
+ *   16 key length (u16) | 18 value length (u16) | 20 op | 21 records after
+ *   this one in the batch | 22 zero (u16) | 24 key | value | zeros to a
+ *   multiple of 8
+ * then zeros to the end of the sector. The sector after a batch is zeroed
+ * in the same write (where the disk has one), so the log always ends at a
+ * sector that holds no record.
+ *
+ * Replay reads 64 KiB at a time and takes a batch only whole: a batch cut
+ * short by a failed write is not applied, so MSET stays all-or-none. A
+ * batch is at most 127 sectors, so one read from its first sector always
+ * holds it.
  */
 #include "workload/kvlog.h"
+
+#include <stdbool.h>
 
 #include "lib/crc32c.h"
 #include "lib/errno.h"
@@ -15,114 +27,279 @@
 #include "virtio/blk.h"
 #include "workload/kvstore.h"
 
-#define REC_SIZE     512
+#define SECTOR       BLK_SECTOR
 #define OFF_MAGIC    0
 #define OFF_CRC      4
 #define OFF_SEQ      8
 #define OFF_KLEN     16
-#define OFF_VLEN     17
-#define OFF_KEY      18
-#define OFF_VAL      82
+#define OFF_VLEN     18
+#define OFF_OP       20
+#define OFF_LEFT     21
+#define OFF_ZERO     22
 #define FIRST_SECTOR 1
 
-static uint8_t chunk[BLK_MAX_SECTORS * BLK_SECTOR] __attribute__((aligned(4096)));
+_Static_assert(KVLOG_BATCH_BYTES + SECTOR <= BLK_MAX_SECTORS * SECTOR,
+	       "a batch and the zeroed sector after it go in one request");
+_Static_assert(KVLOG_BATCH_MAX <= 256, "the records-after field is one byte");
+
+static uint8_t chunk[BLK_MAX_SECTORS * SECTOR] __attribute__((aligned(4096)));
 static uint64_t next_sector = FIRST_SECTOR;
 static uint64_t next_seq = 1;
+static uint64_t first_seq = 1; /* of the record at sector 1 */
+static bool restart_pending;   /* kvlog_flushall: sector 1 not yet rewritten */
 
-/* Does this sector hold record number `seq`? */
-static int record_ok(const uint8_t *r, uint64_t seq)
+size_t kvlog_record_bytes(size_t klen, size_t vlen)
 {
-	if (get_le32(r + OFF_MAGIC) != KVLOG_MAGIC || get_le64(r + OFF_SEQ) != seq)
-		return 0;
-	if (r[OFF_KLEN] == 0 || r[OFF_KLEN] > KV_MAX_LEN || r[OFF_VLEN] == 0 ||
-	    r[OFF_VLEN] > KV_MAX_LEN)
-		return 0;
-	return crc32c(r + OFF_SEQ, REC_SIZE - OFF_SEQ) == get_le32(r + OFF_CRC);
+	return (KVLOG_REC_HEADER + klen + vlen + 7) & ~(size_t)7;
+}
+
+/* Lengths an op may have. */
+static bool lengths_ok(unsigned op, size_t klen, size_t vlen)
+{
+	switch (op) {
+	case KVLOG_PUT:
+		return klen <= KV_MAX_LEN && vlen <= KV_MAX_LEN;
+	case KVLOG_DEL:
+		return klen <= KV_MAX_LEN && vlen == 0;
+	case KVLOG_FLUSHALL:
+		return klen == 0 && vlen == 0;
+	default:
+		return false;
+	}
+}
+
+enum batch { B_OK, B_CUT, B_BAD };
+
+/*
+ * The batch at p[0..avail) whose first record is number seq (any number
+ * when any_seq: the log's first record may be a FLUSHALL that started it
+ * over). On B_OK, *bytes is its length in whole sectors and *n its records.
+ * B_CUT: it runs past avail.
+ */
+static enum batch batch_parse(const uint8_t *p, size_t avail, uint64_t seq, bool any_seq,
+			      size_t *bytes, size_t *n)
+{
+	size_t at = 0, i = 0;
+	unsigned left = 0;
+
+	for (;; i++) {
+		if (avail - at < KVLOG_REC_HEADER)
+			return B_CUT;
+		const uint8_t *r = p + at;
+		if (get_le32(r + OFF_MAGIC) != KVLOG_MAGIC)
+			return B_BAD;
+		uint64_t s = get_le64(r + OFF_SEQ);
+		if (i == 0 && any_seq && r[OFF_OP] == KVLOG_FLUSHALL && s >= 1)
+			seq = s;
+		size_t klen = get_le16(r + OFF_KLEN), vlen = get_le16(r + OFF_VLEN);
+		if (s != seq + i || !lengths_ok(r[OFF_OP], klen, vlen) || get_le16(r + OFF_ZERO) ||
+		    (i > 0 && r[OFF_LEFT] != left - 1))
+			return B_BAD;
+		left = r[OFF_LEFT];
+		if (i == 0 && left >= KVLOG_BATCH_MAX)
+			return B_BAD;
+		size_t len = kvlog_record_bytes(klen, vlen);
+		if (avail - at < len)
+			return B_CUT;
+		if (crc32c(r + OFF_SEQ, len - OFF_SEQ) != get_le32(r + OFF_CRC))
+			return B_BAD;
+		at += len;
+		if (at > KVLOG_BATCH_BYTES)
+			return B_BAD;
+		if (left == 0)
+			break;
+	}
+	*bytes = (at + SECTOR - 1) / SECTOR * SECTOR;
+	*n = i + 1;
+	return B_OK;
+}
+
+static void batch_apply(const uint8_t *p, size_t n, kvlog_apply_fn apply)
+{
+	for (size_t i = 0, at = 0; i < n; i++) {
+		const uint8_t *r = p + at;
+		struct kvlog_entry e;
+		e.klen = get_le16(r + OFF_KLEN);
+		e.vlen = get_le16(r + OFF_VLEN);
+		e.key = (const char *)r + KVLOG_REC_HEADER;
+		e.val = e.key + e.klen;
+		e.op = (enum kvlog_op)r[OFF_OP];
+		apply(&e);
+		at += kvlog_record_bytes(e.klen, e.vlen);
+	}
 }
 
 long kvlog_replay(kvlog_apply_fn apply)
 {
 	uint64_t cap = blk_capacity();
-	uint64_t sector = FIRST_SECTOR, seq = 1;
+	uint64_t sector = FIRST_SECTOR, seq = 1, applied = 0;
+	uint64_t base = 0, have = 0; /* chunk holds sectors [base, base + have) */
 
+	first_seq = 1;
+	restart_pending = false;
 	while (sector < cap) {
-		uint64_t n = cap - sector;
-		if (n > BLK_MAX_SECTORS)
-			n = BLK_MAX_SECTORS;
-		int r = blk_read(sector, chunk, (uint32_t)n);
-		if (r) {
-			printf("ftvm-guest: kv: reading the log at sector %llu failed (%d)\n",
-			       (unsigned long long)sector, r);
-			return -EIO;
+		size_t bytes = 0, n = 0;
+		enum batch b = B_CUT;
+		if (sector < base + have)
+			b = batch_parse(chunk + (sector - base) * SECTOR,
+					(size_t)(base + have - sector) * SECTOR, seq,
+					sector == FIRST_SECTOR, &bytes, &n);
+		if (b == B_CUT && base != sector) {
+			/* Read from this batch's first sector: one read holds it. */
+			base = sector;
+			have = cap - sector < BLK_MAX_SECTORS ? cap - sector : BLK_MAX_SECTORS;
+			int r = blk_read(base, chunk, (uint32_t)have);
+			if (r) {
+				printf("ftvm-guest: kv: reading the log at sector %llu failed (%d)\n",
+				       (unsigned long long)base, r);
+				return -EIO;
+			}
+			if (sector == FIRST_SECTOR && get_le32(chunk + OFF_MAGIC) == KVLOG_MAGIC_V1)
+				return -EPROTO;
+			continue;
 		}
-		uint64_t i;
-		for (i = 0; i < n; i++) {
-			const uint8_t *p = chunk + i * REC_SIZE;
-			if (!record_ok(p, seq))
-				break;
-			apply((const char *)p + OFF_KEY, p[OFF_KLEN],
-			      (const char *)p + OFF_VAL, p[OFF_VLEN]);
-			seq++;
-		}
-		sector += i;
-		if (i < n)
-			break;
+		if (b != B_OK)
+			break;	/* the log ends here */
+		const uint8_t *p = chunk + (sector - base) * SECTOR;
+		if (sector == FIRST_SECTOR)
+			seq = first_seq = get_le64(p + OFF_SEQ);
+		batch_apply(p, n, apply);
+		applied += n;
+		seq += n;
+		sector += bytes / SECTOR;
 	}
 	next_sector = sector;
 	next_seq = seq;
-	return (long)(seq - 1);
+	return (long)applied;
 }
 
-/* Record i of a batch, in chunk[]: sequence next_seq + i. */
-static void fill(size_t i, const struct kvlog_entry *e)
+/* Writes the batch laid out in chunk[0..bytes) at the log's end, with the
+ * zeroed sector after it where there is one, and flushes. */
+static const char *batch_write(size_t bytes, size_t n)
 {
-	uint8_t *r = chunk + i * REC_SIZE;
-	memset(r, 0, REC_SIZE);
+	uint64_t cap = blk_capacity();
+	size_t sectors = (bytes + SECTOR - 1) / SECTOR;
+	memset(chunk + bytes, 0, sectors * SECTOR - bytes);
+	/* On failure the position is kept: the next append rewrites these
+	 * sectors with the same sequence numbers. A failed append can leave
+	 * records behind a shorter one that follows it, with the very numbers
+	 * that come next, and replay would take them: hence the zeroed sector
+	 * after every batch. */
+	size_t w = sectors;
+	if (cap - next_sector > sectors) {
+		memset(chunk + sectors * SECTOR, 0, SECTOR);
+		w = sectors + 1;
+	}
+	if (blk_write(next_sector, chunk, (uint32_t)w) || blk_flush())
+		return "io_error";
+	next_sector += sectors;
+	next_seq += n;
+	return NULL;
+}
+
+/* Record i of a batch of n at chunk + at; returns its length. */
+static size_t fill(uint8_t *r, uint64_t seq, unsigned left, const struct kvlog_entry *e)
+{
+	size_t len = kvlog_record_bytes(e->klen, e->vlen);
+	memset(r, 0, len);
 	put_le32(r + OFF_MAGIC, KVLOG_MAGIC);
-	put_le64(r + OFF_SEQ, next_seq + i);
-	r[OFF_KLEN] = (uint8_t)e->klen;
-	r[OFF_VLEN] = (uint8_t)e->vlen;
-	memcpy(r + OFF_KEY, e->key, e->klen);
-	memcpy(r + OFF_VAL, e->val, e->vlen);
-	put_le32(r + OFF_CRC, crc32c(r + OFF_SEQ, REC_SIZE - OFF_SEQ));
+	put_le64(r + OFF_SEQ, seq);
+	put_le16(r + OFF_KLEN, (uint16_t)e->klen);
+	put_le16(r + OFF_VLEN, (uint16_t)e->vlen);
+	r[OFF_OP] = (uint8_t)e->op;
+	r[OFF_LEFT] = (uint8_t)left;
+	if (e->klen)
+		memcpy(r + KVLOG_REC_HEADER, e->key, e->klen);
+	if (e->vlen)
+		memcpy(r + KVLOG_REC_HEADER + e->klen, e->val, e->vlen);
+	put_le32(r + OFF_CRC, crc32c(r + OFF_SEQ, len - OFF_SEQ));
+	return len;
+}
+
+/* The space an append of this many sectors may use: all but the last
+ * sector, which is kept for a FLUSHALL record, so that a full log can
+ * still be emptied. */
+static bool room_for(size_t sectors, bool flushall)
+{
+	uint64_t cap = blk_capacity();
+	uint64_t left = cap > next_sector ? cap - next_sector : 0;
+	return flushall ? left >= sectors : left > sectors;
+}
+
+/* Sector 1 becomes a FLUSHALL record numbered next_seq, the sector after
+ * it zeroed: every older record has a lower number, so none can follow it
+ * in a replay. Only ever after a FLUSHALL record is durable at the log's
+ * end, so whichever of the two a replay finds, the store comes back
+ * empty. */
+static const char *restart(void)
+{
+	struct kvlog_entry e = { "", 0, "", 0, KVLOG_FLUSHALL };
+	uint64_t keep_sector = next_sector, seq = next_seq;
+	size_t bytes = fill(chunk, seq, 0, &e);
+	next_sector = FIRST_SECTOR;
+	const char *why = batch_write(bytes, 1);
+	if (why) {
+		next_sector = keep_sector;
+		return why;
+	}
+	first_seq = seq;
+	restart_pending = false;
+	return NULL;
 }
 
 const char *kvlog_append_batch(const struct kvlog_entry *e, size_t n)
 {
 	if (!n || n > KVLOG_BATCH_MAX)
-		return "io_error";
-	if (blk_capacity() < next_sector || blk_capacity() - next_sector < n)
-		return "disk_full";
-	for (size_t i = 0; i < n; i++)
-		fill(i, &e[i]);
-	/* One write of consecutive sectors, one flush. On failure the position
-	 * is kept: the next append rewrites these sectors with the same
-	 * sequence numbers (replay stops at the first that does not fit). */
-	/* And a zeroed sector after the batch, where there is room: a failed
-	 * append can leave records behind a shorter one that follows it, with
-	 * the very sequence numbers that come next, and replay would take
-	 * them. So the sector after the log's end is always zero. */
-	size_t w = n;
-	if (blk_capacity() - next_sector > n) {
-		memset(chunk + n * REC_SIZE, 0, REC_SIZE);
-		w = n + 1;
+		return "too_long";
+	size_t bytes = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!lengths_ok(e[i].op, e[i].klen, e[i].vlen) || e[i].op == KVLOG_FLUSHALL)
+			return "too_long";
+		bytes += kvlog_record_bytes(e[i].klen, e[i].vlen);
 	}
-	if (blk_write(next_sector, chunk, (uint32_t)w) || blk_flush())
+	if (bytes > KVLOG_BATCH_BYTES)
+		return "too_long";
+	/* A restart that failed leaves sector 1 unknown: it may already hold
+	 * the new start, and then records after the old end would be lost
+	 * to a replay. It is retried before anything else is written. */
+	if (restart_pending && restart())
 		return "io_error";
-	next_sector += n;
-	next_seq += n;
-	return NULL;
+	if (!room_for((bytes + SECTOR - 1) / SECTOR, false))
+		return "disk_full";
+	size_t at = 0;
+	for (size_t i = 0; i < n; i++)
+		at += fill(chunk + at, next_seq + i, (unsigned)(n - 1 - i), &e[i]);
+	return batch_write(bytes, n);
 }
 
-const char *kvlog_append(const char *key, size_t klen, const char *val, size_t vlen)
+const char *kvlog_append(const struct kvlog_entry *e)
 {
-	struct kvlog_entry e = { key, klen, val, vlen };
-	return kvlog_append_batch(&e, 1);
+	return kvlog_append_batch(e, 1);
+}
+
+const char *kvlog_flushall(void)
+{
+	struct kvlog_entry e = { "", 0, "", 0, KVLOG_FLUSHALL };
+	if (restart_pending && restart())
+		return "io_error";
+	if (!room_for(1, true))
+		return "disk_full";
+	const char *why = batch_write(fill(chunk, next_seq, 0, &e), 1);
+	if (why)
+		return why;
+	/* Durable: the store is empty whatever happens next. Starting the log
+	 * over only gives the space back. */
+	if (restart()) {
+		restart_pending = true;
+		printf("ftvm-guest: kv: starting the log over after FLUSHALL failed; "
+		       "retried before the next write\n");
+	}
+	return NULL;
 }
 
 uint64_t kvlog_records(void)
 {
-	return next_seq - 1;
+	return next_seq - first_seq;
 }
 
 uint64_t kvlog_free(void)

@@ -1,9 +1,9 @@
 /*
  * resp_proto.c - see resp_proto.h. The commands: PING, ECHO, SET, GET,
- * EXISTS, INCR, INCRBY, DECR, DECRBY, MSET, MGET, DBSIZE, SELECT 0,
- * CONFIG GET, INFO, COMMAND, QUIT. A write is answered only after the
- * store says it is durable (MSET's pairs in one batch). Deletes (DEL, FLUSHALL) and SET's options are
- * answered with an error: the store keeps no deletes yet.
+ * DEL, EXISTS, INCR, INCRBY, DECR, DECRBY, MSET, MGET, DBSIZE, FLUSHALL,
+ * FLUSHDB, SELECT 0, CONFIG GET, INFO, COMMAND, QUIT. A write is answered
+ * only after the store says it is durable (MSET's pairs and DEL's keys in
+ * one batch each). SET's options are answered with an error.
  */
 #include "workload/resp_proto.h"
 
@@ -285,7 +285,7 @@ static enum resp_step command(struct resp_out *o, const struct resp_store *st, c
 		size_t n = (size_t)(a->n - 1) / 2;
 		for (size_t i = 0; i < n; i++)
 			e[i] = (struct kvlog_entry){ (const char *)a->v[1 + 2 * i], a->len[1 + 2 * i],
-						     (const char *)a->v[2 + 2 * i], a->len[2 + 2 * i] };
+						     (const char *)a->v[2 + 2 * i], a->len[2 + 2 * i], KVLOG_PUT };
 		const char *why = st->mset(n, e);
 		if (why)
 			return stored(o, why);
@@ -347,8 +347,30 @@ static enum resp_step command(struct resp_out *o, const struct resp_store *st, c
 		lit(o, "+OK\r\n");
 		return RESP_CLOSE;
 	}
-	if (is(a, 0, "DEL") || is(a, 0, "FLUSHALL") || is(a, 0, "FLUSHDB"))
-		return error(o, "deletes are not supported by this store yet");
+	if (is(a, 0, "DEL")) {
+		if (a->n < 2)
+			return arity(o, a);
+		struct kvlog_entry e[RESP_MAX_ARGS - 1];
+		size_t n = (size_t)(a->n - 1);
+		for (size_t i = 0; i < n; i++)
+			e[i] = (struct kvlog_entry){ (const char *)a->v[1 + i], a->len[1 + i], "", 0, KVLOG_DEL };
+		uint64_t removed;
+		const char *why = st->del(n, e, &removed);
+		if (why)
+			return stored(o, why);
+		putf(o, ":%llu\r\n", (unsigned long long)removed);
+		return RESP_ANSWERED;
+	}
+	if (is(a, 0, "FLUSHALL") || is(a, 0, "FLUSHDB")) {
+		/* ASYNC and SYNC are the same here: done before the answer. */
+		if (a->n > 2 || (a->n == 2 && !is(a, 1, "ASYNC") && !is(a, 1, "SYNC")))
+			return error(o, "syntax error");
+		const char *why = st->flushall();
+		if (why)
+			return stored(o, why);
+		lit(o, "+OK\r\n");
+		return RESP_ANSWERED;
+	}
 	putf(o, "-ERR unknown command '%.*s'\r\n", (int)(a->len[0] < 64 ? a->len[0] : 64),
 	     (const char *)a->v[0]);
 	return RESP_ANSWERED;

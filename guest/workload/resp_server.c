@@ -22,8 +22,8 @@
 #include "lwip/tcp.h"
 #include "workload/resp_proto.h"
 
-#define RESP_IN_MAX  TCP_WND	/* the longest command: a SET of two 4 KiB strings fits */
-#define RESP_OUT_MAX (RESP_MIN_ROOM * 2)
+#define RESP_IN_MAX  TCP_WND	/* the longest command (23,360 bytes): a SET of a 512-byte key and value fits many times over */
+#define RESP_OUT_MAX (RESP_MIN_ROOM + 16384)	/* room to gather pipelined answers */
 
 struct conn {
 	struct tcp_pcb *pcb;		/* NULL: the slot is free */

@@ -112,9 +112,14 @@ size_t svc_answer(const char *req, size_t len, char *ans, size_t anslen)
 	if (arity == 3) {
 		const char *val;
 		size_t vl;
-		if (ops->get(fs.f[2], fs.len[2], &val, &vl) == 0)
+		if (ops->get(fs.f[2], fs.len[2], &val, &vl) == 0) {
+			/* Set over RESP, a value may be empty, longer or of
+			 * other bytes than VAL carries. */
+			if (!valid_token(val, vl, SVC_MAX_VALUE))
+				return err(ans, anslen, &fs, true, "unrepresentable");
 			return (size_t)snprintf(ans, anslen, "VAL %.*s %.*s", idl, id,
 						(int)vl, val);
+		}
 		return (size_t)snprintf(ans, anslen, "NONE %.*s", idl, id);
 	}
 

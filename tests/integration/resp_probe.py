@@ -135,8 +135,27 @@ case("QUIT", cmd(b"QUIT"), "+OK", then_closed=True)
 case("unknown", cmd(b"FROB", b"x"), "-ERR unknown command 'FROB'")
 case("arity", cmd(b"GET"), "-ERR wrong number of arguments for 'GET' command")
 case("SET EX", cmd(b"SET", b"p:x", b"1", b"EX", b"10"), "-ERR SET options*")
-case("DEL", cmd(b"DEL", b"p:a"), "-ERR deletes are not supported*")
-case("value too long", cmd(b"SET", b"p:big", b"v" * 65), "-ERR this store holds*")
+case("DEL", cmd(b"DEL", b"p:a", b"p:none", b"p:a", b"p:b"), ":2")
+case("DEL gone", cmd(b"MGET", b"p:a", b"p:b"), ["(nil)", "(nil)"])
+case("DEL none", cmd(b"DEL", b"p:none"), ":0")
+case("DEL arity", cmd(b"DEL"), "-ERR wrong number of arguments for 'DEL' command")
+case("DBSIZE after DEL", cmd(b"EXISTS", b"p:a"), ":0")
+# Keys and values up to 512 bytes, of any bytes, empty ones too.
+K512, V512 = b"k" * 511 + b"\x01", bytes(range(32, 127)) * 5 + b"\r\n\x00 \t" + b"z" * 32
+case("SET 512/512", cmd(b"SET", K512, V512), "+OK")
+case("GET 512/512", cmd(b"GET", K512), V512.decode())
+case("value grows", cmd(b"SET", b"p:grow", b"x"), "+OK")
+case("value grows 2", cmd(b"SET", b"p:grow", b"y" * 300), "+OK")
+case("value grows 3", cmd(b"GET", b"p:grow"), "y" * 300)
+case("empty value", cmd(b"SET", b"p.empty", b""), "+OK")
+case("GET empty value", cmd(b"GET", b"p.empty"), "")
+case("token value", cmd(b"SET", b"p.token", b"v2"), "+OK")
+case("empty key", cmd(b"SET", b"", b"nothing"), "+OK")
+case("GET empty key", cmd(b"GET", b""), "nothing")
+case("value too long", cmd(b"SET", b"p:big", b"v" * 513), "-ERR this store holds keys and values of up to 512 bytes")
+case("key too long", cmd(b"SET", b"k" * 513, b"v"), "-ERR this store holds keys and values of up to 512 bytes")
+case("MSET too long", cmd(b"MSET", b"p:c", b"1", b"p:d", b"v" * 513), "-ERR this store holds*")
+case("MSET all or none", cmd(b"EXISTS", b"p:c"), ":0")
 
 # Malformed input: an error, and the connection closed (as Redis does).
 case("negative bulk length", b"*1\r\n$-5\r\nPING\r\n", "-ERR Protocol error: invalid bulk length", True)
@@ -221,6 +240,42 @@ print("%-4s 64 connections at once, each answered" % ("ok" if ok else "FAIL"))
 failures += not ok
 for s in many:
     s.close()
+
+# The longest answer: MGET of 128 keys of 512-byte values (67 KB; the
+# server runs a command only with room for it).
+big = [b"p:m%03d" % i for i in range(128)]
+s = conn()
+for i in range(0, 128, 16):
+    s.sendall(cmd(b"MSET", *[w for k in big[i:i + 16] for w in (k, k * 73 + b"." * (512 - 6 * 73))]))
+    got, _ = read_reply(s)
+    assert got == "+OK", got
+s.sendall(cmd(b"MGET", *big))
+got, _ = read_reply(s)
+ok = got == [(k * 73 + b"." * (512 - 6 * 73)).decode() for k in big]
+print("%-4s MGET of 128 values of 512 bytes: %d answers" % ("ok" if ok else "FAIL", len(got)))
+failures += not ok
+s.close()
+
+# A value the UDP protocol cannot carry (set here, read over UDP 7777).
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(5)
+u.sendto(b"GET r1 p.empty", (HOST, 7777))
+got = u.recv(200).decode()
+u.sendto(b"GET r2 p.token", (HOST, 7777))
+got2 = u.recv(200).decode()
+ok = got == "ERR r1 unrepresentable" and got2 == "VAL r2 v2"
+print("%-4s UDP GET of an empty RESP value: %r; of a token value: %r" % ("ok" if ok else "FAIL", got, got2))
+failures += not ok
+u.close()
+
+# FLUSHALL last (it empties the store).
+case("FLUSHALL bad option", cmd(b"FLUSHALL", b"NOW"), "-ERR syntax error")
+case("FLUSHALL", cmd(b"FLUSHALL"), "+OK")
+case("DBSIZE after FLUSHALL", cmd(b"DBSIZE"), ":0")
+case("GET after FLUSHALL", cmd(b"GET", b"p:k1"), "(nil)")
+case("SET after FLUSHALL", cmd(b"SET", b"p:after", b"1"), "+OK")
+case("FLUSHDB ASYNC", cmd(b"FLUSHDB", b"ASYNC"), "+OK")
+case("DBSIZE after FLUSHDB", cmd(b"DBSIZE"), ":0")
 
 print("%d failures" % failures)
 sys.exit(1 if failures else 0)
