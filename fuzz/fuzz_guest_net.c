@@ -2,28 +2,34 @@
  * fuzz_guest_net.c - libFuzzer over the guest's network input path and its
  * services, compiled for the host: lwIP 2.1.3's core (the guest's sources
  * and lwipopts.h, fuzz/CMakeLists.txt), guest/net/{net,netif_virtio}.c,
- * guest/workload/{service,kvstore,kvlog,kv,netcfg,resp_proto,resp_server}.c
- * and the guest's lib/{printf,cmdline,crc32c}.c, on the shims of
- * fuzz/guest_host/ (virtio-net and virtio-blk, heap, time, console). Each
- * input boots workload=kv (ip=10.0.0.2/24, kv on UDP 7777, RESP on TCP
- * 6379) on a fresh in-memory disk with every guest variable reset
- * (guest_host/guest_state.h: lwip_init() alone leaves lwIP's lists, ARP
- * table and timeouts from the previous input), so the real log is
+ * guest/workload/{service,kvstore,kvlog,kvdb,kv,netcfg,resp_proto,
+ * resp_server}.c and the guest's lib/{printf,cmdline,crc32c}.c, on the
+ * shims of fuzz/guest_host/ (virtio-net and virtio-blk, heap, time,
+ * console). Each input boots workload=kv (ip=10.0.0.2/24, kv on UDP 7777,
+ * RESP on TCP 6379) on a fresh in-memory disk with every guest variable
+ * reset (guest_host/guest_state.h: lwip_init() alone leaves lwIP's lists,
+ * ARP table and timeouts from the previous input), so the real log is
  * replayed and appended; then hands the input's frames one after the other
  * to the guest as its NIC would (net_poll -> lwIP's ethernet_input),
- * keeping the state between frames.
+ * keeping the state between frames; at the end, replays the disk with the
+ * guest's own code, has the guest append one record (the probe) and
+ * replays it again.
  *
  * Input: byte 0: the disk's size, 2 + (byte % 64) sectors (sector 0 is
  * unused; the log is sectors 1 on, its last kept for a FLUSHALL record;
  * how many records the rest holds depends on their sizes: a batch starts
- * at a sector, a record takes 24 bytes + key + value rounded up to 8, so
+ * at a sector, a record takes 32 bytes + key + value rounded up to 8, so
  * a kv PUT, a batch of one, takes a sector, and a RESP MSET or DEL packs
- * up to 21 records a sector); bit 6: the link's hosts do not answer the
+ * up to 16 records a sector); bit 6: the link's hosts do not answer the
  * guest's ARP requests; bit 7: sealed, the harness sets every frame's IPv4
  * header checksum and its ICMP, TCP and (when not 0) UDP checksum before
  * handing it over, so that mutations reach the services. Byte 1: faults:
- * blk write number w fails (-EIO, nothing written) if bit (w % 4) is set,
- * flush number f fails if bit (4 + f % 4) is set. Then records, each a
+ * blk write number w (from 0, over the whole input, the probe's too)
+ * fails (-EIO) if bit (w % 4) is set, torn: its first (w / 4) % n of its
+ * n sectors reach the disk (none for the first four writes, nor for a
+ * write of one sector); flush number f fails (-EIO) if bit (4 + f % 4) is
+ * set, counting only the flushes after a write: the one that ends each
+ * replay never fails. Then records, each a
  * big-endian u16 L: below 0xf000 a frame of L bytes (cut at the end of the
  * input; the driver delivers at most 1524 bytes and never an empty
  * frame); from 0xf000, time passes: L - 0xefff steps of 250 ms (lwIP's
@@ -89,20 +95,29 @@
  *    FLUSHALL empties); STAT's entries and puts (acknowledged PUT
  *    records) so too, its gets exactly while RESP had no data, else at
  *    least; TIME/STAT's TSC from while the request was handled;
- *  - the log (kvlog.c's header comment): every write is one batch of
- *    whole KVR2 records (magic, CRC, lengths its op allows, the records
+ *  - the log (kvlog.c's header comment): the disk is read only by a
+ *    replay (the guest's at boot, done before it sends its first frame,
+ *    and the harness's two at the end), which reads, writes nothing, and
+ *    ends with exactly one flush; nothing is written at boot. Every other
+ *    write is one batch of whole KVR2 records (magic, CRC-32C of bytes 16
+ *    on, the batch's tag, zero fields, lengths its op allows, the records
  *    after it in the batch, zero padding; at most 128 records, 127
- *    sectors) numbered on from the last acknowledged record, zeros to its
- *    sector's end, and exactly one zeroed sector after it where the disk
- *    has one; at the log's next sector, a batch other than a lone
- *    FLUSHALL record leaving the log's last sector free; PUT records, or
- *    DEL records of keys the table holds (each once), or a lone FLUSHALL;
- *    once a FLUSHALL record is acknowledged at the log's end, the log
- *    starts over: the next write, tried before the guest is back for a
- *    frame or its timers, is a lone FLUSHALL record at sector 1 numbered
- *    on, and none goes elsewhere until one is acknowledged. A write is
- *    flushed before the next; a record counts as acknowledged when its
- *    flush succeeds;
+ *    sectors; the tag, the same in each record, is the CRC-32C of the
+ *    records' CRCs in order) numbered on from the last acknowledged
+ *    record, zeros to its sector's end, and exactly one zeroed sector
+ *    after it where the disk has one; at the log's next sector, a batch
+ *    other than a lone FLUSHALL record leaving the log's last sector
+ *    free; PUT records, or DEL records of keys the table holds (each
+ *    once), or a lone FLUSHALL. Once a FLUSHALL record is acknowledged at
+ *    the log's end (or a replay ended at one past sector 1), the log
+ *    starts over, and nothing else is written until it has: two writes,
+ *    each flushed, sector 1 alone (a lone FLUSHALL record numbered on, no
+ *    zeroed sector after it), then, once that is flushed and where the
+ *    disk has a sector 2, at once sector 2 alone, zeroed; a failure of
+ *    either leaves it due (from sector 1, with the same number). After a
+ *    FLUSHALL acknowledged while serving, it is tried before the guest is
+ *    back for a frame or its timers. A write is flushed before the next;
+ *    a record counts as acknowledged when its flush succeeds;
  *  - a kv PUT writes one batch of one PUT record, its key and value (after
  *    the restart of the log a FLUSHALL left due), and nothing else does
  *    outside RESP; OK is sent only after its flush; disk_full only when
@@ -113,11 +128,19 @@
  *    after a failed write or flush;
  *  - at the end of the input, the guest's own replay of the disk gives
  *    exactly the acknowledged records since the log last started, in
- *    order, plus possibly the whole batch of the last write, if its
- *    flush failed after the last acknowledged one (never a record written
- *    before an acknowledged one: it would override it after a reboot); or,
- *    if a restart reached the disk but its flush failed, its FLUSHALL
- *    record alone.
+ *    order, plus possibly the whole batch (never a part of it, nor
+ *    records of two) of the last write that reached the disk, whole or
+ *    torn, after the last acknowledged one, unacknowledged (never a record
+ *    written before an acknowledged one: it would override it after a
+ *    reboot); or, if a restart's sector 1 reached the disk and the
+ *    restart did not complete (its flush, or sector 2's write or flush,
+ *    failed), its FLUSHALL record alone. What it gave is the log then (its
+ *    flush made it durable): the probe, one PUT appended as the guest's
+ *    next write (kvlog_append), follows the log's rules from there, the
+ *    restart first if one is due, and answers OK (NULL) only once its
+ *    record is durable, disk_full only when the log's next sector is its
+ *    last, io_error only after a failed write or flush; then a second
+ *    replay follows the same rules.
  *
  * The guest's netif (guest/net/netif_virtio.c) drops frames for another
  * unicast MAC (lwIP's ethernet_input() has no destination filter) and ARP
@@ -156,10 +179,20 @@
 /* The log (guest/workload/kvlog.h; docs/kv-protocol.md, "The on-disk log"). */
 #define LOG_MAGIC    0x3252564bu /* "KVR2" */
 #define KV_MAX_LEN   512  /* of a key or value in the store (kvstore.h) */
-#define REC_HEADER   24
+#define REC_HEADER   32   /* KVLOG_REC_HEADER */
 #define BATCH_MAX    128
 #define BATCH_BYTES  (127u * SECTOR)
-/* The most records a log holds since it started: 21 of the shortest (24
+/* Where a record's fields are (kvlog.c's header comment). */
+#define R_CRC        4    /* CRC-32C of the record's bytes from R_SEQ on */
+#define R_TAG        8    /* the batch's tag */
+#define R_ZERO32     12
+#define R_SEQ        16
+#define R_KLEN       24
+#define R_VLEN       26
+#define R_OP         28
+#define R_LEFT       29   /* records after this one in the batch */
+#define R_ZERO16     30
+/* The most records a log holds since it started: 16 of the shortest (32
  * bytes, an empty key and value) to each of its at most 64 sectors. */
 #define LOG_RECORDS_MAX ((MAX_SECTORS - 1) * (SECTOR / REC_HEADER))
 #define REQ_MAX      166  /* the longest valid request (guest/README.md) */
@@ -468,20 +501,41 @@ struct rec {
 };
 /* The log as acknowledged: the records a replay must give, in order,
  * since the log last started (at sector 1); where its next batch goes
- * and the number of its next record. */
+ * and the number of its next record; where its last batch is (0: none)
+ * and whether that is a FLUSHALL record. */
 static struct rec committed[LOG_RECORDS_MAX];
 static size_t n_committed;
-static uint64_t log_next, log_seq;
-/* A FLUSHALL record is acknowledged at the log's end: the next write must
- * start the log over (sector 1); untried: not attempted yet. */
+static uint64_t log_next, log_seq, last_sector;
+static bool last_flushall;
+/* A FLUSHALL record is acknowledged at the log's end (or a replay ended
+ * at one past sector 1): the next write must start the log over at
+ * sector 1; untried: not attempted yet (kvlog_flushall tries at once). */
 static bool restart_due, restart_untried;
-/* A restart reached the disk but its flush failed: sector 1 holds the new
- * start, and a replay gives that FLUSHALL record alone. */
+/* The restart's progress: sector 1 written (W1), flushed (then the next
+ * write must be the zeroed sector 2, when the disk has one), that written
+ * (W2); any failure sets it back to none, the restart still due. */
+static enum { RST_NONE, RST_W1, RST_W1_FLUSHED, RST_W2 } rst;
+/* A restart's sector 1 reached the disk and the restart did not complete:
+ * sector 1 holds the new start, and a replay gives that FLUSHALL record
+ * alone. */
 static bool restart_on_disk;
-/* The last write at log_next that reached the disk after the last
- * acknowledged one, its flush failed: a replay may give it, whole. */
+/* The last write at log_next that reached the disk (whole, or torn: its
+ * first sectors) after the last acknowledged one, not acknowledged: a
+ * replay may give its batch, whole; its sectors of records. */
 static struct rec tail[BATCH_MAX];
 static size_t n_tail;
+static uint32_t tail_sectors;
+/* The replays (kvlog_replay): at boot, and the harness's at the end of
+ * the input. A replay reads, then flushes once and is done; it writes
+ * nothing and no frame goes out meanwhile. */
+static bool replaying;
+static unsigned replay_reads, replays_done;
+/* The input is done: the harness's replays, and the probe between them. */
+static bool after_input;
+/* The probe: one PUT appended after the first replay at the end. */
+#define PROBE_KEY "probe"
+#define PROBE_VAL "after-replay"
+static bool probing, probe_written, probe_committed;
 static struct rec table[LOG_RECORDS_MAX]; /* what GET must see */
 static size_t n_table;
 static uint64_t model_gets, model_puts; /* acknowledged PUT records, as STAT's puts */
@@ -491,14 +545,14 @@ static uint64_t kvs_entries, kvs_data, kvs_data_bound;
 static bool resp_touched; /* RESP had data: its GETs count in STAT's gets too */
 static struct {
 	bool active;
-	bool restart; /* a FLUSHALL record at sector 1 */
+	enum { IN_BATCH, IN_RESTART1, IN_RESTART2 } kind; /* a batch; a restart's W1 or W2 */
 	uint64_t sector;
 	uint32_t sectors; /* of records */
 	size_t n;
 	struct rec r[BATCH_MAX];
 } inflight; /* written, not yet flushed */
 static size_t n_replayed;
-static bool booting;
+static bool booting; /* until the guest polls its NIC first */
 static unsigned announces;
 static bool verbose; /* FUZZ_GUEST_NET_VERBOSE=1: frames, answers, the guest's console */
 
@@ -586,11 +640,14 @@ NOCOV static struct rec *table_find(const void *key, size_t kl)
 }
 
 /* After a FLUSHALL record is durable at the log's end, kvlog_flushall
- * starts the log over before it returns. */
+ * starts the log over before it returns; a restart whose sector 1 is
+ * flushed zeroes sector 2 at once. */
 static void check_restart_tried(void)
 {
 	CHECK(!restart_untried, "a FLUSHALL record durable at the log's end (sector %llu), and no "
 	      "restart of the log tried", (unsigned long long)log_next - 1);
+	CHECK(rst == RST_NONE, "a restart of the log left half done (%s)",
+	      rst == RST_W1_FLUSHED ? "sector 1 flushed, sector 2 not zeroed" : "a write not flushed");
 }
 
 /* ---- what lwIP must do with a frame (ethernet.c, etharp.c, ip4.c, icmp.c,
@@ -789,8 +846,8 @@ static uint64_t kvs_block(size_t n)
 	return b;
 }
 
-/* Could the kv table refuse a put of this key (kv.c's kvs_can_put, which
- * answers disk_full)? Its entries are the model's; its data, at most the
+/* Could the kv table refuse a put of this key (kvdb_put's check,
+ * kvs_can_put: store_full, which kv.c answers as disk_full)? Its entries are the model's; its data, at most the
  * bound. */
 static bool table_may_refuse(const char *key, size_t kl, size_t vl)
 {
@@ -946,6 +1003,7 @@ int host_rx_next(const uint8_t **frame, size_t *len)
 	CHECK(!rx.active, "a frame handed up before the previous one was done");
 	check_restart_tried();
 	if (booting) {
+		CHECK(replays_done == 1, "the guest serves without its boot replay (reads, then a flush)");
 		CHECK(announces == 1, "%u gratuitous ARPs at boot, want 1", announces);
 		booting = false;
 		/* The fresh disk replayed nothing: the table is as kvs_init laid
@@ -1064,8 +1122,11 @@ uint64_t host_disk_sectors(void)
 
 int host_disk_read(uint64_t sector, void *buf, uint32_t n)
 {
+	CHECK(replaying, "a read of sector %llu outside a replay (at boot, or the harness's at the end)",
+	      (unsigned long long)sector);
 	CHECK(sector < disk_sectors && n <= disk_sectors - sector, "read past the disk");
 	memcpy(buf, disk + sector * SECTOR, (size_t)n * SECTOR);
+	replay_reads++;
 	return 0;
 }
 
@@ -1095,17 +1156,20 @@ NOCOV static bool all_zero(const uint8_t *p, size_t n)
 /*
  * The batch at b[0..avail) as kvlog.c must write it (its header comment;
  * docs/kv-protocol.md, "The on-disk log"): records back to back from b,
- * numbered from seq, each: magic "KVR2", CRC-32C of its bytes from 8 on,
- * sequence number, key and value lengths (u16), op, the records after it
- * in the batch (one less each record, 0 for the last), a zero u16, key,
- * value, zeros to a multiple of 8; the lengths the op has (PUT: 0..512
- * each; DEL: no value; FLUSHALL: neither); at most 128 records and 127
- * sectors. NULL with the records in out[0..*nrec) and their bytes, else
- * what is wrong.
+ * numbered from seq, each: magic "KVR2", CRC-32C of its bytes from 16 on,
+ * the batch's tag, a zero u32, sequence number, key and value lengths
+ * (u16), op, the records after it in the batch (one less each record, 0
+ * for the last), a zero u16, key, value, zeros to a multiple of 8; the
+ * lengths the op has (PUT: 0..512 each; DEL: no value; FLUSHALL:
+ * neither); at most 128 records and 127 sectors; the tag, in every record
+ * the same, the CRC-32C of the records' CRCs in order (each 4 bytes,
+ * little-endian). NULL with the records in out[0..*nrec) and their bytes,
+ * else what is wrong.
  */
 NOCOV static const char *batch_parse(const uint8_t *b, size_t avail, uint64_t seq, struct rec *out,
 				     size_t *nrec, size_t *bytes)
 {
+	uint8_t crcs[4 * BATCH_MAX];
 	size_t at = 0;
 	unsigned first_left = 0;
 
@@ -1115,25 +1179,31 @@ NOCOV static const char *batch_parse(const uint8_t *b, size_t avail, uint64_t se
 			return "a record header cut short by the write's end";
 		if (le32(r) != LOG_MAGIC)
 			return "no KVR2 magic";
-		if (le64(r + 8) != seq + i)
+		if (le32(r + R_ZERO32))
+			return "bytes 12..15 not zero";
+		if (le64(r + R_SEQ) != seq + i)
 			return "not the next sequence number";
-		unsigned op = r[20];
-		size_t kl = le16(r + 16), vl = le16(r + 18);
+		unsigned op = r[R_OP];
+		size_t kl = le16(r + R_KLEN), vl = le16(r + R_VLEN);
 		if (!((op == HOST_KV_PUT && kl <= KV_MAX_LEN && vl <= KV_MAX_LEN) ||
 		      (op == HOST_KV_DEL && kl <= KV_MAX_LEN && vl == 0) ||
 		      (op == HOST_KV_FLUSHALL && kl == 0 && vl == 0)))
 			return "an op or lengths no record has";
-		if (le16(r + 22))
-			return "bytes 22..23 not zero";
+		if (le16(r + R_ZERO16))
+			return "bytes 30..31 not zero";
 		if (i == 0)
-			first_left = r[21];
-		if (first_left >= BATCH_MAX || r[21] != first_left - i)
+			first_left = r[R_LEFT];
+		if (first_left >= BATCH_MAX || r[R_LEFT] != first_left - i)
 			return "a count of the records after it that does not fit";
+		if (le32(r + R_TAG) != le32(b + R_TAG))
+			return "a tag other than the batch's first record's";
 		size_t len = rec_bytes(kl, vl);
 		if (avail - at < len)
 			return "a record cut short by the write's end";
-		if (crc32c(r + 8, len - 8) != le32(r + 4))
+		uint32_t crc = crc32c(r + R_SEQ, len - R_SEQ);
+		if (crc != le32(r + R_CRC))
 			return "a bad CRC";
+		memcpy(crcs + 4 * i, r + R_CRC, 4);
 		if (!all_zero(r + REC_HEADER + kl + vl, len - REC_HEADER - kl - vl))
 			return "its padding not zero";
 		if (at + len > BATCH_BYTES)
@@ -1145,7 +1215,9 @@ NOCOV static const char *batch_parse(const uint8_t *b, size_t avail, uint64_t se
 		memcpy(o->key, r + REC_HEADER, kl);
 		memcpy(o->val, r + REC_HEADER + kl, vl);
 		at += len;
-		if (r[21] == 0) {
+		if (r[R_LEFT] == 0) {
+			if (crc32c(crcs, 4 * (i + 1)) != le32(b + R_TAG))
+				return "a tag that is not the CRC-32C of its records' CRCs";
 			*nrec = i + 1;
 			*bytes = at;
 			return NULL;
@@ -1163,45 +1235,12 @@ static const char *op_name(int op)
 	return op == HOST_KV_PUT ? "PUT" : op == HOST_KV_DEL ? "DEL" : op == HOST_KV_FLUSHALL ? "FLUSHALL" : "?";
 }
 
-/*
- * A write to the log: one batch (as batch_parse), then zeros to its
- * sector's end, then exactly one zeroed sector where the disk has one.
- * Either at the log's next sector, numbered on from the last acknowledged
- * record and leaving the last sector to a FLUSHALL record; or, when a
- * FLUSHALL record was acknowledged at the log's end (and only then: no
- * record may follow it there), a restart: a lone FLUSHALL record at
- * sector 1 with the next number. A batch is PUTs (kv PUT, RESP's SET,
- * MSET, INCR...), DELs of keys the table holds, each once (RESP's DEL),
- * or a lone FLUSHALL (RESP's FLUSHALL and FLUSHDB).
- */
-int host_disk_write(uint64_t sector, const void *buf, uint32_t n)
+/* Where the records of a write's batch may go and what they may be:
+ * checked before the write is done or fails. */
+static void check_batch_use(uint64_t sector, uint32_t sectors, const struct rec *r, size_t nrec)
 {
-	const uint8_t *b = buf;
-	bool restart = sector == 1 && log_next != 1;
-	size_t nrec = 0, bytes = 0;
-
-	CHECK(!inflight.active, "a write while the previous one is not flushed");
-	CHECK(!restart || restart_due, "sector 1 rewritten (the log's next is %llu) without a FLUSHALL "
-	      "acknowledged at the log's end", (unsigned long long)log_next);
-	CHECK(restart || !restart_due, "a write at sector %llu after a FLUSHALL acknowledged at the log's "
-	      "end, before the log started over", (unsigned long long)sector);
-	CHECK(restart || sector == log_next, "records written at sector %llu (%u sectors), the log's next is %llu of %llu",
-	      (unsigned long long)sector, n, (unsigned long long)log_next, (unsigned long long)disk_sectors);
-	CHECK(n >= 1 && sector < disk_sectors && n <= disk_sectors - sector, "a write past the disk");
-	restart_untried = false;
-	struct rec *r = inflight.r;
-	const char *why = batch_parse(b, (size_t)n * SECTOR, log_seq, r, &nrec, &bytes);
-	CHECK(!why, "the write at sector %llu (%u sectors) is no batch of records %llu on: %s",
-	      (unsigned long long)sector, n, (unsigned long long)log_seq, why);
-	uint32_t sectors = (uint32_t)((bytes + SECTOR - 1) / SECTOR);
-	CHECK(all_zero(b + bytes, (size_t)sectors * SECTOR - bytes), "the batch's last sector not zero after its records");
-	uint32_t want = sectors + (sector + sectors < disk_sectors ? 1 : 0);
-	CHECK(n == want && all_zero(b + (size_t)sectors * SECTOR, (size_t)(n - sectors) * SECTOR),
-	      "a batch of %u sectors at %llu written as %u sectors, want %u: the batch, then one zeroed "
-	      "sector where the disk has one", sectors, (unsigned long long)sector, n, want);
 	bool flushall = r[0].op == HOST_KV_FLUSHALL;
 	CHECK(!flushall || nrec == 1, "a FLUSHALL record in a batch of %zu", nrec);
-	CHECK(!restart || flushall, "sector 1 rewritten with a %s batch, not a FLUSHALL record", op_name(r[0].op));
 	CHECK(flushall || sector + sectors < disk_sectors,
 	      "a %s batch of %u sectors at %llu takes the log's last sector (%llu), kept for FLUSHALL",
 	      op_name(r[0].op), sectors, (unsigned long long)sector, (unsigned long long)disk_sectors - 1);
@@ -1215,6 +1254,77 @@ int host_disk_write(uint64_t sector, const void *buf, uint32_t n)
 			CHECK(r[j].kl != r[i].kl || memcmp(r[j].key, r[i].key, r[i].kl),
 			      "two DEL records of key '%.*s' in a batch", (int)r[i].kl, (const char *)r[i].key);
 	}
+	if (probing) {
+		CHECK(!probe_written, "two batches for the probe's one record");
+		CHECK(nrec == 1 && rec_is(&r[0], HOST_KV_PUT, PROBE_KEY, strlen(PROBE_KEY), PROBE_VAL,
+					  strlen(PROBE_VAL)),
+		      "the probe's append writes %zu records, the first %s '%.*s'", nrec, op_name(r[0].op),
+		      (int)r[0].kl, (const char *)r[0].key);
+		probe_written = true;
+	}
+}
+
+/*
+ * A write to the log. Either one batch (as batch_parse), then zeros to its
+ * sector's end, then exactly one zeroed sector where the disk has one, at
+ * the log's next sector, numbered on from the last acknowledged record
+ * and leaving the last sector to a FLUSHALL record; a batch is PUTs (kv
+ * PUT, RESP's SET, MSET, INCR...), DELs of keys the table holds, each
+ * once (RESP's DEL), or a lone FLUSHALL (RESP's FLUSHALL and FLUSHDB).
+ * Or, when a FLUSHALL record was acknowledged at the log's end (and only
+ * then: no record may follow it there), a restart in two writes, each
+ * flushed before the next: sector 1 alone, a lone FLUSHALL record with
+ * the next number (W1), then, once that is flushed and the disk has a
+ * sector 2, sector 2 alone, zeroed (W2).
+ */
+int host_disk_write(uint64_t sector, const void *buf, uint32_t n)
+{
+	const uint8_t *b = buf;
+	size_t nrec = 0, bytes = 0;
+	uint32_t sectors = n;
+
+	CHECK(!replaying, "a write at sector %llu during a replay", (unsigned long long)sector);
+	CHECK(!booting, "a write at sector %llu at boot, before the guest polls its NIC",
+	      (unsigned long long)sector);
+	CHECK(!after_input || probing, "a write at sector %llu after the input, not the probe's",
+	      (unsigned long long)sector);
+	CHECK(!inflight.active, "a write while the previous one is not flushed");
+	CHECK(n >= 1 && sector < disk_sectors && n <= disk_sectors - sector, "a write past the disk");
+	struct rec *r = inflight.r;
+	inflight.kind = IN_BATCH;
+	if (rst == RST_W1_FLUSHED) {
+		CHECK(sector == 2 && n == 1 && all_zero(b, SECTOR),
+		      "%u sectors written at %llu after a restart's sector 1 was flushed: want sector 2 "
+		      "alone, zeroed", n, (unsigned long long)sector);
+		inflight.kind = IN_RESTART2;
+	} else if (restart_due) {
+		CHECK(sector == 1 && n == 1, "%u sectors written at %llu while a restart of the log is due "
+		      "(a FLUSHALL record at its end, sector %llu): want sector 1 alone", n,
+		      (unsigned long long)sector, (unsigned long long)last_sector);
+		const char *why = batch_parse(b, SECTOR, log_seq, r, &nrec, &bytes);
+		CHECK(!why, "the restart's sector 1 is no batch of records %llu on: %s",
+		      (unsigned long long)log_seq, why);
+		CHECK(nrec == 1 && r[0].op == HOST_KV_FLUSHALL, "sector 1 rewritten with a %s batch of %zu, "
+		      "not a FLUSHALL record", op_name(r[0].op), nrec);
+		CHECK(all_zero(b + bytes, SECTOR - bytes), "the restart's sector 1 not zero after its record");
+		restart_untried = false;
+		inflight.kind = IN_RESTART1;
+	} else {
+		CHECK(sector == log_next, "records written at sector %llu (%u sectors), the log's next is "
+		      "%llu of %llu", (unsigned long long)sector, n, (unsigned long long)log_next,
+		      (unsigned long long)disk_sectors);
+		const char *why = batch_parse(b, (size_t)n * SECTOR, log_seq, r, &nrec, &bytes);
+		CHECK(!why, "the write at sector %llu (%u sectors) is no batch of records %llu on: %s",
+		      (unsigned long long)sector, n, (unsigned long long)log_seq, why);
+		sectors = (uint32_t)((bytes + SECTOR - 1) / SECTOR);
+		CHECK(all_zero(b + bytes, (size_t)sectors * SECTOR - bytes),
+		      "the batch's last sector not zero after its records");
+		uint32_t want = sectors + (sector + sectors < disk_sectors ? 1 : 0);
+		CHECK(n == want && all_zero(b + (size_t)sectors * SECTOR, (size_t)(n - sectors) * SECTOR),
+		      "a batch of %u sectors at %llu written as %u sectors, want %u: the batch, then one "
+		      "zeroed sector where the disk has one", sectors, (unsigned long long)sector, n, want);
+		check_batch_use(sector, sectors, r, nrec);
+	}
 	/* Only a kv PUT or RESP (its segments, or lwIP's timers for it) write;
 	 * a kv PUT one batch of one record, its key and value, after the
 	 * restart a FLUSHALL left due. */
@@ -1222,7 +1332,7 @@ int host_disk_write(uint64_t sector, const void *buf, uint32_t n)
 		const struct expect *x = rx.is_kv ? &xs[rx.kv_index] : NULL;
 		CHECK(x && x->ans.op == OP_PUT, "a disk write during a frame that is no valid PUT");
 		CHECK(!x->sent, "a record written after the PUT was answered");
-		if (!restart) {
+		if (inflight.kind == IN_BATCH) {
 			CHECK(!rx.put_written, "two writes for one PUT");
 			size_t kl = strlen(x->ans.key), vl = strlen(x->ans.val);
 			CHECK(nrec == 1 && rec_is(&r[0], HOST_KV_PUT, x->ans.key, kl, x->ans.val, vl),
@@ -1232,22 +1342,48 @@ int host_disk_write(uint64_t sector, const void *buf, uint32_t n)
 			rx.put_written = true;
 		}
 	}
-	if (faults & (1u << (n_writes++ % 4))) {
+	unsigned w = n_writes++;
+	if (verbose)
+		fprintf(stderr, "fuzz_guest_net: write %u: %u sectors at %llu (%s, %zu records from %llu)%s\n", w, n,
+			(unsigned long long)sector,
+			inflight.kind == IN_BATCH ? "a batch" : inflight.kind == IN_RESTART1 ? "restart W1" : "restart W2",
+			nrec, (unsigned long long)log_seq, faults & (1u << (w % 4)) ? ", fails" : "");
+	if (faults & (1u << (w % 4))) {
+		/* Torn: its first (w / 4) % n sectors reach the disk (none for a
+		 * write of one sector, or the first four writes). */
+		uint32_t kept = (w / 4) % n;
+		memcpy(disk + sector * SECTOR, b, (size_t)kept * SECTOR);
+		if (kept && inflight.kind == IN_BATCH) {
+			memcpy(tail, r, nrec * sizeof(*r));
+			n_tail = nrec;
+			tail_sectors = sectors;
+		}
+		if (verbose && kept)
+			fprintf(stderr, "fuzz_guest_net: write %u torn: %u of %u sectors at %llu\n", w, kept, n,
+				(unsigned long long)sector);
 		rx.fault = true;
-		return -5; /* -EIO, nothing written */
+		rst = RST_NONE;
+		return -5; /* -EIO */
 	}
-	memcpy(disk + sector * SECTOR, buf, (size_t)n * SECTOR);
+	memcpy(disk + sector * SECTOR, b, (size_t)n * SECTOR);
 	inflight.active = true;
-	inflight.restart = restart;
 	inflight.sector = sector;
 	inflight.sectors = sectors;
 	inflight.n = nrec;
 	/* What the disk now holds where the log goes on. */
-	if (restart) {
+	switch (inflight.kind) {
+	case IN_RESTART1:
 		restart_on_disk = true;
-	} else {
+		rst = RST_W1;
+		break;
+	case IN_RESTART2:
+		rst = RST_W2;
+		break;
+	case IN_BATCH:
 		memcpy(tail, r, nrec * sizeof(*r));
 		n_tail = nrec;
+		tail_sectors = sectors;
+		break;
 	}
 	return 0;
 }
@@ -1277,38 +1413,76 @@ NOCOV static void table_apply(const struct rec *r)
 	}
 }
 
+/* The log started over: the restart's FLUSHALL record, numbered log_seq,
+ * alone at sector 1 (the store was empty since the FLUSHALL at the old
+ * end). */
+static void restart_done(void)
+{
+	struct rec *c = &committed[0];
+	memset(c, 0, sizeof(*c));
+	c->op = HOST_KV_FLUSHALL;
+	n_committed = 1;
+	last_sector = 1;
+	last_flushall = true;
+	log_next = 2;
+	log_seq++;
+	restart_due = restart_untried = restart_on_disk = false;
+	rst = RST_NONE;
+	n_tail = 0;
+}
+
 int host_disk_flush(void)
 {
-	CHECK(inflight.active, "a flush without a record written before it");
+	if (replaying) {
+		/* kvlog_replay's last step; it never fails here (the fault
+		 * bits count the flushes after writes only). */
+		CHECK(replay_reads, "a replay's flush before it read the log");
+		if (verbose)
+			fprintf(stderr, "fuzz_guest_net: the replay's flush (%u reads)\n", replay_reads);
+		replaying = false;
+		replays_done++;
+		return 0;
+	}
+	CHECK(inflight.active, "a flush without a record written before it (and not ending a replay)");
 	inflight.active = false;
+	if (verbose)
+		fprintf(stderr, "fuzz_guest_net: flush %u%s\n", n_flushes,
+			faults & (0x10u << (n_flushes % 4)) ? ", fails" : "");
 	if (faults & (0x10u << (n_flushes++ % 4))) {
 		rx.fault = true;
+		rst = RST_NONE; /* a restart failed: it stays due */
 		return -5;
 	}
 	/* Durable: each record is acknowledged now. */
-	if (inflight.restart) {
-		/* The log starts over: the store is empty (it was since the
-		 * FLUSHALL at the old end). */
-		committed[0] = inflight.r[0];
-		n_committed = 1;
-		log_next = 2;
-		log_seq++;
-		restart_due = restart_on_disk = false;
-		n_tail = 0;
+	switch (inflight.kind) {
+	case IN_RESTART1:
+		if (disk_sectors > 2)
+			rst = RST_W1_FLUSHED; /* sector 2 next */
+		else
+			restart_done();
 		return 0;
+	case IN_RESTART2:
+		restart_done();
+		return 0;
+	case IN_BATCH:
+		break;
 	}
 	CHECK(n_committed + inflight.n <= LOG_RECORDS_MAX, "the harness's log is full");
 	for (size_t i = 0; i < inflight.n; i++) {
 		committed[n_committed++] = inflight.r[i];
 		table_apply(&inflight.r[i]);
 	}
+	last_sector = inflight.sector;
+	last_flushall = inflight.r[0].op == HOST_KV_FLUSHALL;
 	log_next += inflight.sectors;
 	log_seq += inflight.n;
 	n_tail = 0;
-	if (inflight.r[0].op == HOST_KV_FLUSHALL)
+	if (last_flushall)
 		restart_due = restart_untried = true;
 	if (rx.active && rx.is_kv && !rx.resp)
 		rx.committed = true;
+	if (probing)
+		probe_committed = true;
 	return 0;
 }
 
@@ -1533,6 +1707,7 @@ void host_tx(const uint8_t *f, size_t len)
 {
 	if (verbose)
 		hexdump_frame("tx", f, len);
+	CHECK(!replaying && replays_done, "a frame sent before the boot's replay is done (its flush)");
 	CHECK(len >= ETH_HLEN && len <= ETH_MAX, "a frame of %zu bytes sent", len);
 	CHECK(!memcmp(f + 6, host_mac, 6), "a frame not from the guest's MAC");
 	if (be16(f + 12) == 0x0806) {
@@ -1544,34 +1719,108 @@ void host_tx(const uint8_t *f, size_t len)
 	check_ipv4(f, len);
 }
 
-/* ---- the replay at the end ---- */
+/* ---- the replays at the end ---- */
+
+/* A key or value in a message: its first 48 bytes. */
+#define SHOW(len) ((int)((len) > 48 ? 48 : (len)))
 
 static void replayed(int op, const char *key, size_t klen, const char *val, size_t vlen)
 {
 	size_t i = n_replayed++;
 
 	if (restart_on_disk) {
-		/* Sector 1 holds the new start, the sector after it zeroed. */
+		/* Sector 1 holds the new start; sector 2 zeros (W2 done) or what
+		 * it held, which no record numbered after the restart's is. */
 		CHECK(i == 0 && op == HOST_KV_FLUSHALL,
 		      "replayed record %zu is %s '%.*s', but sector 1 holds the FLUSHALL record of a restart "
-		      "(its flush failed) and sector 2 zeros", i + 1, op_name(op), (int)klen, key);
+		      "that did not complete", i + 1, op_name(op), (int)klen, key);
 		return;
 	}
 	if (i < n_committed) {
 		const struct rec *want = &committed[i];
 		CHECK(rec_is(want, op, key, klen, val, vlen),
 		      "replayed record %zu is %s '%.*s'='%.*s', not the acknowledged %s '%.*s'='%.*s'", i + 1,
-		      op_name(op), (int)klen, key, (int)vlen, val, op_name(want->op), (int)want->kl,
-		      (const char *)want->key, (int)want->vl, (const char *)want->val);
+		      op_name(op), SHOW(klen), key, SHOW(vlen), val, op_name(want->op), SHOW(want->kl),
+		      (const char *)want->key, SHOW(want->vl), (const char *)want->val);
 		return;
 	}
-	/* Not acknowledged: harmless only if it is of the last write, whose
-	 * flush failed, after every acknowledged record (it would override
-	 * one after a reboot otherwise). */
+	/* Not acknowledged: harmless only if it is of the last write that
+	 * reached the disk, after every acknowledged record (it would
+	 * override one after a reboot otherwise). */
 	CHECK(i - n_committed < n_tail && rec_is(&tail[i - n_committed], op, key, klen, val, vlen),
 	      "replay finds record %zu (%s '%.*s'='%.*s'), neither acknowledged (%zu are) nor of the last "
-	      "write, whose flush failed (%zu records)",
-	      i + 1, op_name(op), (int)klen, key, (int)vlen, val, n_committed, n_tail);
+	      "write that reached the disk unacknowledged (%zu records)",
+	      i + 1, op_name(op), SHOW(klen), key, SHOW(vlen), val, n_committed, n_tail);
+}
+
+/*
+ * The guest's replay of the disk as it is (kvlog_replay: reads, then one
+ * flush): exactly the acknowledged records, or those and the whole batch
+ * of the tail, or the FLUSHALL record alone of a restart that reached
+ * sector 1 and did not complete. The replay's flush made what it found
+ * durable: that is the log now, the guest's position after it, and a
+ * restart due if it ends at a FLUSHALL record past sector 1.
+ */
+static void check_replay(const char *which)
+{
+	n_replayed = 0;
+	replaying = true;
+	replay_reads = 0;
+	unsigned done = replays_done;
+	long r = host_kv_replay(replayed);
+	CHECK(!replaying && replays_done == done + 1, "the %s replay returned without its flush", which);
+	CHECK(r >= 0 && (size_t)r == n_replayed, "the %s replay gives %ld (%zu records seen)", which, r,
+	      n_replayed);
+	if (restart_on_disk) {
+		CHECK(n_replayed == 1, "the %s replay gives %zu records of a log started over", which, n_replayed);
+		restart_done();
+	} else if (n_replayed != n_committed) {
+		CHECK(n_tail && n_replayed == n_committed + n_tail,
+		      "the %s replay gives %zu records, %zu acknowledged (and %zu of the last write that "
+		      "reached the disk unacknowledged)", which, n_replayed, n_committed, n_tail);
+		memcpy(committed + n_committed, tail, n_tail * sizeof(*tail));
+		n_committed += n_tail;
+		last_sector = log_next;
+		last_flushall = tail[0].op == HOST_KV_FLUSHALL;
+		log_next += tail_sectors;
+		log_seq += n_tail;
+	}
+	/* The tail, if it was not taken, is no batch on the disk. */
+	n_tail = 0;
+	restart_due = last_flushall && last_sector > 1;
+	restart_untried = false;
+}
+
+/*
+ * After the first replay, one PUT appended as the guest would next
+ * (kvlog_append, a record PROBE_KEY = PROBE_VAL): its writes follow the
+ * log's rules from where the replay left it (the restart first, if one
+ * is due), on the same fault bits; NULL only once its record is
+ * durable, disk_full only with no room (the log's next sector its last),
+ * io_error only after a failed write or flush.
+ */
+static void check_probe(void)
+{
+	memset(&rx, 0, sizeof(rx));
+	probing = true;
+	probe_written = probe_committed = false;
+	const char *why = host_kv_probe(PROBE_KEY, strlen(PROBE_KEY), PROBE_VAL, strlen(PROBE_VAL));
+	probing = false;
+	CHECK(!inflight.active, "the probe's append left a write not flushed");
+	check_restart_tried();
+	CHECK(!restart_due || rx.fault, "a restart due after the replay, and the append did not try it");
+	if (!why) {
+		CHECK(probe_committed, "the append after the replay answers OK, its record not durable");
+		return;
+	}
+	CHECK(!probe_committed, "the append after the replay answers %s, its record durable", why);
+	if (!strcmp(why, "io_error"))
+		CHECK(rx.fault, "the append after the replay answers io_error, no write or flush failed");
+	else
+		CHECK(!strcmp(why, "disk_full") && !probe_written && !restart_due &&
+			      disk_sectors - log_next <= 1,
+		      "the append after the replay answers %s (the log's next sector %llu of %llu)", why,
+		      (unsigned long long)log_next, (unsigned long long)disk_sectors);
 }
 
 /* What an input allocated goes with it: libFuzzer looks for leaks in an
@@ -1593,8 +1842,12 @@ static void reset_input(void)
 	hq_head = hq_n = 0;
 	n_writes = n_flushes = 0;
 	n_committed = n_table = n_tail = 0;
+	tail_sectors = 0;
 	log_next = log_seq = 1;
+	last_sector = 0;
+	last_flushall = false;
 	restart_due = restart_untried = restart_on_disk = false;
+	rst = RST_NONE;
 	model_gets = model_puts = 0;
 	kvs_entries = kvs_data = kvs_data_bound = 0;
 	resp_touched = false;
@@ -1603,6 +1856,10 @@ static void reset_input(void)
 	steps_left = steps_used = 0;
 	booting = true;
 	announces = 0;
+	/* The boot's replay starts the run. */
+	replaying = true;
+	replay_reads = replays_done = 0;
+	after_input = probing = false;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
@@ -1622,21 +1879,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
 
 	host_kv_run();
 
+	CHECK(replays_done == 1, "the guest did not replay the log at boot (reads, then a flush)");
 	CHECK(!booting || announces == 1, "%u gratuitous ARPs at boot, want 1", announces);
 	CHECK(in_len - in_pos < 2 && !rx.active && !hq_n && !steps_left,
 	      "the guest idled with frames left (at %zu of %zu, %zu ARP answers, %u steps)", in_pos, in_len,
 	      hq_n, steps_left);
 	check_all_sent();
 	check_restart_tried();
-	n_replayed = 0;
-	long r = host_kv_replay(replayed);
-	CHECK(r >= 0 && (size_t)r == n_replayed, "replay gives %ld (%zu records seen)", r, n_replayed);
-	if (restart_on_disk)
-		CHECK(n_replayed == 1, "replay gives %zu records of a log started over", n_replayed);
-	else
-		CHECK(n_replayed == n_committed || n_replayed == n_committed + n_tail,
-		      "replay gives %zu records, %zu acknowledged (and %zu of a write whose flush failed)",
-		      n_replayed, n_committed, n_tail);
+	after_input = true;
+	check_replay("first");
+	check_probe();
+	check_replay("second");
 	free_input();
 	return 0;
 }

@@ -14,7 +14,9 @@ protocols), RESP sessions over TCP (lwIP's first ISN is 6510): SET, MSET,
 INCR, DEL, FLUSHALL/FLUSHDB, keys and values up to 512 bytes, empty ones
 and bytes the kv protocol cannot carry (its GET answers unrepresentable),
 MSETs of several sectors, FLUSHALL on a full log (the sector kept for it)
-and with its restart of the log failing; sessions where the guest must
+and with either write of its restart of the log failing, or its flush,
+the input ending with a restart due, torn writes over an older failed
+batch (which only the batch tag tells apart); sessions where the guest must
 resolve the client itself (the harness answers its ARP requests) or where
 nobody answers ARP, and time passing (ARP entries expiring, TCP timers).
 
@@ -22,7 +24,8 @@ Layout (fuzz/fuzz_guest_net.c): byte 0 the disk's size, 2 + (b % 64)
 sectors (the log: sectors 1 on, the last kept for a FLUSHALL record; a kv
 PUT takes a sector), bit 6 nobody answers the guest's ARP requests, bit 7
 the harness seals the checksums; byte 1 the fault bits (write w fails if
-bit w % 4, flush f if bit 4 + f % 4); then per record a big-endian u16
+bit w % 4, torn: its first (w / 4) % n of n sectors written; flush f, of
+those after a write, if bit 4 + f % 4); then per record a big-endian u16
 length and the frame, or a length from 0xf000: (length - 0xefff) steps of
 250 ms."""
 import os
@@ -316,6 +319,36 @@ def main(out):
     s["flushall-restart-flush-fails"] = seed([arp] + fl + [kv("GET r1 a"), kv("PUT r2 b 2"), kv("GET r3 b")],
                                              faults=0x40)
     s["flushall-restart-fails-last"] = seed([arp] + fl, faults=0x40)
+    # The restart's second write (sector 2 zeroed) fails, or its flush:
+    # sector 1 already holds the new start, the restart stays due; then
+    # the same with the input ending there (the replay at the end finds
+    # the FLUSHALL record at sector 1 alone).
+    s["flushall-restart-zero-fails"] = seed([arp] + fl + [kv("PUT z1 b 2"), kv("GET z2 a"), kv("GET z3 b")],
+                                            faults=0x08)
+    s["flushall-restart-zero-flush-fails"] = seed([arp] + fl + [kv("GET z1 a"), kv("PUT z2 b 2"),
+                                                                kv("GET z3 b")], faults=0x80)
+    s["flushall-restart-zero-fails-last"] = seed([arp] + fl, faults=0x08)
+    # The input ends with the restart never written (its write fails), or
+    # with the FLUSHALL record's own flush failed: the replay at the end
+    # finds a FLUSHALL past sector 1 and the next write (the harness's
+    # probe) starts the log over first.
+    s["flushall-restart-pending-at-replay"] = seed([arp] + fl, faults=0x04)
+    s["flushall-unflushed-at-replay"] = seed([arp] + fl, faults=0x20)
+    # Torn writes (a failed write w keeps its first (w / 4) % n sectors).
+    # An MSET of three one-sector records whose flush fails, then another
+    # at the same place torn after two sectors: sector 3 is the first
+    # one's, numbered on, and only the batch tag tells them apart.
+    zy = multibulk("MSET", "z1", "y" * 478, "z2", "y" * 478, "z3", "y" * 478)
+    zx = multibulk("MSET", "z1", "x" * 478, "z2", "x" * 478, "z3", "x" * 478)
+    fill = [kv("PUT t%d k%d v%d" % (i, i, i), sport=42000 + i) for i in range(9)]
+    s["torn-mset-over-failed-mset"] = seed([arp] + fill + resp_session([zy, zx])[:-1], faults=0x84)
+    # An MSET of three one-sector records whose flush fails, a PUT over
+    # its first sector, then a PUT torn after its record (its zeroed
+    # sector not written): the sector after is the MSET's last record,
+    # numbered on, and only its tag says it is from inside a batch.
+    s["torn-put-before-record-inside-batch"] = seed(
+        [arp, kv("PUT a0 k0 v0"), kv("PUT a1 k1 v1"), kv("PUT a2 k1 v1")] + resp_session([zy])[:-1] +
+        [kv("PUT b1 kb vb"), kv("PUT c1 kc vc"), kv("GET c2 kc")], faults=0x42)
     # A load: 40 PUTs over 8 keys, a GET after each.
     load = [arp]
     for i in range(40):

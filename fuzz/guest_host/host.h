@@ -60,6 +60,9 @@ void host_kv_run(void);
  * -EPROTO (the disk holds a KVR1 log). */
 long host_kv_replay(void (*apply)(int op, const char *key, size_t klen, const char *val,
 				  size_t vlen));
+/* One PUT record appended to the log as the guest's next write would be
+ * (kvlog_append): NULL once it is durable, else the error word. */
+const char *host_kv_probe(const char *key, size_t klen, const char *val, size_t vlen);
 /* The kv table as kvs_init laid it out at boot: its entries and the bytes
  * for keys and values (kvstore.c's data area). Valid after boot, before
  * the first put. */

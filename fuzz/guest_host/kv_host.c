@@ -66,6 +66,12 @@ long host_kv_replay(void (*apply)(int op, const char *key, size_t klen, const ch
 	return kvlog_replay(replay_entry);
 }
 
+const char *host_kv_probe(const char *key, size_t klen, const char *val, size_t vlen)
+{
+	struct kvlog_entry e = { key, klen, val, vlen, KVLOG_PUT };
+	return kvlog_append(&e);
+}
+
 void host_kv_table(uint64_t *entries, uint64_t *data_bytes)
 {
 	*entries = kvs_capacity();

@@ -16,6 +16,7 @@
 #include "lib/x86.h"
 #include "net/net.h"
 #include "virtio/blk.h"
+#include "workload/kvdb.h"
 #include "workload/kvlog.h"
 #include "workload/kvstore.h"
 #include "workload/netcfg.h"
@@ -23,21 +24,17 @@
 #include "workload/service.h"
 #include "workload/workload.h"
 
-static uint64_t n_puts, n_gets, n_replay_dropped;
+static uint64_t n_puts, n_gets;
 
 static const char *kv_put(const char *key, size_t klen, const char *val, size_t vlen)
 {
-	/* Refuse before writing a record the table could not hold. "disk_full"
-	 * is the protocol's word for "no room for this entry". */
-	if (!kvs_can_put(key, klen, vlen))
-		return "disk_full";
 	struct kvlog_entry e = { key, klen, val, vlen, KVLOG_PUT };
-	const char *why = kvlog_append(&e);
-	if (why)
-		return why;
-	kvs_put(key, klen, val, vlen);
-	n_puts++;
-	return NULL;
+	const char *why = kvdb_put(1, &e);
+	/* "disk_full" is the protocol's word for "no room for this entry". */
+	if (why && !strcmp(why, KVDB_STORE_FULL))
+		return "disk_full";
+	n_puts += !why;
+	return why;
 }
 
 static int kv_get(const char *key, size_t klen, const char **val, size_t *vlen)
@@ -56,37 +53,21 @@ static void kv_stats(struct svc_stats *st)
 
 /* ---- the RESP service's store: the same table and log ---------------------- */
 
-/* Can the table take all n pairs, whatever order they go in? Counted
- * without the free lists, so it may refuse what would just fit. */
-static bool fits_all(size_t n, const struct kvlog_entry *e)
+/* RESP's words for kvdb's errors. */
+static const char *resp_why(const char *why)
 {
-	if (n == 1)
-		return kvs_can_put(e[0].key, e[0].klen, e[0].vlen);
-	uint64_t fresh = 0, bytes = 0;
-	for (size_t i = 0; i < n; i++) {
-		bool is_new;
-		bytes += kvs_need(e[i].key, e[i].klen, e[i].vlen, &is_new);
-		fresh += is_new;
-	}
-	return kvs_count() + fresh <= kvs_capacity() && bytes <= kvs_data_free();
+	if (why && !strcmp(why, "too_long"))
+		return "this store holds keys and values of up to 512 bytes";
+	if (why && !strcmp(why, KVDB_STORE_FULL))
+		return "store_full (no memory left for these keys)";
+	return why;
 }
 
-/* n pairs (MSET; SET is one): every pair in one write and one flush, all
- * acknowledged or none. */
 static const char *resp_mset(size_t n, const struct kvlog_entry *e)
 {
-	for (size_t i = 0; i < n; i++)
-		if (e[i].klen > KV_MAX_LEN || e[i].vlen > KV_MAX_LEN)
-			return "this store holds keys and values of up to 512 bytes";
-	if (!fits_all(n, e))
-		return "store_full (no memory left for these keys)";
-	const char *why = kvlog_append_batch(e, n);
-	if (why)
-		return why;
-	for (size_t i = 0; i < n; i++)
-		kvs_put(e[i].key, e[i].klen, e[i].val, e[i].vlen);
-	n_puts += n;
-	return NULL;
+	const char *why = kvdb_put(n, e);
+	n_puts += why ? 0 : n;
+	return resp_why(why);
 }
 
 static const char *resp_set(const char *key, size_t klen, const char *val, size_t vlen)
@@ -95,41 +76,14 @@ static const char *resp_set(const char *key, size_t klen, const char *val, size_
 	return resp_mset(1, &e);
 }
 
-/* DEL: a record for each key that is there (once each), in one batch. */
 static const char *resp_del(size_t n, const struct kvlog_entry *keys, uint64_t *removed)
 {
-	struct kvlog_entry e[KVLOG_BATCH_MAX];
-	size_t m = 0;
-	const char *v;
-	size_t vl;
-
-	*removed = 0;
-	for (size_t i = 0; i < n && i < KVLOG_BATCH_MAX; i++) {
-		if (kvs_get(keys[i].key, keys[i].klen, &v, &vl))
-			continue;
-		bool dup = false;
-		for (size_t j = 0; j < m && !dup; j++)
-			dup = e[j].klen == keys[i].klen && !memcmp(e[j].key, keys[i].key, keys[i].klen);
-		if (!dup)
-			e[m++] = (struct kvlog_entry){ keys[i].key, keys[i].klen, "", 0, KVLOG_DEL };
-	}
-	if (!m)
-		return NULL;
-	const char *why = kvlog_append_batch(e, m);
-	if (why)
-		return why;
-	for (size_t i = 0; i < m; i++)
-		kvs_del(e[i].key, e[i].klen);
-	*removed = m;
-	return NULL;
+	return resp_why(kvdb_del(n, keys, removed));
 }
 
 static const char *resp_flushall(void)
 {
-	const char *why = kvlog_flushall();
-	if (!why)
-		kvs_clear();
-	return why;
+	return resp_why(kvdb_flushall());
 }
 
 static int resp_get(const char *key, size_t klen, const char **val, size_t *vlen)
@@ -151,23 +105,6 @@ static const struct svc_ops kv_ops = {
 	.get = kv_get,
 	.stats = kv_stats,
 };
-
-static void replay_apply(const struct kvlog_entry *e)
-{
-	switch (e->op) {
-	case KVLOG_PUT:
-		if (kvs_put(e->key, e->klen, e->val, e->vlen))
-			n_replay_dropped++;
-		break;
-	case KVLOG_DEL:
-		kvs_del(e->key, e->klen);
-		break;
-	case KVLOG_FLUSHALL:
-		kvs_clear();
-		n_replay_dropped = 0;
-		break;
-	}
-}
 
 void workload_kv(void)
 {
@@ -207,16 +144,17 @@ void workload_kv(void)
 		       "(give the VM at least %zu MiB for %u)\n",
 		       cap, (want >> 20) + 8, KVS_MAX_ENTRIES);
 	uint64_t t0 = rdtsc();
-	long records = kvlog_replay(replay_apply);
+	uint64_t dropped;
+	long records = kvdb_replay(&dropped);
 	if (records == -EPROTO)
 		guest_fatal("workload=kv: the disk holds a log of the old format (KVR1, keys and "
 			    "values of at most 64 bytes); this guest writes KVR2: give it a new disk");
 	if (records < 0)
 		guest_fatal("workload=kv: cannot read the log");
 	uint64_t replay_us = tsc_to_us(rdtsc() - t0);
-	if (n_replay_dropped)
+	if (dropped)
 		printf("ftvm-guest: warning: kv: %llu logged entries did not fit the "
-		       "table and are not served\n", (unsigned long long)n_replay_dropped);
+		       "table and are not served\n", (unsigned long long)dropped);
 
 	netcfg_start(&nc, &kv_ops, "kv");
 	if (resp_port && resp_server_start((uint16_t)resp_port, &resp_store))

@@ -2,18 +2,23 @@
  * The log: batches of records from sector 1 on. A batch starts at a sector
  * boundary and is written with one request and flushed before any of it is
  * acknowledged; its records lie back to back, each (little-endian):
- *   0 magic "KVR2" | 4 CRC-32C of bytes 8..end | 8 sequence (+1 a record)
- *   16 key length (u16) | 18 value length (u16) | 20 op | 21 records after
- *   this one in the batch | 22 zero (u16) | 24 key | value | zeros to a
- *   multiple of 8
- * then zeros to the end of the sector. The sector after a batch is zeroed
- * in the same write (where the disk has one), so the log always ends at a
- * sector that holds no record.
+ *   0 magic "KVR2" | 4 CRC-32C of bytes 16..end | 8 the batch's tag |
+ *   12 zero (u32) | 16 sequence (+1 a record) | 24 key length (u16) |
+ *   26 value length (u16) | 28 op | 29 records after this one in the
+ *   batch | 30 zero (u16) | 32 key | value | zeros to a multiple of 8
+ * then zeros to the end of the sector. The tag, the same in every record
+ * of a batch, is the CRC-32C of the records' CRCs in order: records of
+ * two batches (a failed write and the one that rewrote its place, torn)
+ * cannot pass for one, and a record from inside a batch cannot pass for
+ * a batch of its own. The sector after a batch is zeroed in the same
+ * write (where the disk has one), so the log ends at a sector that holds
+ * no record.
  *
  * Replay reads 64 KiB at a time and takes a batch only whole: a batch cut
  * short by a failed write is not applied, so MSET stays all-or-none. A
  * batch is at most 127 sectors, so one read from its first sector always
- * holds it.
+ * holds it. Replay ends with a flush: what it found and now serves is
+ * durable, even if it was written by a request whose flush failed.
  */
 #include "workload/kvlog.h"
 
@@ -30,17 +35,20 @@
 #define SECTOR       BLK_SECTOR
 #define OFF_MAGIC    0
 #define OFF_CRC      4
-#define OFF_SEQ      8
-#define OFF_KLEN     16
-#define OFF_VLEN     18
-#define OFF_OP       20
-#define OFF_LEFT     21
-#define OFF_ZERO     22
+#define OFF_TAG      8
+#define OFF_ZERO32   12
+#define OFF_SEQ      16
+#define OFF_KLEN     24
+#define OFF_VLEN     26
+#define OFF_OP       28
+#define OFF_LEFT     29
+#define OFF_ZERO     30
 #define FIRST_SECTOR 1
 
 _Static_assert(KVLOG_BATCH_BYTES + SECTOR <= BLK_MAX_SECTORS * SECTOR,
 	       "a batch and the zeroed sector after it go in one request");
 _Static_assert(KVLOG_BATCH_MAX <= 256, "the records-after field is one byte");
+_Static_assert(KVLOG_REC_HEADER == OFF_ZERO + 2, "KVLOG_REC_HEADER");
 
 static uint8_t chunk[BLK_MAX_SECTORS * SECTOR] __attribute__((aligned(4096)));
 static uint64_t next_sector = FIRST_SECTOR;
@@ -79,6 +87,7 @@ enum batch { B_OK, B_CUT, B_BAD };
 static enum batch batch_parse(const uint8_t *p, size_t avail, uint64_t seq, bool any_seq,
 			      size_t *bytes, size_t *n)
 {
+	uint32_t crcs[KVLOG_BATCH_MAX];
 	size_t at = 0, i = 0;
 	unsigned left = 0;
 
@@ -93,7 +102,8 @@ static enum batch batch_parse(const uint8_t *p, size_t avail, uint64_t seq, bool
 			seq = s;
 		size_t klen = get_le16(r + OFF_KLEN), vlen = get_le16(r + OFF_VLEN);
 		if (s != seq + i || !lengths_ok(r[OFF_OP], klen, vlen) || get_le16(r + OFF_ZERO) ||
-		    (i > 0 && r[OFF_LEFT] != left - 1))
+		    get_le32(r + OFF_ZERO32) || (i > 0 && r[OFF_LEFT] != left - 1) ||
+		    (i > 0 && get_le32(r + OFF_TAG) != get_le32(p + OFF_TAG)))
 			return B_BAD;
 		left = r[OFF_LEFT];
 		if (i == 0 && left >= KVLOG_BATCH_MAX)
@@ -101,7 +111,8 @@ static enum batch batch_parse(const uint8_t *p, size_t avail, uint64_t seq, bool
 		size_t len = kvlog_record_bytes(klen, vlen);
 		if (avail - at < len)
 			return B_CUT;
-		if (crc32c(r + OFF_SEQ, len - OFF_SEQ) != get_le32(r + OFF_CRC))
+		crcs[i] = crc32c(r + OFF_SEQ, len - OFF_SEQ);
+		if (crcs[i] != get_le32(r + OFF_CRC))
 			return B_BAD;
 		at += len;
 		if (at > KVLOG_BATCH_BYTES)
@@ -109,6 +120,11 @@ static enum batch batch_parse(const uint8_t *p, size_t avail, uint64_t seq, bool
 		if (left == 0)
 			break;
 	}
+	uint8_t le[4 * KVLOG_BATCH_MAX];
+	for (size_t k = 0; k <= i; k++)
+		put_le32(le + 4 * k, crcs[k]);
+	if (crc32c(le, 4 * (i + 1)) != get_le32(p + OFF_TAG))
+		return B_BAD;	/* records of more than one batch */
 	*bytes = (at + SECTOR - 1) / SECTOR * SECTOR;
 	*n = i + 1;
 	return B_OK;
@@ -164,18 +180,26 @@ long kvlog_replay(kvlog_apply_fn apply)
 		if (sector == FIRST_SECTOR)
 			seq = first_seq = get_le64(p + OFF_SEQ);
 		batch_apply(p, n, apply);
+		/* A FLUSHALL past sector 1 ends the log, and the log was not
+		 * started over after it (or that did not last): do it before
+		 * the next write, or a full log would stay full. */
+		restart_pending = sector != FIRST_SECTOR && p[OFF_OP] == KVLOG_FLUSHALL;
 		applied += n;
 		seq += n;
 		sector += bytes / SECTOR;
 	}
 	next_sector = sector;
 	next_seq = seq;
+	if (blk_flush()) {
+		printf("ftvm-guest: kv: flushing the replayed log failed\n");
+		return -EIO;
+	}
 	return (long)applied;
 }
 
 /* Writes the batch laid out in chunk[0..bytes) at the log's end, with the
  * zeroed sector after it where there is one, and flushes. */
-static const char *batch_write(size_t bytes, size_t n)
+static const char *batch_write(size_t bytes, size_t n, bool zero_after)
 {
 	uint64_t cap = blk_capacity();
 	size_t sectors = (bytes + SECTOR - 1) / SECTOR;
@@ -186,7 +210,7 @@ static const char *batch_write(size_t bytes, size_t n)
 	 * that come next, and replay would take them: hence the zeroed sector
 	 * after every batch. */
 	size_t w = sectors;
-	if (cap - next_sector > sectors) {
+	if (zero_after && cap - next_sector > sectors) {
 		memset(chunk + sectors * SECTOR, 0, SECTOR);
 		w = sectors + 1;
 	}
@@ -197,7 +221,7 @@ static const char *batch_write(size_t bytes, size_t n)
 	return NULL;
 }
 
-/* Record i of a batch of n at chunk + at; returns its length. */
+/* One record at r, its tag still zero; returns its length. */
 static size_t fill(uint8_t *r, uint64_t seq, unsigned left, const struct kvlog_entry *e)
 {
 	size_t len = kvlog_record_bytes(e->klen, e->vlen);
@@ -214,6 +238,23 @@ static size_t fill(uint8_t *r, uint64_t seq, unsigned left, const struct kvlog_e
 		memcpy(r + KVLOG_REC_HEADER + e->klen, e->val, e->vlen);
 	put_le32(r + OFF_CRC, crc32c(r + OFF_SEQ, len - OFF_SEQ));
 	return len;
+}
+
+/* Lays out n records at chunk[0..), numbered from next_seq, with the
+ * batch's tag; returns the bytes. */
+static size_t layout(const struct kvlog_entry *e, size_t n)
+{
+	uint8_t le[4 * KVLOG_BATCH_MAX] = { 0 }; /* n >= 1, but gcc cannot tell */
+	size_t at = 0, offs[KVLOG_BATCH_MAX];
+	for (size_t i = 0; i < n; i++) {
+		offs[i] = at;
+		at += fill(chunk + at, next_seq + i, (unsigned)(n - 1 - i), &e[i]);
+		put_le32(le + 4 * i, get_le32(chunk + offs[i] + OFF_CRC));
+	}
+	uint32_t tag = crc32c(le, 4 * n);
+	for (size_t i = 0; i < n; i++)
+		put_le32(chunk + offs[i] + OFF_TAG, tag);
+	return at;
 }
 
 /* The space an append of this many sectors may use: all but the last
@@ -233,16 +274,24 @@ static bool room_for(size_t sectors, bool flushall)
  * empty. */
 static const char *restart(void)
 {
-	struct kvlog_entry e = { "", 0, "", 0, KVLOG_FLUSHALL };
-	uint64_t keep_sector = next_sector, seq = next_seq;
-	size_t bytes = fill(chunk, seq, 0, &e);
+	static const struct kvlog_entry e = { "", 0, "", 0, KVLOG_FLUSHALL };
+	uint64_t keep_sector = next_sector, keep_seq = next_seq;
 	next_sector = FIRST_SECTOR;
-	const char *why = batch_write(bytes, 1);
+	/* Sector 1 alone first, flushed: were it written together with the
+	 * zeroed sector 2, a disk cache could keep the zeros and lose sector
+	 * 1, and the old log's first batch would come back. */
+	const char *why = batch_write(layout(&e, 1), 1, false);
+	if (!why && blk_capacity() > FIRST_SECTOR + 1) {
+		memset(chunk, 0, SECTOR);
+		if (blk_write(FIRST_SECTOR + 1, chunk, 1) || blk_flush())
+			why = "io_error";
+	}
 	if (why) {
 		next_sector = keep_sector;
+		next_seq = keep_seq;
 		return why;
 	}
-	first_seq = seq;
+	first_seq = keep_seq;
 	restart_pending = false;
 	return NULL;
 }
@@ -266,10 +315,7 @@ const char *kvlog_append_batch(const struct kvlog_entry *e, size_t n)
 		return "io_error";
 	if (!room_for((bytes + SECTOR - 1) / SECTOR, false))
 		return "disk_full";
-	size_t at = 0;
-	for (size_t i = 0; i < n; i++)
-		at += fill(chunk + at, next_seq + i, (unsigned)(n - 1 - i), &e[i]);
-	return batch_write(bytes, n);
+	return batch_write(layout(e, n), n, true);
 }
 
 const char *kvlog_append(const struct kvlog_entry *e)
@@ -279,12 +325,12 @@ const char *kvlog_append(const struct kvlog_entry *e)
 
 const char *kvlog_flushall(void)
 {
-	struct kvlog_entry e = { "", 0, "", 0, KVLOG_FLUSHALL };
+	static const struct kvlog_entry e = { "", 0, "", 0, KVLOG_FLUSHALL };
 	if (restart_pending && restart())
 		return "io_error";
 	if (!room_for(1, true))
 		return "disk_full";
-	const char *why = batch_write(fill(chunk, next_seq, 0, &e), 1);
+	const char *why = batch_write(layout(&e, 1), 1, true);
 	if (why)
 		return why;
 	/* Durable: the store is empty whatever happens next. Starting the log

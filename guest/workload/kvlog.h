@@ -35,7 +35,7 @@ long kvlog_replay(kvlog_apply_fn apply);
 /* A batch holds at most KVLOG_BATCH_MAX records and KVLOG_BATCH_BYTES of
  * them (a record is KVLOG_REC_HEADER + key + value, rounded up to 8). */
 #define KVLOG_BATCH_MAX   128
-#define KVLOG_REC_HEADER  24
+#define KVLOG_REC_HEADER  32
 #define KVLOG_BATCH_BYTES (127u * 512u)
 /* The bytes a record of these lengths takes. */
 size_t kvlog_record_bytes(size_t klen, size_t vlen);
