@@ -125,17 +125,18 @@ struct et_fire {
 	et_trigger_fn fn;
 	void *opaque;
 	uint64_t held_bytes;
+	bool observable;
 };
 
-static struct et_fire et__fire_locked(const struct eventtap *et)
+static struct et_fire et__fire_locked(const struct eventtap *et, bool observable)
 {
-	return (struct et_fire){ et->trigger, et->trigger_opaque, et->held_bytes };
+	return (struct et_fire){ et->trigger, et->trigger_opaque, et->held_bytes, observable };
 }
 
 static void et__fire(struct et_fire f)
 {
 	if (f.fn)
-		f.fn(f.opaque, f.held_bytes);
+		f.fn(f.opaque, f.held_bytes, f.observable);
 }
 
 static void et__mark_blocks(struct eventtap *et, uint64_t off, size_t len)
@@ -190,7 +191,7 @@ static int etd__write(void *be, uint64_t off, const struct iovec *iov, int iovcn
 		ret = 0;
 	if (!ret)
 		ret = et__hold(et, ET_DISK_WRITE, off, iov, iovcnt);
-	struct et_fire f = et__fire_locked(et);
+	struct et_fire f = et__fire_locked(et, false);
 	pthread_mutex_unlock(&et->lock);
 	if (!ret)
 		et__fire(f);
@@ -208,7 +209,7 @@ static int etd__flush(void *be)
 		return et->inner_disk->ops->flush(et->inner_disk->be);
 	}
 	ret = et__hold(et, ET_DISK_FLUSH, 0, NULL, 0);
-	struct et_fire f = et__fire_locked(et);
+	struct et_fire f = et__fire_locked(et, false);
 	pthread_mutex_unlock(&et->lock);
 	if (!ret)
 		et__fire(f);
@@ -234,7 +235,7 @@ static int etn__tx(void *be, const struct iovec *iov, int iovcnt)
 		return et->inner_net->ops->tx(et->inner_net->be, iov, iovcnt);
 	}
 	ret = et__hold(et, ET_NET_FRAME, 0, iov, iovcnt);
-	struct et_fire f = et__fire_locked(et);
+	struct et_fire f = et__fire_locked(et, true);
 	pthread_mutex_unlock(&et->lock);
 	if (!ret)
 		et__fire(f);

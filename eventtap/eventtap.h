@@ -49,9 +49,14 @@ enum et_item_kind { ET_NET_FRAME = 1, ET_DISK_WRITE = 2, ET_DISK_FLUSH = 3 };
 
 struct eventtap;
 
-/* Called when an output is held, with the bytes now held (the ft primary
- * decides what to do; held bytes past its bound force a checkpoint). */
-typedef void (*et_trigger_fn)(void *opaque, uint64_t held_bytes);
+/* Called when an output is held, with the bytes now held and whether the
+ * outside can observe this output once released: a frame can, a disk
+ * write or flush cannot (nobody reads the disk but the guest, and at
+ * failover the secondary re-issues what a committed checkpoint holds).
+ * The ft primary decides what to do: an observable output makes a
+ * checkpoint due (event policy); held bytes past its bound force one
+ * whatever the output. */
+typedef void (*et_trigger_fn)(void *opaque, uint64_t held_bytes, bool observable);
 
 /* disk and net may be NULL; the wrappers then are NULL too. */
 int eventtap__create(struct disk *disk, struct net *net, struct eventtap **out);

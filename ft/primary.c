@@ -906,7 +906,16 @@ static int initial_sync(struct ft *ft, struct capture *c)
 	return ret;
 }
 
-static void on_output_held(void *opaque, uint64_t held_bytes)
+/*
+ * Only output the outside can observe makes a checkpoint due: a held disk
+ * write or flush waits for the next checkpoint, which a frame (the answer
+ * the write was for) or a policy's timer brings, and is released with it.
+ * A PUT so costs one checkpoint, not one for its write and another for its
+ * OK. Nothing gets less safe: a held write is released only after the
+ * checkpoint that covers it is acknowledged, as before, and a failover
+ * before that resumes the guest from a state that never made the write.
+ */
+static void on_output_held(void *opaque, uint64_t held_bytes, bool observable)
 {
 	struct ft *ft = opaque;
 	bool wake = false;
@@ -917,7 +926,7 @@ static void on_output_held(void *opaque, uint64_t held_bytes)
 	bool full = held_bytes >= ft->pri.held_bound && !ft->pri.held_full;
 	if (full)
 		ft->pri.held_full = true;
-	if (!ft->pri.trigger) {
+	if (observable && !ft->pri.trigger) {
 		ft->pri.trigger = true;
 		ft->pri.first_trigger_ns = ft__now_ns();
 		wake = true;

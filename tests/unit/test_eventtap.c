@@ -51,8 +51,14 @@ static int wire_recv(struct wire *w, char *buf, size_t len)
 	return (int)r;
 }
 
-static int triggers;
-static void on_trigger(void *opaque, uint64_t held) { (void)opaque; (void)held; triggers++; }
+static int triggers, observable_triggers;
+static void on_trigger(void *opaque, uint64_t held, bool observable)
+{
+	(void)opaque;
+	(void)held;
+	triggers++;
+	observable_triggers += observable;
+}
 
 static void frame(char *buf, const char *text)
 {
@@ -115,6 +121,9 @@ int main(void)
 	frame(f, "epoch5");
 	CHECK(n->ops->tx(n->be, &fv, 1) == 0, "held frame");
 	CHECK(triggers == 3, "each held output triggers (%d)", triggers);
+	/* Only the frame can be observed: the write and the flush alone make
+	 * no checkpoint due (ft/primary.c on_output_held). */
+	CHECK(observable_triggers == 1, "only the frame is observable output (%d)", observable_triggers);
 	image_read(path, 512, got, 1024);
 	CHECK(memcmp(got, a, 1024) == 0, "held write must not reach the image");
 	CHECK(wire_recv(&w, rx, sizeof(rx)) < 0, "held frame must not reach the wire");
