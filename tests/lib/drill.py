@@ -61,6 +61,14 @@ class Topology:
             self.ip("lan", "link", "set", "lan" + h, "up")
             self.ip(h, "link", "set", "veth" + h, "up")
         self.ip("C", "addr", "add", CLIENT_IP + "/24", "dev", "vethC")
+        # The client host's minimum TCP retransmission timeout towards the
+        # guest (docs/operations.md: what a TCP client waits after a
+        # failover); Linux's default is 200 ms.
+        rto_min = os.environ.get("FTVM_CLIENT_RTO_MIN")
+        if rto_min:
+            net = CLIENT_IP.rsplit(".", 1)[0] + ".0/24"
+            self.ip("C", "route", "replace", net, "dev", "vethC", "proto", "kernel", "scope", "link",
+                    "src", CLIENT_IP, "rto_min", rto_min)
         for h in ("A", "B"):
             self.ip(h, "link", "add", "br" + h, "type", "bridge")
             self.ip(h, "link", "set", "br" + h, "type", "bridge", "ageing_time", "30000")
