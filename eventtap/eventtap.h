@@ -54,8 +54,8 @@ struct eventtap;
  * write or flush cannot (nobody reads the disk but the guest, and at
  * failover the secondary re-issues what a committed checkpoint holds).
  * The ft primary decides what to do: an observable output makes a
- * checkpoint due (event policy); held bytes past its bound force one
- * whatever the output. */
+ * checkpoint due (event) or opens the coalescing window (hybrid); held
+ * bytes past its bound force one whatever the output. */
 typedef void (*et_trigger_fn)(void *opaque, uint64_t held_bytes, bool observable);
 
 /* disk and net may be NULL; the wrappers then are NULL too. */
