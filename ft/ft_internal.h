@@ -79,6 +79,14 @@ struct ft_commit {
 	uint64_t capture_ns;	/* primary's CLOCK_MONOTONIC at capture */
 };
 
+/* ACK's payload: the secondary's own share of a checkpoint's round trip
+ * (its clock): BEGIN read -> COMMIT read, and COMMIT read -> ACK sent.
+ * A primary takes an ACK without it too. */
+struct ft_ack_times {
+	uint32_t receive_us;
+	uint32_t commit_us;
+};
+
 /* Faults a test can ask for (`migrate_set_parameter x-inject ...`). */
 enum ft_inject {
 	FT_INJECT_NONE,
@@ -159,6 +167,12 @@ struct ft_primary {
 	uint64_t sync_start_ns, sync_total_bytes, sync_done_bytes;
 	uint64_t sync_ram_unread, sync_disk_unread;
 	struct ft_samples pause_us, ckpt_bytes, ckpt_ship_us;
+	/* One checkpoint's steps, in order (info migrate's "steps_us"): the
+	 * frame held -> the pause begins (wake), the guest resumed -> COMMIT
+	 * sent (send), COMMIT sent -> ACK read (ack), and of that the
+	 * secondary's share as its ACK reports it (peer_receive, peer_commit),
+	 * then ACK -> released (release). */
+	struct ft_samples wake_us, send_us, ack_us, peer_receive_us, peer_commit_us, release_us;
 	uint64_t bytes_raw, bytes_wire;	/* pages before/after compression */
 	uint64_t sync_ms;
 	atomic_bool handover_req;	/* proactive failover requested. W: monitor; R: ft-primary */

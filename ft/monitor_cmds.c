@@ -199,6 +199,38 @@ static void samples(struct mon_reply *r, const char *key, const struct ft_sample
 	mon_reply__object_end(r);
 }
 
+/* A step's distribution: percentiles, and how many of the kept samples
+ * fall in each bucket (upper bounds in µs; the last is open). */
+static const uint64_t step_edges[] = { 10, 25, 50, 100, 200, 500, 1000, 5000 };
+
+static void steps(struct mon_reply *r, const char *key, const struct ft_samples *s)
+{
+	uint64_t counts[sizeof(step_edges) / sizeof(step_edges[0]) + 1] = { 0 };
+	size_t n = s->n < FT_STAT_RING ? (size_t)s->n : FT_STAT_RING;
+	for (size_t i = 0; i < n; i++) {
+		size_t b = 0;
+		while (b < sizeof(step_edges) / sizeof(step_edges[0]) && s->v[i] >= step_edges[b])
+			b++;
+		counts[b]++;
+	}
+	mon_reply__object_begin(r, key);
+	mon_reply__u64(r, "p50", ft_samples__pct(s, 50));
+	mon_reply__u64(r, "p90", ft_samples__pct(s, 90));
+	mon_reply__u64(r, "p99", ft_samples__pct(s, 99));
+	mon_reply__u64(r, "max", s->max);
+	mon_reply__object_begin(r, "histogram");
+	for (size_t b = 0; b < sizeof(counts) / sizeof(counts[0]); b++) {
+		char name[24];
+		if (b < sizeof(step_edges) / sizeof(step_edges[0]))
+			snprintf(name, sizeof(name), "lt_%llu", (unsigned long long)step_edges[b]);
+		else
+			snprintf(name, sizeof(name), "ge_%llu", (unsigned long long)step_edges[b - 1]);
+		mon_reply__u64(r, name, counts[b]);
+	}
+	mon_reply__object_end(r);
+	mon_reply__object_end(r);
+}
+
 static void cmd_info_migrate(struct mon_reply *r, int argc, char **argv, void *opaque)
 {
 	struct ft *ft = opaque;
@@ -251,6 +283,15 @@ static void cmd_info_migrate(struct mon_reply *r, int argc, char **argv, void *o
 		mon_reply__u64(r, "epochs", ft->epochs);
 		samples(r, "pause_us", &ft->pri.pause_us);
 		samples(r, "ship_us", &ft->pri.ckpt_ship_us);
+		mon_reply__object_begin(r, "steps_us");
+		steps(r, "wake", &ft->pri.wake_us);
+		steps(r, "pause", &ft->pri.pause_us);
+		steps(r, "send", &ft->pri.send_us);
+		steps(r, "ack", &ft->pri.ack_us);
+		steps(r, "peer_receive", &ft->pri.peer_receive_us);
+		steps(r, "peer_commit", &ft->pri.peer_commit_us);
+		steps(r, "release", &ft->pri.release_us);
+		mon_reply__object_end(r);
 		samples(r, "pages_per_checkpoint", &ft->ckpt_pages);
 		samples(r, "bytes_per_checkpoint", &ft->pri.ckpt_bytes);
 		if (ls) {

@@ -416,6 +416,7 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 		ret = eventtap__serialize(et, &c->outputs, &n_out);
 	}
 	pthread_mutex_lock(&ft->lock);
+	uint64_t trig_ns = ft->pri.first_trigger_ns;
 	ft->pri.trigger = false;
 	ft->pri.first_trigger_ns = 0;
 	if (ft->pri.held_full)
@@ -459,6 +460,7 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 	/* Ship it. A small checkpoint goes as one batch (on TLS: one run of
 	 * records, decrypted by the secondary in a read or two). */
 	struct ft_commit cm = { .capture_ns = t0 };
+	uint64_t t_sent = 0;
 	bool batch = c->nr <= FT_BATCH_PAGES && c->outputs.len <= FT_BATCH_BYTES && ft->inject == FT_INJECT_NONE;
 	if (batch)
 		xport__batch_begin(ft->x);
@@ -522,6 +524,7 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 			ret = ret ? ret : b;
 			batch = false;
 		}
+		t_sent = ft__now_ns();
 		if (!ret)
 			ft_audit(ft, "commit-sent", epoch, "pages=%u output_bytes=%zu", cm.pages,
 				 c->outputs.len);
@@ -547,6 +550,10 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 			  (unsigned long long)m.epoch);
 		ret = -EPROTO;
 	}
+	struct ft_ack_times peer = { 0, 0 };
+	bool have_peer = !ret && m.payload.len == sizeof(peer);
+	if (have_peer)
+		memcpy(&peer, m.payload.data, sizeof(peer));
 	xport_msg__free(&m);
 	if (ret)
 		return ret;
@@ -561,10 +568,22 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 			 strerror(-ret));
 	}
 
+	uint64_t t3 = ft__now_ns();
 	pthread_mutex_lock(&ft->lock);
 	ft->pri.acked_epoch = epoch;
 	ft->acked_capture_ns = t0;
 	ft->epochs++;
+	if (!first) {
+		if (trig_ns && trig_ns <= t0)
+			ft_samples__add(&ft->pri.wake_us, (t0 - trig_ns) / 1000);
+		ft_samples__add(&ft->pri.send_us, (t_sent - t1) / 1000);
+		ft_samples__add(&ft->pri.ack_us, (t2 - t_sent) / 1000);
+		if (have_peer) {
+			ft_samples__add(&ft->pri.peer_receive_us, peer.receive_us);
+			ft_samples__add(&ft->pri.peer_commit_us, peer.commit_us);
+		}
+		ft_samples__add(&ft->pri.release_us, (t3 - t2) / 1000);
+	}
 	ft_samples__add(&ft->pri.pause_us, (t1 - t0) / 1000);
 	ft_samples__add(&ft->ckpt_pages, c->nr);
 	ft_samples__add(&ft->pri.ckpt_bytes, c->nr * FT_PAGE + c->state.len + c->outputs.len);

@@ -114,7 +114,7 @@ static int serve(struct ft *ft)
 	struct ft_rx_reply reply;
 	struct ft_hello mine, peer;
 	char err[512] = "";
-	uint64_t last_drain = 0;
+	uint64_t last_drain = 0, begin_ns = 0;	/* BEGIN of the open checkpoint read */
 	int ret, why = SERVE_LOST;
 
 	target_of(ft, &target);
@@ -228,6 +228,8 @@ static int serve(struct ft *ft)
 		if (ret == -ETIMEDOUT)
 			continue;
 
+		if (m.type == FT_MSG_BEGIN)
+			begin_ns = now;
 		switch (ft_rx__step(&rx, &m, &reply, err, sizeof(err))) {
 		case FT_RX_NEXT:
 			break;
@@ -240,7 +242,11 @@ static int serve(struct ft *ft)
 					(unsigned long long)rx.committed);
 				usleep(3 * ft__hb_timeout_ms(ft) * 1000u);
 			}
-			ret = xport__send_buf(ft->x, reply.type, 0, reply.epoch, NULL, 0);
+			struct ft_ack_times at = {
+				.receive_us = (uint32_t)((now - begin_ns) / 1000),
+				.commit_us = (uint32_t)((ft__now_ns() - now) / 1000),
+			};
+			ret = xport__send_buf(ft->x, reply.type, 0, reply.epoch, &at, sizeof(at));
 			if (ret) {
 				snprintf(err, sizeof(err), "sending ACK: %s", strerror(-ret));
 				goto lost;

@@ -455,6 +455,23 @@ class Noise:
             out.close()
 
 
+def check_steps(info):
+    """info migrate's steps_us under load: every checkpoint after the first
+    has each step, the secondary's share came with each ACK and fits in the
+    primary's wait for it, and the percentiles are in order."""
+    s = info["steps_us"]
+    n = sum(s["send"]["histogram"].values())
+    check(n > 0, "no checkpoint steps in info migrate: %s" % s)
+    for k in ("send", "ack", "peer_receive", "peer_commit", "release"):
+        got = sum(s[k]["histogram"].values())
+        check(got == n, "step %s has %d samples, send has %d" % (k, got, n))
+    for k, v in s.items():
+        check(v["p50"] <= v["p90"] <= v["p99"] <= v["max"], "step %s: percentiles out of order: %s" % (k, v))
+    check(s["ack"]["p50"] >= s["peer_commit"]["p50"],
+          "the secondary's commit (p50 %d us) is longer than the primary's wait for its ACK (p50 %d us)"
+          % (s["peer_commit"]["p50"], s["ack"]["p50"]))
+
+
 def run_drill(work, mode, kills, policy="event", seed=None, log=print, min_gap=0.3, max_gap=1.2,
               noise=False, memory="256M", disk_mb=64, fill=None, service="kv"):
     """Kills the primary `kills` times at random moments under kv load; after
@@ -496,6 +513,8 @@ def run_drill(work, mode, kills, policy="event", seed=None, log=print, min_gap=0
             for i in range(kills):
                 time.sleep(rnd.uniform(min_gap, max_gap))
                 st = primary.migrate_info()
+                if i == 0:
+                    check_steps(st)
                 t_kill = time.monotonic()
                 kill_times.append(t_kill)
                 primary.kill()
