@@ -28,6 +28,7 @@ int ft__create(const struct ft_config *cfg, struct ft **out, char *err)
 	ft->cfg.event_hook = NULL;	/* the copy above is the one in use */
 	ft->pri.hook_timeout_ms = ft->cfg.hook_timeout_ms ? ft->cfg.hook_timeout_ms : 10000;
 	ft->pri.held_bound = FT_HELD_BOUND;
+	ft->pri.delta_cache_mib = FT_DELTA_CACHE_MIB;
 	ft->audit_fd = -1;
 	ft->pri.outputs_chunk = FT_OUTPUTS_CHUNK;
 	pthread_mutex_init(&ft->lock, NULL);
@@ -194,6 +195,7 @@ int ft__protect(struct ft *ft, const char *uri, char *err)
 	memset(&ft->ckpt_pages, 0, sizeof(ft->ckpt_pages));
 	memset(&ft->pri.ckpt_ship_us, 0, sizeof(ft->pri.ckpt_ship_us));
 	ft->pri.bytes_raw = ft->pri.bytes_wire = 0;
+	memset(&ft->pri.pages_sent, 0, sizeof(ft->pri.pages_sent));
 	ft->pri.sync_ram_pages = ft->pri.sync_disk_blocks = ft->pri.sync_rounds = 0;
 	ft->pri.sync_throttle = 0;
 	ft->session = new_session();

@@ -8,7 +8,8 @@
 #include "ft/ft.h"
 #include "transport/transport.h"
 
-#define FT_PROTO_VERSION 3	/* 2: HELLO carries the protection session id; 3: the CPU model */
+#define FT_PROTO_VERSION 4	/* 2: HELLO carries the protection session id; 3: the CPU model;
+				 * 4: delta-coded PAGES, the secondary's step times in ACK */
 #define FT_PAGE 4096u
 #define FT_PAGES_PER_MSG 4096u		/* 16 MiB of pages per PAGES message at most */
 #define FT_DISK_BLOCK (64u << 10)	/* replicated-disk sync granularity */
@@ -43,6 +44,49 @@ enum ft_msg {
 /* Header flags. */
 #define FT_FLAG_LZ4 1u		/* PAGES/SYNC_RAM data is page-codec encoded */
 #define FT_FLAG_MORE 2u		/* OUTPUTS: more of this checkpoint's list follows */
+#define FT_FLAG_DELTA 4u	/* PAGES: each page whole, zero, or a delta against the
+				 * secondary's copy of it (ft/page_cache.c) */
+
+/* A delta-coded PAGES message: after u32 count and u64 index[count], per
+ * page a u16 code and what it says follows. */
+#define FT_PAGE_WHOLE 0xffffu	/* 4,096 bytes */
+#define FT_PAGE_ZERO 0xfffeu	/* nothing: the page is all zeros */
+#define FT_DELTA_MAX 2048u	/* a code up to this: u32 CRC-32C of the page it
+				 * rebuilds, then a page delta (transport.h) of
+				 * that many bytes against the secondary's copy */
+#define FT_DELTA_CACHE_MIB 16	/* default delta-cache-mib */
+
+/*
+ * The primary's copies of pages as the secondary holds them, to send a
+ * dirty page as its delta. Direct-mapped: a slot keeps one page, the last
+ * one sent of those that hash to it. The role thread's alone; a protection
+ * run starts empty (the secondary's RAM then holds only what this run
+ * sent), and a slot is written only with what a checkpoint sent.
+ */
+struct ft_page_cache {
+	uint64_t *tag;		/* page index + 1 of each slot's copy (0: empty) */
+	uint8_t *data;		/* slots x FT_PAGE */
+	size_t slots;		/* a power of two; 0: no cache */
+	unsigned shift;		/* 64 - log2(slots) */
+};
+struct ft_page_counts {
+	uint64_t delta, whole, zero;	/* pages sent each way */
+};
+/* bytes rounded down to a power of two of pages; 0 frees it (no deltas). */
+int ft_page_cache__init(struct ft_page_cache *c, size_t bytes);
+void ft_page_cache__free(struct ft_page_cache *c);
+/* Codes page idx (the message's layout is in page_cache.c): *code is
+ * FT_PAGE_WHOLE (the caller sends the page), FT_PAGE_ZERO, or a delta's
+ * length, its CRC and delta appended to deltas. Keeps the page as the
+ * secondary will hold it. 0 or -ENOMEM. */
+int ft_page_cache__encode(struct ft_page_cache *c, uint64_t idx, const uint8_t *page, struct sbuf *deltas,
+			  uint16_t *code, struct ft_page_counts *n);
+/* Rebuilds a delta-coded page (code <= FT_DELTA_MAX) into out from base,
+ * the receiver's copy, taking its CRC and delta off *deltas (*left bytes
+ * there). 0, or -EBADMSG with err (an unknown code, a short or bad delta,
+ * a CRC that does not match). */
+int ft_page_cache__rebuild(uint16_t code, const uint8_t **deltas, size_t *left, const uint8_t *base,
+			   uint8_t *out, char *err, size_t errlen);
 #define FT_OUTPUTS_CHUNK (32u << 20)	/* OUTPUTS message size at most (the secondary's limit is 64 MiB) */
 #define FT_HELD_BOUND (16u << 20)	/* held bytes that force a checkpoint, whatever the policy */
 
@@ -174,6 +218,9 @@ struct ft_primary {
 	 * then ACK -> released (release). */
 	struct ft_samples wake_us, send_us, ack_us, peer_receive_us, peer_commit_us, release_us;
 	uint64_t bytes_raw, bytes_wire;	/* pages before/after compression */
+	uint32_t delta_cache_mib;	/* FT_DELTA_CACHE_MIB; W: monitor (delta-cache-mib); R: ft-primary
+					 * under lock, at the start of a protection run */
+	struct ft_page_counts pages_sent;	/* checkpoint pages by how they were sent */
 	uint64_t sync_ms;
 	atomic_bool handover_req;	/* proactive failover requested. W: monitor; R: ft-primary */
 	atomic_bool cancel_req;		/* migrate_cancel: end protection with a CANCEL handshake. W: monitor */

@@ -117,7 +117,7 @@ static void cmd_set_parameter(struct mon_reply *r, int argc, char **argv, void *
 
 	if (argc != 2) {
 		mon_reply__error(r, MON_ERR_INVALID_PARAMETER,
-				 "usage: migrate_set_parameter compress on|off | heartbeat-ms N | "
+				 "usage: migrate_set_parameter compress on|off | delta-cache-mib N | heartbeat-ms N | "
 				 "heartbeat-timeout-ms N | event-hook-timeout-ms N | "
 				 "held-output-limit BYTES | x-inject KIND | x-outputs-chunk BYTES");
 		return;
@@ -135,6 +135,8 @@ static void cmd_set_parameter(struct mon_reply *r, int argc, char **argv, void *
 		__atomic_store_n(&ft->cfg.heartbeat_ms, v, __ATOMIC_RELAXED);
 	} else if (!strcmp(argv[0], "heartbeat-timeout-ms") && parse_ms(argv[1], 50, 600000, &v)) {
 		__atomic_store_n(&ft->cfg.heartbeat_timeout_ms, v, __ATOMIC_RELAXED);
+	} else if (!strcmp(argv[0], "delta-cache-mib") && parse_ms(argv[1], 0, 65536, &v)) {
+		ft->pri.delta_cache_mib = v;
 	} else if (!strcmp(argv[0], "held-output-limit") && parse_ms(argv[1], 4096, 1u << 30, &v)) {
 		ft->pri.held_bound = v;
 	} else if (!strcmp(argv[0], "x-outputs-chunk") && parse_ms(argv[1], 64, FT_OUTPUTS_CHUNK, &v)) {
@@ -300,6 +302,10 @@ static void cmd_info_migrate(struct mon_reply *r, int argc, char **argv, void *o
 			samples(r, "output_latency_us", ls);
 		}
 		mon_reply__bool(r, "compress", ft->cfg.compress);
+		mon_reply__u64(r, "delta_cache_mib", ft->pri.delta_cache_mib);
+		mon_reply__u64(r, "pages_delta", ft->pri.pages_sent.delta);
+		mon_reply__u64(r, "pages_whole", ft->pri.pages_sent.whole);
+		mon_reply__u64(r, "pages_zero", ft->pri.pages_sent.zero);
 		mon_reply__u64(r, "page_bytes_raw", ft->pri.bytes_raw);
 		mon_reply__u64(r, "page_bytes_sent", ft->pri.bytes_wire);
 		mon_reply__double(r, "compression_ratio",
@@ -412,7 +418,7 @@ int ft__register_monitor(struct ft *ft, struct monitor *m)
 	monitor__add_command(m, "migrate_set_policy", "event|epoch[:MS]|hybrid[:US[:MS]]",
 			     "when to checkpoint", cmd_set_policy, ft);
 	monitor__add_command(m, "migrate_set_parameter", "NAME VALUE",
-			     "compress on|off, heartbeat-ms, heartbeat-timeout-ms, event-hook, "
+			     "compress on|off, delta-cache-mib, heartbeat-ms, heartbeat-timeout-ms, event-hook, "
 			     "event-hook-timeout-ms, held-output-limit, x-inject and x-outputs-chunk (tests)",
 			     cmd_set_parameter, ft);
 	monitor__add_command(m, "migrate_handover", NULL,

@@ -32,6 +32,10 @@ struct capture {
 	size_t nr, cap;		/* nr == list.nr; cap: pages data holds */
 	struct sbuf state, outputs, wire;
 	uint64_t *disk_bitmap;	/* replicated sync: dirty 64 KiB blocks */
+	struct ft_page_cache cache;	/* pages as the secondary holds them (this run's) */
+	struct sbuf deltas;		/* a PAGES message's CRCs and deltas */
+	struct iovec *iov;		/* a PAGES message: head, deltas, whole pages */
+	size_t iov_cap;
 };
 
 static void capture__free(struct capture *c)
@@ -43,6 +47,9 @@ static void capture__free(struct capture *c)
 	sbuf__free(&c->state);
 	sbuf__free(&c->outputs);
 	sbuf__free(&c->wire);
+	ft_page_cache__free(&c->cache);
+	sbuf__free(&c->deltas);
+	free(c->iov);
 }
 
 static int capture__reserve(struct capture *c, size_t n)
@@ -170,6 +177,8 @@ static int send_pages(struct ft *ft, uint16_t type, uint64_t epoch, const uint64
 	pthread_mutex_lock(&ft->lock);
 	ft->pri.bytes_raw += n * FT_PAGE;
 	ft->pri.bytes_wire += lz4 ? wire->len - head : n * FT_PAGE;
+	if (type == FT_MSG_PAGES)
+		ft->pri.pages_sent.whole += n;	/* no copies kept: every page whole */
 	pthread_mutex_unlock(&ft->lock);
 	if (lz4 || !copy)
 		return send_buf(ft, type, lz4 ? FT_FLAG_LZ4 : 0, epoch, wire->data, wire->len);
@@ -177,6 +186,86 @@ static int send_pages(struct ft *ft, uint16_t type, uint64_t epoch, const uint64
 	if (ret)
 		ft__error(ft, "sending %s to %s: %s", ft_msg_names[type], ft->peer, strerror(-ret));
 	free(iov);
+	return ret;
+}
+
+/*
+ * A checkpoint's pages, delta-coded (FT_FLAG_DELTA; the layout is in
+ * page_cache.c): the index and codes in c->wire, the CRCs and deltas in
+ * c->deltas, then the whole pages straight from the capture, or LZ4-coded
+ * into c->wire's tail when compress is on.
+ */
+static int send_delta_pages(struct ft *ft, uint64_t epoch, const uint64_t *idx, const uint8_t *copy, size_t n,
+			    struct capture *c)
+{
+	struct sbuf *w = &c->wire;
+	struct ft_page_counts cnt = { 0, 0, 0 };
+	bool lz4 = ft->cfg.compress;
+	uint32_t count = (uint32_t)n;
+	size_t whole = 0;
+	int ret;
+
+	sbuf__reset(w);
+	sbuf__reset(&c->deltas);
+	ret = sbuf__append(w, &count, 4);
+	if (!ret)
+		ret = sbuf__append(w, idx, n * 8);
+	if (!ret)
+		ret = sbuf__reserve(w, n * 2);
+	if (!ret && c->iov_cap < n + 3) {
+		struct iovec *v = realloc(c->iov, (n + 3) * sizeof(*v));
+		if (v) {
+			c->iov = v;
+			c->iov_cap = n + 3;
+		} else {
+			ret = -ENOMEM;
+		}
+	}
+	if (ret)
+		return ret;
+	size_t codes = w->len;
+	w->len += n * 2;
+	int niov = 2;	/* [0] index and codes, [1] deltas; whole pages from [2] */
+	for (size_t i = 0; i < n && !ret; i++) {
+		uint16_t code;
+		const uint8_t *page = copy + i * FT_PAGE;
+		ret = ft_page_cache__encode(&c->cache, idx[i], page, &c->deltas, &code, &cnt);
+		w->data[codes + 2 * i] = (uint8_t)code;
+		w->data[codes + 2 * i + 1] = (uint8_t)(code >> 8);
+		if (ret || code != FT_PAGE_WHOLE)
+			continue;
+		whole++;
+		if (lz4)
+			continue;
+		struct iovec *last = &c->iov[niov - 1];
+		if (niov > 2 && (const uint8_t *)last->iov_base + last->iov_len == page)
+			last->iov_len += FT_PAGE;	/* the capture's next page */
+		else
+			c->iov[niov++] = (struct iovec){ (void *)(uintptr_t)page, FT_PAGE };
+	}
+	size_t head = w->len;
+	for (size_t i = 0; lz4 && i < n && !ret; i++) {
+		uint16_t code = (uint16_t)(w->data[codes + 2 * i] | w->data[codes + 2 * i + 1] << 8);
+		if (code == FT_PAGE_WHOLE)
+			ret = page_codec__encode(copy + i * FT_PAGE, FT_PAGE, w);
+	}
+	if (ret)
+		return ret;
+	c->iov[0] = (struct iovec){ w->data, codes + n * 2 };
+	c->iov[1] = (struct iovec){ c->deltas.data, c->deltas.len };
+	if (lz4)
+		c->iov[niov++] = (struct iovec){ w->data + head, w->len - head };
+	size_t sent = c->deltas.len + (lz4 ? w->len - head : whole * FT_PAGE);
+	pthread_mutex_lock(&ft->lock);
+	ft->pri.bytes_raw += n * FT_PAGE;
+	ft->pri.bytes_wire += sent;
+	ft->pri.pages_sent.delta += cnt.delta;
+	ft->pri.pages_sent.whole += cnt.whole;
+	ft->pri.pages_sent.zero += cnt.zero;
+	pthread_mutex_unlock(&ft->lock);
+	ret = xport__send(ft->x, FT_MSG_PAGES, FT_FLAG_DELTA | (lz4 ? FT_FLAG_LZ4 : 0), epoch, c->iov, niov);
+	if (ret)
+		ft__error(ft, "sending PAGES to %s: %s", ft->peer, strerror(-ret));
 	return ret;
 }
 
@@ -480,8 +569,11 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 			xport__inject_fault(ft->x, corrupt ? XPORT_FAULT_CORRUPT_NEXT : XPORT_FAULT_TRUNCATE_NEXT);
 			ft->inject = FT_INJECT_NONE;
 		}
-		ret = send_pages(ft, FT_MSG_PAGES, epoch, c->list.pages + off, c->data + off * FT_PAGE, n,
-				 &c->wire);
+		if (c->cache.slots)
+			ret = send_delta_pages(ft, epoch, c->list.pages + off, c->data + off * FT_PAGE, n, c);
+		else
+			ret = send_pages(ft, FT_MSG_PAGES, epoch, c->list.pages + off, c->data + off * FT_PAGE,
+					 n, &c->wire);
 		cm.page_msgs++;
 		if (off == 0)
 			maybe_die(ft, FT_INJECT_DIE_MID_PAGES);
@@ -1075,6 +1167,13 @@ int ft_primary__run(struct ft *ft)
 	c.bitmap = calloc((vm__nr_pages(vm) + 63) / 64, 8);
 	if (!c.bitmap)
 		return -ENOMEM;
+	pthread_mutex_lock(&ft->lock);
+	size_t cache_bytes = (size_t)ft->pri.delta_cache_mib << 20;
+	pthread_mutex_unlock(&ft->lock);
+	if ((ret = ft_page_cache__init(&c.cache, cache_bytes))) {
+		capture__free(&c);
+		return ret;
+	}
 	struct xport *x = NULL;
 	ret = xport__connect(ft->uri, 5000, &x, err, sizeof(err));
 	if (ret) {

@@ -71,6 +71,66 @@ void ft_rx__take_committed(struct ft_rx *rx, struct sbuf *state, struct sbuf *ou
  * checking every index against the guest's memory and, with seen, that no
  * page comes twice in one checkpoint.
  */
+/*
+ * A delta-coded PAGES message's data (page_cache.c has the layout) into
+ * out (count pages): a delta rebuilds its page from this host's copy, the
+ * committed one (a page is staged once per checkpoint, and nothing else
+ * writes RAM here), and must match the primary's CRC of it.
+ */
+static int decode_delta(const struct ft_rx *rx, const struct xport_msg *m, const uint64_t *in, uint32_t count,
+			const uint8_t *rest, size_t rest_len, uint8_t *out, char *err, size_t errlen)
+{
+	const char *name = ft_msg_names[m->type];
+	char why[160];
+	if (rest_len < (size_t)count * 2) {
+		snprintf(err, errlen, "%s: page codes cut short", name);
+		return -EBADMSG;
+	}
+	const uint8_t *codes = rest, *d = rest + (size_t)count * 2;
+	size_t left = rest_len - (size_t)count * 2;
+	uint32_t whole = 0;
+	for (uint32_t i = 0; i < count; i++) {
+		uint16_t code = (uint16_t)(codes[2 * i] | codes[2 * i + 1] << 8);
+		uint8_t *page = out + (size_t)i * FT_PAGE;
+		uint64_t p;
+		memcpy(&p, &in[i], 8);
+		if (code == FT_PAGE_WHOLE) {
+			whole++;
+		} else if (code == FT_PAGE_ZERO) {
+			memset(page, 0, FT_PAGE);
+		} else if (ft_page_cache__rebuild(code, &d, &left, rx->t.page(rx->t.opaque, p), page, why,
+						  sizeof(why))) {
+			snprintf(err, errlen, "%s: page %llu: %s", name, (unsigned long long)p, why);
+			return -EBADMSG;
+		}
+	}
+	/* The whole pages, in order, raw or LZ4-coded, go where they belong. */
+	size_t wlen = (size_t)whole * FT_PAGE;
+	if (!whole) {
+		if (left) {
+			snprintf(err, errlen, "%s: %zu bytes after the last page", name, left);
+			return -EBADMSG;
+		}
+		return 0;
+	}
+	uint8_t *tmp = NULL;
+	int ret = 0;
+	if (m->flags & FT_FLAG_LZ4) {
+		if (!(tmp = malloc(wlen)))
+			return -ENOMEM;
+		ret = page_codec__decode(d, left, tmp, wlen, err, errlen);
+		d = tmp;
+	} else if (left != wlen) {
+		snprintf(err, errlen, "%s: %zu bytes for %u whole pages", name, left, whole);
+		ret = -EBADMSG;
+	}
+	for (uint32_t i = 0, w = 0; !ret && i < count; i++)
+		if ((uint16_t)(codes[2 * i] | codes[2 * i + 1] << 8) == FT_PAGE_WHOLE)
+			memcpy(out + (size_t)i * FT_PAGE, d + (size_t)w++ * FT_PAGE, FT_PAGE);
+	free(tmp);
+	return ret;
+}
+
 static int decode_pages(const struct ft_rx *rx, const struct xport_msg *m, struct sbuf *idx,
 			struct sbuf *data, uint64_t *seen, char *err, size_t errlen)
 {
@@ -124,7 +184,15 @@ static int decode_pages(const struct ft_rx *rx, const struct xport_msg *m, struc
 	int ret = sbuf__reserve(data, bytes);
 	if (ret)
 		return ret;
-	if (m->flags & FT_FLAG_LZ4) {
+	if (m->flags & FT_FLAG_DELTA) {
+		if (m->type != FT_MSG_PAGES) {
+			snprintf(err, errlen, "%s: delta-coded pages outside a checkpoint", ft_msg_names[m->type]);
+			return -EBADMSG;
+		}
+		ret = decode_delta(rx, m, in, count, rest, rest_len, data->data + at, err, errlen);
+		if (ret)
+			return ret;
+	} else if (m->flags & FT_FLAG_LZ4) {
 		ret = page_codec__decode(rest, rest_len, data->data + at, bytes, err, errlen);
 		if (ret)
 			return ret;

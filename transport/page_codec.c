@@ -244,3 +244,106 @@ int page_codec__decode(const void *in, size_t len, void *out, size_t out_len,
 	}
 	return 0;
 }
+
+/* ---- page deltas ---------------------------------------------------------- */
+
+static void put_le16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static uint16_t get_le16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+int page_delta__encode(const void *old_page, const void *new_page, size_t max, struct sbuf *out)
+{
+	const uint8_t *a = old_page, *b = new_page;
+	size_t start = out->len, end = 0;	/* end: where the previous run ended */
+	size_t w = 0, words = PAGE_DELTA_PAGE / 8;
+
+	while (w < words) {
+		uint64_t x, y;
+		/* Most of a page is unchanged: skip it a cache line at a time. */
+		if (w % 8 == 0 && !memcmp(a + w * 8, b + w * 8, 64)) {
+			w += 8;
+			continue;
+		}
+		memcpy(&x, a + w * 8, 8);
+		memcpy(&y, b + w * 8, 8);
+		if (x == y) {
+			w++;
+			continue;
+		}
+		size_t first = w;
+		/* The run goes on while words differ, and across a single equal
+		 * word (its 8 bytes cost less than a new run's header + gap). */
+		while (w < words) {
+			memcpy(&x, a + w * 8, 8);
+			memcpy(&y, b + w * 8, 8);
+			if (x != y) {
+				w++;
+				continue;
+			}
+			if (w + 1 < words) {
+				uint64_t x2, y2;
+				memcpy(&x2, a + (w + 1) * 8, 8);
+				memcpy(&y2, b + (w + 1) * 8, 8);
+				if (x2 != y2) {
+					w += 2;
+					continue;
+				}
+			}
+			break;
+		}
+		size_t off = first * 8, len = (w - first) * 8;
+		if (out->len - start + PAGE_DELTA_RUN_HDR + len > max) {
+			out->len = start;
+			return -E2BIG;
+		}
+		int ret = sbuf__reserve(out, PAGE_DELTA_RUN_HDR + len);
+		if (ret) {
+			out->len = start;
+			return ret;
+		}
+		uint8_t *h = out->data + out->len;
+		put_le16(h, (uint16_t)(off - end));
+		put_le16(h + 2, (uint16_t)len);
+		memcpy(h + PAGE_DELTA_RUN_HDR, b + off, len);
+		out->len += PAGE_DELTA_RUN_HDR + len;
+		end = off + len;
+	}
+	return (int)(out->len - start);
+}
+
+int page_delta__apply(void *page, const void *delta, size_t len, char *err, size_t errlen)
+{
+	uint8_t *p = page;
+	const uint8_t *d = delta;
+	size_t at = 0, pos = 0;
+
+	while (at < len) {
+		if (len - at < PAGE_DELTA_RUN_HDR) {
+			snprintf(err, errlen, "page delta: a run header cut after %zu bytes", len - at);
+			return -EBADMSG;
+		}
+		size_t gap = get_le16(d + at), n = get_le16(d + at + 2);
+		at += PAGE_DELTA_RUN_HDR;
+		if (!n || gap > PAGE_DELTA_PAGE - pos || n > PAGE_DELTA_PAGE - pos - gap) {
+			snprintf(err, errlen, "page delta: a run of %zu bytes at %zu %s", n, pos + gap,
+				 n ? "past the page's end" : "(empty)");
+			return -EBADMSG;
+		}
+		if (n > len - at) {
+			snprintf(err, errlen, "page delta: a run of %zu bytes with %zu left", n, len - at);
+			return -EBADMSG;
+		}
+		pos += gap;
+		memcpy(p + pos, d + at, n);
+		pos += n;
+		at += n;
+	}
+	return 0;
+}

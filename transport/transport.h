@@ -288,4 +288,40 @@ int page_codec__decode(const void *in, size_t len, void *out, size_t out_len,
 /* Walk the block headers: the decoded size, without decoding.  -EBADMSG. */
 int page_codec__raw_len(const void *in, size_t len, size_t *raw_len);
 
+/* ------------------------------------------------------------------------
+ * Page deltas: a 4 KiB page as the runs where it differs from an older
+ * version of the same page
+ * ------------------------------------------------------------------------
+ *
+ * A page the guest dirtied between two checkpoints has mostly kept its
+ * bytes (a counter, a list link, a few lines of a buffer). Sent as its
+ * delta against the version the receiver already holds, it costs a few
+ * dozen bytes instead of 4,096, and no compressor has to find that out.
+ *
+ * Encoded form: runs, each
+ *	u16 gap    bytes unchanged since the end of the previous run (or the page's start)
+ *	u16 len    1..4096 changed bytes
+ *	u8  data[len]
+ * The encoder works in 8-byte words, so its runs start and end on them;
+ * the decoder takes any run that stays inside the page. An empty delta
+ * means "unchanged". Like the page codec, it has no checksum of its own:
+ * whoever sends it checks what it produces (ft's PAGES carry a CRC-32C of
+ * each page a delta rebuilds).
+ */
+#define PAGE_DELTA_PAGE 4096u
+#define PAGE_DELTA_RUN_HDR 4u
+
+/*
+ * Appends the delta old -> new (PAGE_DELTA_PAGE bytes each) to out if it
+ * takes at most max bytes: its length (0: the pages are equal). -E2BIG if
+ * it would be longer (out unchanged: send the page whole), -ENOMEM.
+ */
+int page_delta__encode(const void *old_page, const void *new_page, size_t max, struct sbuf *out);
+/*
+ * Applies a delta to page (PAGE_DELTA_PAGE bytes) in place. -EBADMSG (err
+ * says why) for a truncated run, an empty run or one past the page's end;
+ * page may then be partly written.
+ */
+int page_delta__apply(void *page, const void *delta, size_t len, char *err, size_t errlen);
+
 #endif /* FTVM_TRANSPORT_TRANSPORT_H */

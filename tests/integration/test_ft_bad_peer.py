@@ -103,7 +103,7 @@ def test(work):
     stream_fault(work, "truncate-pages", ["truncated"])
     # A page sent twice in one checkpoint (staging would outgrow the RAM).
     stream_fault(work, "repeat-page", ["sent twice in one checkpoint"])
-    hello_refused(work, "version", [], {}, ["protocol version 4", "speaks 3"], inject="hello-version")
+    hello_refused(work, "version", [], {}, ["protocol version 5", "speaks 4"], inject="hello-version")
     hello_refused(work, "memory-size", [], {"memory": "512M"}, ["memory size differs", "256 MiB", "512 MiB"])
     hello_refused(work, "vcpu-count", [], {"smp": 2}, ["vCPU count differs"])
     hello_refused(work, "device-set", [], {"net": False}, ["device set differs", "virtio-net"])

@@ -14,19 +14,30 @@ from ftvmtest import Failure, check, main, require_kvm  # noqa: E402
 from drill import Client, Node, Topology, make_image, wait_ready  # noqa: E402
 
 
-def one(work, point):
+def one(work, point, delta_cache_mib=None):
+    tag = point if delta_cache_mib is None else "%s-delta%d" % (point, delta_cache_mib)
     with Topology() as topo:
-        img = make_image(os.path.join(work, point + ".img"))
+        img = make_image(os.path.join(work, tag + ".img"))
         client = Client(topo, work)
-        client.acks = os.path.join(work, point + ".acks")
+        client.acks = os.path.join(work, tag + ".acks")
         a = b = None
         try:
-            a = Node(topo, "A", work, point, img, "shared", False)
+            a = Node(topo, "A", work, tag, img, "shared", False)
             wait_ready(a)
-            b = Node(topo, "B", work, point, img, "shared", True)
+            b = Node(topo, "B", work, tag, img, "shared", True)
+            if delta_cache_mib is not None:
+                a.ctl("migrate_set_parameter", "delta-cache-mib", str(delta_cache_mib))
             a.protect_to("B")
+            info = a.migrate_info()
+            check(info["delta_cache_mib"] == (16 if delta_cache_mib is None else delta_cache_mib),
+                  "delta-cache-mib: %s" % info["delta_cache_mib"])
             client.start_load(seconds=3600, keys=50)
             time.sleep(0.5)
+            pre = a.migrate_info()
+            if delta_cache_mib == 0:
+                check(pre["pages_delta"] == 0 and pre["pages_whole"] > 0, "delta-cache-mib 0: %s" % pre)
+            else:
+                check(pre["pages_delta"] > pre["pages_whole"], "dirty pages did not go as deltas: %s" % pre)
             try:
                 a.ctl("migrate_set_parameter", "x-inject", point)
             except Failure as e:
@@ -43,8 +54,10 @@ def one(work, point):
                 want, discarded = died_in, 0
             else:
                 want, discarded = died_in - 1, 1
-            print("%-18s primary died in checkpoint %d; secondary resumed checkpoint %d, discarded %d (%s)"
-                  % (point, died_in, fo["committed_epoch"], fo["discarded_epochs"], fo["last_error"]))
+            print("%-18s primary died in checkpoint %d; secondary resumed checkpoint %d, discarded %d (%s); "
+                  "pages sent before: %d as deltas, %d whole"
+                  % (point, died_in, fo["committed_epoch"], fo["discarded_epochs"], fo["last_error"],
+                     pre["pages_delta"], pre["pages_whole"]))
             check(fo["committed_epoch"] == want,
                   "%s: secondary resumed checkpoint %d, expected %d" % (point, fo["committed_epoch"], want))
             check(fo["discarded_epochs"] == discarded,
@@ -71,6 +84,8 @@ def test(work):
     require_kvm()
     for point in ("die-after-begin", "die-mid-pages", "die-before-commit", "die-after-commit"):
         one(work, point)
+    # Pages sent whole (no copies kept for deltas), as before version 4.
+    one(work, "die-mid-pages", delta_cache_mib=0)
 
 
 main(test)

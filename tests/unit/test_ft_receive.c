@@ -161,6 +161,146 @@ static int ram_unchanged(void)
 	return !memcmp(ram, before, sizeof(ram));
 }
 
+/* A delta-coded PAGES payload, laid out as the primary's send_delta_pages
+ * does (ft/page_cache.c): index, codes, CRCs and deltas, whole pages raw or
+ * LZ4-coded. */
+static void delta_payload(struct ft_page_cache *c, const uint64_t *idx, uint8_t (*pages)[FT_PAGE], uint32_t n,
+			  bool lz4, struct sbuf *out, struct ft_page_counts *cnt)
+{
+	struct sbuf deltas;
+	uint16_t codes[PAGES];
+	sbuf__init(&deltas);
+	sbuf__reset(out);
+	sbuf__append(out, &n, 4);
+	sbuf__append(out, idx, (size_t)n * 8);
+	for (uint32_t i = 0; i < n; i++)
+		CHECK(ft_page_cache__encode(c, idx[i], pages[i], &deltas, &codes[i], cnt) == 0, "encode");
+	for (uint32_t i = 0; i < n; i++) {
+		uint8_t le[2] = { (uint8_t)codes[i], (uint8_t)(codes[i] >> 8) };
+		sbuf__append(out, le, 2);
+	}
+	sbuf__append(out, deltas.data, deltas.len);
+	for (uint32_t i = 0; i < n; i++)
+		if (codes[i] == FT_PAGE_WHOLE) {
+			if (lz4)
+				page_codec__encode(pages[i], FT_PAGE, out);
+			else
+				sbuf__append(out, pages[i], FT_PAGE);
+		}
+	sbuf__free(&deltas);
+}
+
+/* One checkpoint of delta-coded pages: BEGIN, PAGES, STATE, OUTPUTS, COMMIT. */
+static enum ft_rx_verdict delta_checkpoint(struct ft_rx *rx, struct msgbuf *b, uint64_t e, struct sbuf *payload,
+					   uint32_t n, bool lz4, char *err)
+{
+	struct ft_rx_reply r;
+	uint64_t cap = e;
+	uint8_t outs[8];
+	struct ft_commit cm = commit_of(n, 1, 1);
+	CHECK(step(rx, msg(b, FT_MSG_BEGIN, 0, e, &cap, 8), &r, err) == FT_RX_NEXT, "BEGIN: %s", err);
+	enum ft_rx_verdict v = step(rx, msg(b, FT_MSG_PAGES, FT_FLAG_DELTA | (lz4 ? FT_FLAG_LZ4 : 0), e,
+					    payload->data, payload->len), &r, err);
+	if (v != FT_RX_NEXT)
+		return v;
+	CHECK(step(rx, msg(b, FT_MSG_STATE, 0, e, "STATE", 5), &r, err) == FT_RX_NEXT, "STATE: %s", err);
+	size_t len = outputs_payload(outs, e, UINT64_MAX, NULL);
+	CHECK(step(rx, msg(b, FT_MSG_OUTPUTS, 0, e, outs, len), &r, err) == FT_RX_NEXT, "OUTPUTS: %s", err);
+	return step(rx, msg(b, FT_MSG_COMMIT, 0, e, &cm, sizeof(cm)), &r, err);
+}
+
+/*
+ * Dirty pages sent as deltas against the secondary's copy: they rebuild
+ * the primary's pages exactly, whole and zero pages travel with them, and
+ * a secondary whose copy is not the primary's refuses the checkpoint
+ * (the CRC of the rebuilt page) and keeps the one it had.
+ */
+static void test_delta_pages(const struct ft_rx_target *t)
+{
+	static uint8_t pages[PAGES][FT_PAGE];
+	struct ft_page_cache cache = { 0 };
+	struct ft_page_counts cnt = { 0, 0, 0 };
+	struct ft_rx rx;
+	struct msgbuf b;
+	struct sbuf pl;
+	char err[512];
+	uint64_t idx[PAGES];
+	uint64_t seed = 7;
+
+	xport_msg__init(&b.m);
+	sbuf__init(&pl);
+	memset(ram, 0, sizeof(ram));
+	ft_rx__init(&rx, t);
+	CHECK(ft_page_cache__init(&cache, 100 * FT_PAGE) == 0 && cache.slots == 64, "a cache of 64 pages");
+	for (uint32_t i = 0; i < PAGES; i++) {
+		idx[i] = i;
+		for (size_t j = 0; j < FT_PAGE; j++) {
+			seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+			pages[i][j] = (uint8_t)(seed >> 56);
+		}
+	}
+	memset(pages[2], 0, FT_PAGE);
+	/* Epoch 1: every page new to the cache, whole (or zero). Then
+	 * epochs 2..6 change a few bytes of each, with and without LZ4: the
+	 * pages alone in their slot of the cache go as deltas. */
+	for (uint64_t e = 1; e <= 6; e++) {
+		if (e > 1)
+			for (uint32_t i = 0; i < PAGES; i++)
+				pages[i][(e * 131 + i * 17) % FT_PAGE] ^= (uint8_t)(e + 1);
+		bool lz4 = e % 2 == 0;
+		delta_payload(&cache, idx, pages, PAGES, lz4, &pl, &cnt);
+		enum ft_rx_verdict v = delta_checkpoint(&rx, &b, e, &pl, PAGES, lz4, err);
+		CHECK(v == FT_RX_COMMITTED, "delta checkpoint %llu: %s", (unsigned long long)e, err);
+		CHECK(!memcmp(ram, pages, sizeof(ram)), "checkpoint %llu: RAM is not the primary's pages",
+		      (unsigned long long)e);
+	}
+	CHECK(cnt.delta >= 5 * (PAGES - 4) && cnt.whole >= PAGES - 1 && cnt.zero >= 1,
+	      "pages sent: %llu as deltas, %llu whole, %llu zero", (unsigned long long)cnt.delta,
+	      (unsigned long long)cnt.whole, (unsigned long long)cnt.zero);
+	CHECK(pl.len < 4 + PAGES * 30 + 4 * FT_PAGE, "a checkpoint of small changes took %zu bytes", pl.len);
+
+	/* This secondary's copy of a page is no longer the primary's. */
+	uint32_t victim = PAGES;
+	for (uint32_t i = 0; i < PAGES && victim == PAGES; i++) {
+		size_t s = (size_t)((i * 0x9e3779b97f4a7c15ull) >> cache.shift);
+		if (cache.tag[s] == i + 1u)
+			victim = i;
+	}
+	CHECK(victim < PAGES, "no page stayed in the cache");
+	if (victim == PAGES)
+		victim = 0;
+	ram[victim][100] ^= 0xff;
+	memcpy(before, ram, sizeof(ram));
+	pages[victim][7] ^= 1;
+	delta_payload(&cache, idx, pages, PAGES, false, &pl, &cnt);
+	CHECK(delta_checkpoint(&rx, &b, 7, &pl, PAGES, false, err) == FT_RX_REFUSE && strstr(err, "CRC-32C"),
+	      "a delta against another copy: \"%s\"", err);
+	CHECK(ram_unchanged(), "a refused delta checkpoint changed RAM");
+
+	/* Cut short: the codes, a delta, the whole pages. */
+	for (size_t cut = 1; cut < 4 + PAGES * 10 + 40; cut += 7) {
+		ft_rx__free(&rx);
+		ft_rx__init(&rx, t);
+		struct ft_page_cache fresh = { 0 };
+		ft_page_cache__init(&fresh, 8 * FT_PAGE);
+		delta_payload(&fresh, idx, pages, 1, false, &pl, &cnt);
+		pl.len = cut < pl.len ? pl.len - cut : 0;
+		CHECK(delta_checkpoint(&rx, &b, 1, &pl, 1, false, err) == FT_RX_REFUSE, "cut %zu accepted", cut);
+		ft_page_cache__free(&fresh);
+	}
+	/* Delta-coded pages only in a checkpoint, never in the sync. */
+	ft_rx__free(&rx);
+	ft_rx__init(&rx, t);
+	delta_payload(&cache, idx, pages, 1, false, &pl, &cnt);
+	struct ft_rx_reply r;
+	CHECK(step(&rx, msg(&b, FT_MSG_SYNC_RAM, FT_FLAG_DELTA, 0, pl.data, pl.len), &r, err) == FT_RX_REFUSE,
+	      "delta-coded SYNC_RAM accepted");
+	ft_rx__free(&rx);
+	ft_page_cache__free(&cache);
+	sbuf__free(&pl);
+	xport_msg__free(&b.m);
+}
+
 int main(void)
 {
 	static uint8_t buf[4 + 8 * 4 + 4 * FT_PAGE];
@@ -394,6 +534,10 @@ int main(void)
 	disk_raw__close(&raw);
 	unlink(path);
 	xport_msg__free(&b.m);
+	struct ft_rx_target mem_only = {
+		.nr_pages = PAGES, .mem_size = sizeof(ram), .page = page_of, .check_state = check_state,
+	};
+	test_delta_pages(&mem_only);
 	if (!failures)
 		printf("test_ft_receive: all passed\n");
 	return failures != 0;

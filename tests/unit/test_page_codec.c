@@ -458,8 +458,114 @@ static void test_crafted(void)
 	      "empty input for 1 byte accepted");
 }
 
+/* Page deltas: whatever changed between two versions of a page, the delta
+ * rebuilds the new one from the old, within its bound or not at all. */
+static void test_delta_roundtrips(void)
+{
+	static uint8_t old[PAGE_DELTA_PAGE], cur[PAGE_DELTA_PAGE], out[PAGE_DELTA_PAGE];
+	struct sbuf d;
+	char err[160];
+	uint64_t s = 99;
+	int sizes[5] = { 0 };
+
+	sbuf__init(&d);
+	for (int round = 0; round < 4000; round++) {
+		fill_text(old, sizeof(old), (uint64_t)round);
+		memcpy(cur, old, sizeof(cur));
+		/* 0..40 changes: single bytes, word-sized, long runs, the edges. */
+		int changes = (int)(rnd(&s) % 41);
+		for (int c = 0; c < changes; c++) {
+			size_t at = rnd(&s) % PAGE_DELTA_PAGE;
+			size_t len = rnd(&s) % 4 == 0 ? rnd(&s) % 600 : rnd(&s) % 9;
+			if (round % 7 == 0)
+				at = rnd(&s) % 2 ? 0 : PAGE_DELTA_PAGE - 1;
+			for (size_t i = at; i < at + len + 1 && i < PAGE_DELTA_PAGE; i++)
+				cur[i] ^= (uint8_t)(1 + rnd(&s) % 255);
+		}
+		size_t max = round % 3 ? PAGE_DELTA_PAGE : 1 + rnd(&s) % 512;
+		sbuf__reset(&d);
+		REQUIRE(sbuf__append(&d, "PFX", 3) == 0, "append");
+		int n = page_delta__encode(old, cur, max, &d);
+		if (n == -E2BIG) {
+			CHECK(d.len == 3, "round %d: a refused delta left %zu bytes", round, d.len - 3);
+			sizes[4]++;
+			continue;
+		}
+		CHECK(n >= 0 && (size_t)n <= max && d.len == 3 + (size_t)n, "round %d: n %d, max %zu", round, n,
+		      max);
+		CHECK(!memcmp(d.data, "PFX", 3), "prefix clobbered");
+		CHECK(n != 0 || !memcmp(old, cur, sizeof(cur)), "round %d: an empty delta for changed pages", round);
+		memcpy(out, old, sizeof(out));
+		int rc = page_delta__apply(out, d.data + 3, (size_t)n, err, sizeof(err));
+		CHECK(rc == 0, "round %d: apply: %s", round, err);
+		CHECK(!memcmp(out, cur, sizeof(out)), "round %d: the delta did not rebuild the page", round);
+		sizes[n == 0 ? 0 : n < 64 ? 1 : n < 1024 ? 2 : 3]++;
+	}
+	/* The bound is honoured and the encoder found small deltas. */
+	CHECK(sizes[0] > 0 && sizes[1] > 0 && sizes[2] > 0 && sizes[4] > 0,
+	      "delta sizes: %d empty, %d < 64, %d < 1024, %d larger, %d over the bound", sizes[0], sizes[1],
+	      sizes[2], sizes[3], sizes[4]);
+	/* One changed byte costs a run of one word. */
+	fill_text(old, sizeof(old), 5);
+	memcpy(cur, old, sizeof(cur));
+	cur[1000] ^= 1;
+	sbuf__reset(&d);
+	CHECK(page_delta__encode(old, cur, PAGE_DELTA_PAGE, &d) == (int)PAGE_DELTA_RUN_HDR + 8,
+	      "one byte: %zu bytes", d.len);
+	sbuf__free(&d);
+}
+
+static void put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+/* A delta that would write outside the page, or does not say what it
+ * writes, is refused. */
+static void test_delta_crafted(void)
+{
+	static uint8_t page[PAGE_DELTA_PAGE];
+	uint8_t d[64];
+	char err[160];
+
+	memset(d, 0xab, sizeof(d));
+	put16(d, 4000);
+	put16(d + 2, 96);	/* 4000 + 96 = 4096: ends at the page's end */
+	uint8_t big[4 + 96];
+	memcpy(big, d, 4);
+	memset(big + 4, 7, 96);
+	CHECK(page_delta__apply(page, big, sizeof(big), err, sizeof(err)) == 0 && page[4095] == 7,
+	      "a run to the page's end refused: %s", err);
+	put16(big + 2, 97);
+	CHECK(page_delta__apply(page, big, sizeof(big), err, sizeof(err)) == -EBADMSG &&
+	      strstr(err, "past the page"), "a run past the end: \"%s\"", err);
+	put16(d, 0);
+	put16(d + 2, 0);
+	CHECK(page_delta__apply(page, d, 4, err, sizeof(err)) == -EBADMSG && strstr(err, "empty"),
+	      "an empty run: \"%s\"", err);
+	put16(d + 2, 10);
+	CHECK(page_delta__apply(page, d, 4 + 9, err, sizeof(err)) == -EBADMSG && strstr(err, "left"),
+	      "a run longer than its data: \"%s\"", err);
+	CHECK(page_delta__apply(page, d, 3, err, sizeof(err)) == -EBADMSG && strstr(err, "header"),
+	      "a cut header: \"%s\"", err);
+	/* Two runs whose gaps add up past the page. */
+	uint8_t two[4 + 8 + 4 + 8];
+	put16(two, 4000);
+	put16(two + 2, 8);
+	put16(two + 12, 100);
+	put16(two + 14, 8);
+	CHECK(page_delta__apply(page, two, sizeof(two), err, sizeof(err)) == -EBADMSG,
+	      "a second run past the end accepted");
+	CHECK(page_delta__apply(page, two, 0, err, sizeof(err)) == 0, "an empty delta refused");
+}
+
 int main(void)
 {
+	printf("delta_roundtrips\n");
+	test_delta_roundtrips();
+	printf("delta_crafted\n");
+	test_delta_crafted();
 	printf("roundtrips\n");
 	test_roundtrips();
 	printf("methods\n");
