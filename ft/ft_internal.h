@@ -199,6 +199,14 @@ struct ft_primary {
 	uint32_t outputs_chunk;		/* FT_OUTPUTS_CHUNK; W: monitor (x-outputs-chunk, tests) */
 	uint64_t forced_checkpoints;	/* checkpoints the held-output bound forced */
 	uint64_t first_trigger_ns;	/* hybrid: first held output since last checkpoint. W: as trigger */
+	/* Event policy: a held frame makes the next checkpoint due at once, so
+	 * the trigger itself pauses the guest (vm__pause_request): the vCPU
+	 * that sent the frame parks as its exit completes, without running on
+	 * to idle and being signalled out again. The checkpoint takes over
+	 * that pause. prepause_ok: protected, the role thread is in its loop.
+	 * W: the trigger (prepaused), ft-primary (both, and it drops a pause it
+	 * did not take over); all under lock. */
+	bool prepause_ok, prepaused;
 	uint64_t epoch;			/* last checkpoint sent */
 	uint64_t acked_epoch;		/* last checkpoint the secondary committed */
 	unsigned sync_percent;

@@ -508,6 +508,8 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 	uint64_t trig_ns = ft->pri.first_trigger_ns;
 	ft->pri.trigger = false;
 	ft->pri.first_trigger_ns = 0;
+	bool took_prepause = ft->pri.prepaused;	/* this checkpoint's own pause holds the guest */
+	ft->pri.prepaused = false;
 	if (ft->pri.held_full)
 		ft->pri.forced_checkpoints++;
 	ft->pri.held_full = false;
@@ -528,6 +530,8 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 		nanosleep(&slow, NULL);
 	}
 	uint64_t tr = ft__now_ns();
+	if (took_prepause)
+		vm__resume_internal(vm);
 	vm__resume_internal(vm);
 	uint64_t t1 = ft__now_ns();
 	if (getenv("FTVM_DEBUG_PAUSE") && epoch % 50 == 0)
@@ -692,11 +696,13 @@ static int64_t next_due_ms(struct ft *ft, uint64_t last_ckpt_ns)
 	int64_t due;
 
 	pthread_mutex_lock(&ft->lock);
-	bool trig = ft->pri.trigger, full = ft->pri.held_full;
+	bool trig = ft->pri.trigger, full = ft->pri.held_full, paused = ft->pri.prepaused;
 	uint64_t first = ft->pri.first_trigger_ns;
 	pthread_mutex_unlock(&ft->lock);
 
-	if (atomic_load(&ft->pri.handover_req) || full)
+	/* A guest the trigger paused waits for nothing else (even if the
+	 * policy changed since). */
+	if (atomic_load(&ft->pri.handover_req) || full || paused)
 		return 0;
 	switch (p->policy) {
 	case ET_POLICY_EVENT:
@@ -1041,6 +1047,11 @@ static void on_output_held(void *opaque, uint64_t held_bytes, bool observable)
 		ft->pri.trigger = true;
 		ft->pri.first_trigger_ns = ft__now_ns();
 		wake = true;
+		/* Under the lock, so the role thread sees prepaused only with
+		 * the pause taken (it drops a pause it finds). */
+		if (ft->cfg.policy.policy == ET_POLICY_EVENT && ft->pri.prepause_ok && !ft->pri.prepaused &&
+		    vm__pause_request(ft->cfg.vm) == 0)
+			ft->pri.prepaused = true;
 	}
 	int fd = ft->cfg.policy.policy == ET_POLICY_EPOCH && !full ? -1 : ft->wake_fd;
 	wake |= full;
@@ -1049,6 +1060,19 @@ static void on_output_held(void *opaque, uint64_t held_bytes, bool observable)
 		uint64_t one = 1;
 		(void)!write(fd, &one, sizeof(one));
 	}
+}
+
+/* Allows or ends the trigger's pause (prepaused); ending it releases a
+ * pause no checkpoint took over. */
+static void prepause_allow(struct ft *ft, bool ok)
+{
+	pthread_mutex_lock(&ft->lock);
+	bool drop = !ok && ft->pri.prepaused;
+	ft->pri.prepause_ok = ok;
+	ft->pri.prepaused = false;
+	pthread_mutex_unlock(&ft->lock);
+	if (drop)
+		vm__resume_internal(ft->cfg.vm);
 }
 
 /* Sleeps up to ms; true if protection was stopped meanwhile. */
@@ -1211,6 +1235,7 @@ int ft_primary__run(struct ft *ft)
 	ft->pri.sync_percent = 100;
 	pthread_mutex_unlock(&ft->lock);
 	ft__set_state(ft, FT_PROTECTED);
+	prepause_allow(ft, true);
 
 	uint64_t last = ft__now_ns();
 	for (;;) {
@@ -1232,6 +1257,7 @@ int ft_primary__run(struct ft *ft)
 			if (disk_failed)
 				fprintf(stderr, "ftvm: ft: %s; handing the guest over to %s\n",
 					ft->last_error, ft->peer);
+			prepause_allow(ft, false);
 			ret = handover(ft, &c, disk_failed);
 			if (!ret) {
 				capture__free(&c);
@@ -1244,6 +1270,7 @@ int ft_primary__run(struct ft *ft)
 		}
 	}
 out:
+	prepause_allow(ft, false);
 	/* A send that failed because the secondary refused us: its ERROR
 	 * message may be waiting; it says more than "broken pipe". */
 	if (ret && ret != -ECANCELED && ft->x) {

@@ -179,6 +179,13 @@ int vm__resume(struct vm *vm);
  */
 int vm__pause_internal(struct vm *vm);
 void vm__resume_internal(struct vm *vm);
+/*
+ * An internal pause that does not wait: the vCPUs park as soon as they can
+ * (a vCPU thread asking from an exit handler parks as that exit completes,
+ * with no signal), and a later vm__pause_internal finds them parked. Each
+ * request is released with vm__resume_internal. -ESHUTDOWN.
+ */
+int vm__pause_request(struct vm *vm);
 enum vm_run_state vm__run_state(struct vm *vm);
 const char *vm__run_state_name(enum vm_run_state s);
 const char *vm__name(struct vm *vm);

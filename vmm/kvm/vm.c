@@ -75,6 +75,7 @@ static int vm__create_machine(const struct vm_config *cfg, struct vm **out, char
 	pthread_cond_init(&vm->run_cond, NULL);
 	*out = vm;
 
+	vm->check_sync_regs = getenv("FTVM_CHECK_SYNC_REGS") != NULL;
 	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (vm->kvm_fd < 0) {
 		ret = -errno;
@@ -334,6 +335,29 @@ int vm__pause_internal(struct vm *vm)
 	return 0;
 }
 
+int vm__pause_request(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->run_lock);
+	if (atomic_load(&vm->quit_req)) {
+		pthread_mutex_unlock(&vm->run_lock);
+		return -ESHUTDOWN;
+	}
+	bool first = vm->pause_depth++ == 0;
+	if (first) {
+		atomic_store(&vm->pause_req, true);
+		pthread_cond_broadcast(&vm->run_cond);	/* wakes idling vCPUs */
+	}
+	pthread_mutex_unlock(&vm->run_lock);
+	/* The caller's own vCPU (if it is one) parks as its exit completes:
+	 * no signal for it. */
+	for (unsigned i = 0; first && i < vm->nr_vcpus; i++) {
+		struct vcpu *c = &vm->vcpus[i];
+		if (c->thread_started && !pthread_equal(c->thread, pthread_self()))
+			pthread_kill(c->thread, SIGUSR1);
+	}
+	return 0;
+}
+
 void vm__resume_internal(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->run_lock);
@@ -402,10 +426,20 @@ void vm__park_if_requested(struct vm *vm, struct vcpu *c)
 	 * capture only from a completed exit).
 	 */
 	c->run->immediate_exit = 1;
+	bool synced = false;
 	for (;;) {
+		if (c->sync_regs) {
+			/* KVM fills these without clearing them first (the
+			 * interrupt bitmap, padding): start from zeros, as the
+			 * GET ioctls do. */
+			c->run->kvm_valid_regs = KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS;
+			memset(&c->run->s.regs.sregs, 0, sizeof(c->run->s.regs.sregs));
+		}
 		int r = ioctl(c->fd, KVM_RUN, 0);
-		if (r < 0 && (errno == EINTR || errno == EAGAIN))
+		if (r < 0 && (errno == EINTR || errno == EAGAIN)) {
+			synced = c->sync_regs;
 			break;
+		}
 		if (r < 0) {
 			fprintf(stderr, "ftvm: vCPU %u: KVM_RUN (completing an exit): %s\n", c->idx,
 				strerror(errno));
@@ -417,13 +451,18 @@ void vm__park_if_requested(struct vm *vm, struct vcpu *c)
 			break;
 	}
 	c->run->immediate_exit = 0;
+	c->run->kvm_valid_regs = 0;
 	vcpu__eat_kicks();
+	if (synced && vm->check_sync_regs)
+		vcpu__check_sync_regs(c);
 
 	pthread_mutex_lock(&vm->run_lock);
+	c->parked_regs = synced;
 	vm->parked++;
 	pthread_cond_broadcast(&vm->run_cond);
 	while (atomic_load(&vm->pause_req) && !atomic_load(&vm->quit_req))
 		pthread_cond_wait(&vm->run_cond, &vm->run_lock);
+	c->parked_regs = false;
 	vm->parked--;
 	pthread_cond_broadcast(&vm->run_cond);
 	pthread_mutex_unlock(&vm->run_lock);
