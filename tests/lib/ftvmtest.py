@@ -250,6 +250,10 @@ def main(test):
     """Runs test(workdir) with a fresh temporary directory; prints PASS/FAIL."""
     workdir = tempfile.mkdtemp(prefix="ftvm-test-")
     name = os.path.basename(sys.argv[0])
+    # Every park of every VMM a test starts checks that the state its exit
+    # left in kvm_run (KVM_CAP_SYNC_REGS, read by each checkpoint's capture)
+    # is KVM's; a difference aborts the VMM, and the test fails.
+    os.environ.setdefault("FTVM_CHECK_SYNC_REGS", "1")
     try:
         test(workdir)
     except Failure as e:

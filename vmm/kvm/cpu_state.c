@@ -121,12 +121,19 @@ int cpu_state__save(struct vcpu *c, struct sbuf *out, uint64_t *tsc, char *err)
 
 	if (!s)
 		return -ENOMEM;
-	if (ioctl(c->fd, KVM_GET_REGS, &s->regs) < 0) what = "KVM_GET_REGS";
+	if (c->parked_regs) {
+		/* Parked: its last exit left them in kvm_run (vm.c). */
+		s->regs = c->run->s.regs.regs;
+		s->sregs = c->run->s.regs.sregs;
+		s->events = c->run->s.regs.events;
+	} else if (ioctl(c->fd, KVM_GET_REGS, &s->regs) < 0) what = "KVM_GET_REGS";
 	else if (ioctl(c->fd, KVM_GET_SREGS, &s->sregs) < 0) what = "KVM_GET_SREGS";
+	else if (ioctl(c->fd, KVM_GET_VCPU_EVENTS, &s->events) < 0) what = "KVM_GET_VCPU_EVENTS";
+	if (what)
+		;	/* reported below */
 	else if ((ret = cpu__xsave_get(c, s->xsave)) < 0) what = "KVM_GET_XSAVE";
 	else if (ioctl(c->fd, KVM_GET_XCRS, &s->xcrs) < 0) what = "KVM_GET_XCRS";
 	else if (ioctl(c->fd, KVM_GET_LAPIC, &s->lapic) < 0) what = "KVM_GET_LAPIC";
-	else if (ioctl(c->fd, KVM_GET_VCPU_EVENTS, &s->events) < 0) what = "KVM_GET_VCPU_EVENTS";
 	else if (ioctl(c->fd, KVM_GET_MP_STATE, &s->mp_state) < 0) what = "KVM_GET_MP_STATE";
 	else if (ioctl(c->fd, KVM_GET_DEBUGREGS, &s->debugregs) < 0) what = "KVM_GET_DEBUGREGS";
 	if (!what) {
@@ -186,6 +193,7 @@ int cpu_state__load(struct vcpu *c, const void *data, size_t len, bool check_onl
 	}
 	if (check_only)
 		goto out;
+	c->parked_regs = false;	/* kvm_run's copy is the old state now */
 	/* Order as KVM wants it: sregs (mode) before regs, XSAVE after XCRs
 	 * are known, MSRs before the APIC, events and MP state last. */
 	if (ioctl(c->fd, KVM_SET_SREGS, &s->sregs) < 0) what = "KVM_SET_SREGS";

@@ -21,6 +21,34 @@
 
 #include "vmm/vm_internal.h"
 
+/*
+ * FTVM_CHECK_SYNC_REGS (tests): what a park left in kvm_run must be what
+ * the GET ioctls return, field for field; the VMM aborts if not, so a test
+ * that parks often (every checkpoint) fails loudly.
+ */
+void vcpu__check_sync_regs(struct vcpu *c)
+{
+	struct kvm_regs r;
+	struct kvm_sregs s;
+	struct kvm_vcpu_events e;
+	const char *bad = NULL;
+
+	if (ioctl(c->fd, KVM_GET_REGS, &r) < 0 || ioctl(c->fd, KVM_GET_SREGS, &s) < 0 ||
+	    ioctl(c->fd, KVM_GET_VCPU_EVENTS, &e) < 0)
+		bad = "a GET ioctl failed";
+	else if (memcmp(&r, &c->run->s.regs.regs, sizeof(r)))
+		bad = "regs";
+	else if (memcmp(&s, &c->run->s.regs.sregs, sizeof(s)))
+		bad = "sregs";
+	else if (memcmp(&e, &c->run->s.regs.events, sizeof(e)))
+		bad = "events";
+	if (bad) {
+		fprintf(stderr, "ftvm: vCPU %u: FTVM_CHECK_SYNC_REGS: the parked state in kvm_run differs "
+			"from KVM's (%s)\n", c->idx, bad);
+		abort();
+	}
+}
+
 int vcpu__create(struct vm *vm, unsigned idx, char *err)
 {
 	struct vcpu *c = &vm->vcpus[idx];
@@ -29,6 +57,9 @@ int vcpu__create(struct vm *vm, unsigned idx, char *err)
 	c->vm = vm;
 	c->idx = idx;
 	c->nr_msr_list = -1;
+	int sync = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_SYNC_REGS);
+	unsigned want = KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS;
+	c->sync_regs = sync > 0 && ((unsigned)sync & want) == want && !getenv("FTVM_NO_SYNC_REGS");
 	c->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, idx);
 	if (c->fd < 0) {
 		snprintf(err, VMM_ERR_LEN, "KVM_CREATE_VCPU %u: %s", idx, strerror(errno));
