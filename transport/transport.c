@@ -91,6 +91,7 @@ int xport__base_init(struct xport *x, const struct xport_ops *ops,
 	x->send_err = 0;
 	memset(&x->rx, 0, sizeof(x->rx));
 	sbuf__init(&x->rx.payload);
+	sbuf__init(&x->batch);
 	x->rx_err = 0;
 	x->rx_errmsg[0] = '\0';
 	x->max_payload = XPORT_MAX_PAYLOAD;
@@ -328,22 +329,46 @@ const char *xport__cipher(struct xport *x, char *buf, size_t len)
 
 void xport__batch_begin(struct xport *x)
 {
-	struct tls_conn *c = x->ops == &xport_tcp_ops ? tcp__tls(x) : NULL;
-	if (!c)
+	if (x->ops != &xport_tcp_ops)
 		return;
+	struct tls_conn *c = tcp__tls(x);
 	pthread_mutex_lock(&x->send_lock);
-	tls_conn__cork(c);
+	if (c)
+		tls_conn__cork(c);
+	else
+		x->batching = true;
 	pthread_mutex_unlock(&x->send_lock);
+}
+
+/* What the batch holds, written ahead of iov (NULL: alone). Under send_lock. */
+static int batch_flush(struct xport *x, const struct iovec *iov, int iovcnt, struct iovec *with)
+{
+	if (!x->batch.len)
+		return iov ? x->ops->writev(x, iov, iovcnt) : 0;
+	with[0] = (struct iovec){ x->batch.data, x->batch.len };
+	if (iov)
+		memcpy(with + 1, iov, sizeof(*iov) * (size_t)iovcnt);
+	int rc = x->ops->writev(x, with, iov ? iovcnt + 1 : 1);
+	sbuf__reset(&x->batch);
+	return rc;
 }
 
 int xport__batch_end(struct xport *x)
 {
-	struct tls_conn *c = x->ops == &xport_tcp_ops ? tcp__tls(x) : NULL;
-	if (!c)
+	if (x->ops != &xport_tcp_ops)
 		return 0;
+	struct tls_conn *c = tcp__tls(x);
 	pthread_mutex_lock(&x->send_lock);
 	int ret = x->send_err;
-	int r = tls_conn__uncork(c);
+	int r;
+	if (c) {
+		r = tls_conn__uncork(c);
+	} else {
+		struct iovec one[1];
+		x->batching = false;
+		r = ret ? 0 : batch_flush(x, NULL, 0, one);
+		sbuf__reset(&x->batch);
+	}
 	if (r && !ret)
 		ret = x->send_err = r;
 	if (!ret)
@@ -372,6 +397,7 @@ void xport__close(struct xport *x)
 		return;
 	pthread_mutex_destroy(&x->send_lock);
 	sbuf__free(&x->rx.payload);
+	sbuf__free(&x->batch);
 	x->ops->close(x);
 }
 
@@ -512,6 +538,9 @@ static int send_faulty(struct xport *x, int fault, uint8_t *hdr,
 	return rc < 0 ? rc : -EPIPE;
 }
 
+/* A batched message up to this size is copied into the batch. */
+#define BATCH_COPY_MAX (64u << 10)
+
 int xport__send(struct xport *x, uint16_t type, uint32_t flags,
 		uint64_t epoch, const struct iovec *iov, int iovcnt)
 {
@@ -552,10 +581,25 @@ int xport__send(struct xport *x, uint16_t type, uint32_t flags,
 	} else if (atomic_load(&x->shut)) {
 		rc = -ESHUTDOWN;
 	} else {
-		if (fault != XPORT_FAULT_NONE)
+		if (x->batching && fault == XPORT_FAULT_NONE && total <= BATCH_COPY_MAX) {
+			/* Gathered: it leaves with the batch (or a big message). */
+			rc = 0;
+			for (int i = 0; i <= iovcnt && !rc; i++)
+				rc = sbuf__append(&x->batch, v[i].iov_base, v[i].iov_len);
+		} else if (x->batching) {
+			/* Too big to copy: the batch so far and this message in one write. */
+			struct iovec *w = malloc(sizeof(*w) * ((size_t)iovcnt + 2));
+			rc = !w ? -ENOMEM
+			     : fault != XPORT_FAULT_NONE ? batch_flush(x, NULL, 0, w)
+							: batch_flush(x, v, iovcnt + 1, w);
+			if (!rc && fault != XPORT_FAULT_NONE)
+				rc = send_faulty(x, fault, hdr, v, iovcnt + 1, total);
+			free(w);
+		} else if (fault != XPORT_FAULT_NONE) {
 			rc = send_faulty(x, fault, hdr, v, iovcnt + 1, total);
-		else
+		} else {
 			rc = x->ops->writev(x, v, iovcnt + 1);
+		}
 		if (rc < 0)
 			x->send_err = rc; /* maybe cut mid-message: no retry */
 		else {

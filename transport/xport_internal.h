@@ -41,6 +41,11 @@ struct xport {
 	/* Serialises whole messages on the wire; held across ops->writev. */
 	pthread_mutex_t send_lock;
 	int send_err;		/* sticky; protected by send_lock */
+	/* Plain TCP between xport__batch_begin and _end: small messages are
+	 * gathered here and leave in one write, so the peer wakes once for a
+	 * checkpoint, not once a message. Under send_lock. */
+	bool batching;
+	struct sbuf batch;
 
 	/* Receive side: used by the one receiving thread only. */
 	struct xport_rx rx;
