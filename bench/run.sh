@@ -11,6 +11,10 @@ if [ "${1:-}" = "--redis" ]; then
     shift
     exec python3 bench/bench_redis.py "$@"
 fi
+if [ "${1:-}" = "--colo" ]; then
+    shift
+    exec python3 bench/bench_colo.py "$@"
+fi
 if [ "${1:-}" = "--ft" ]; then
     shift
     exec python3 bench/bench_ft.py "$@"
