@@ -447,7 +447,28 @@ static void et__unpop(struct eventtap *et, struct et_item *items)
  * a checkpoint another host can complete (the caller hands over or stops
  * the VM). A frame is never sent after a write it may depend on failed.
  */
-static int et__release_upto(struct eventtap *et, uint64_t epoch, bool all)
+/* Sends the frames among items (taken off the list) and drops them from
+ * it; what is left is the disk's. */
+static struct et_item *et__send_frames(struct eventtap *et, struct et_item *items)
+{
+	struct et_item *keep = NULL, **kt = &keep;
+	for (struct et_item *it = items; it;) {
+		struct et_item *n = it->next;
+		if (it->kind == ET_NET_FRAME) {
+			struct iovec v = { it->data, it->len };
+			et->inner_net->ops->tx(et->inner_net->be, &v, 1);	/* lost: like a lost packet */
+			free(it);
+		} else {
+			*kt = it;
+			kt = &it->next;
+		}
+		it = n;
+	}
+	*kt = NULL;
+	return keep;
+}
+
+static int et__release_upto(struct eventtap *et, uint64_t epoch, bool all, bool frames_first)
 {
 	struct et_item *taken = NULL, **ttail = &taken;	/* in issue order */
 	bool need_flush = false;
@@ -488,6 +509,10 @@ static int et__release_upto(struct eventtap *et, uint64_t epoch, bool all)
 		pthread_mutex_unlock(&et->lock);
 		locked = false;
 	}
+	/* Every write of the batch is issued: with the secondary's copy
+	 * durable, the frames need not wait for this disk's flush. */
+	if (!ret && frames_first)
+		taken = et__send_frames(et, taken);
 	if (!ret && need_flush && et->inner_disk)
 		ret = et->inner_disk->ops->flush(et->inner_disk->be);
 	if (ret) {
@@ -499,12 +524,9 @@ static int et__release_upto(struct eventtap *et, uint64_t epoch, bool all)
 		pthread_mutex_unlock(&et->lock);
 		return ret;
 	}
+	taken = et__send_frames(et, taken);
 	for (struct et_item *it = taken; it;) {
 		struct et_item *n = it->next;
-		if (it->kind == ET_NET_FRAME) {
-			struct iovec v = { it->data, it->len };
-			et->inner_net->ops->tx(et->inner_net->be, &v, 1);	/* lost: like a lost packet */
-		}
 		free(it);
 		it = n;
 	}
@@ -523,12 +545,17 @@ int eventtap__failed(struct eventtap *et)
 
 int eventtap__release(struct eventtap *et, uint64_t epoch)
 {
-	return et__release_upto(et, epoch, false);
+	return et__release_upto(et, epoch, false, false);
+}
+
+int eventtap__release_flush_last(struct eventtap *et, uint64_t epoch)
+{
+	return et__release_upto(et, epoch, false, true);
 }
 
 int eventtap__release_all(struct eventtap *et)
 {
-	return et__release_upto(et, 0, true);
+	return et__release_upto(et, 0, true, false);
 }
 
 int eventtap__send_frame(struct eventtap *et, const void *frame, size_t len)

@@ -94,6 +94,15 @@ int eventtap__serialize(struct eventtap *et, struct sbuf *out, uint32_t *count);
  * it hands the guest to a secondary or stops it.
  */
 int eventtap__release(struct eventtap *et, uint64_t epoch);
+/*
+ * The same, but the frames leave once every write is issued, before the
+ * flush: for a primary whose secondary wrote and flushed the same writes
+ * to its own disk before it acknowledged (replicated storage), so a reply
+ * that says "written" is true of a disk already. A flush that fails then
+ * fails the event tap as above and keeps the writes held (the frames are
+ * out): the caller hands the guest to the secondary, whose disk has them.
+ */
+int eventtap__release_flush_last(struct eventtap *et, uint64_t epoch);
 /* Stops holding and performs every held output, atomically with respect
  * to new output (protection ended: secondary lost or cancelled). Fails
  * as eventtap__release does (holding again). */

@@ -656,7 +656,11 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 	uint64_t t2 = ft__now_ns();
 	ft_audit(ft, "ack", epoch, NULL);
 	if (release) {
-		ret = eventtap__release(et, epoch);
+		/* Replicated: the secondary's disk holds this checkpoint's writes,
+		 * flushed, before it acknowledged; this disk's flush no longer
+		 * stands between a reply and its client (docs/ft.md). */
+		bool replicated = ft->cfg.disk && ft->cfg.drive_mode == VM_DRIVE_REPLICATED;
+		ret = replicated ? eventtap__release_flush_last(et, epoch) : eventtap__release(et, epoch);
 		if (ret)
 			ft__error(ft, "releasing the output of checkpoint %llu: a disk write or flush "
 				  "failed: %s", (unsigned long long)epoch, strerror(-ret));

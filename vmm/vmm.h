@@ -87,6 +87,8 @@ typedef void (*disk_fatal_fn)(void *opaque, const char *what);
 void disk_raw__on_fatal_error(struct disk *d, disk_fatal_fn fn, void *opaque);
 /* Test only: the next count writes/flushes fail with -err (as the medium would). */
 int disk_raw__inject_error(struct disk *d, int err, unsigned count);
+/* Test only: the next count flushes fail with -err; writes succeed. */
+int disk_raw__inject_flush_error(struct disk *d, int err, unsigned count);
 
 /* Tap backend (vmm/backend/net_tap.c): attaches to an existing or new tap. */
 int net_tap__open(struct net *n, const char *ifname, char *err);

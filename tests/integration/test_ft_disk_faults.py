@@ -13,6 +13,11 @@ acknowledged write.
   the guest over to the secondary, which re-issues the write and runs on;
   the primary's guest never runs again. Every acknowledged write is on
   the image booted alone afterwards.
+- A flush that fails at release on a replicated primary (x-disk-fault
+  eio-flush): the reply may already be out (the primary flushes its own
+  image after the frames, the secondary's image had the write flushed
+  before its ACK), so the primary hands over; the write is on the
+  secondary's image, booted alone afterwards.
 - Disk full on a replicated secondary: the checkpoint is refused before
   it changes anything (its disk space is reserved first); the primary
   goes on unprotected and nothing acknowledged is lost.
@@ -146,6 +151,52 @@ def eio_at_release(work):
         verify_alone(topo, work, img, client, acks, "eio")
 
 
+def replicated_flush_fails(work):
+    """Replicated storage: the primary sends a reply once the writes are
+    issued and flushes its own image after (the secondary's image has them,
+    flushed, before its ACK). Its flush fails: the reply may be out, so the
+    primary must hand over, and the write must be on the secondary's image."""
+    with Topology() as topo:
+        pimg = sparse(os.path.join(work, "rflush-a.img"), 64)
+        simg = sparse(os.path.join(work, "rflush-b.img"), 64)
+        client = Client(topo, work)
+        acks = os.path.join(work, "rflush.acks")
+        nodes = []
+        try:
+            a = Node(topo, "A", work, "rflush", pimg, "replicated", False)
+            nodes.append(a)
+            wait_ready(a)
+            b = Node(topo, "B", work, "rflush", simg, "replicated", True)
+            nodes.append(b)
+            a.protect_to("B")
+            client.acks = acks
+            s = load_new_keys(client, 50, acks, "f")
+            check(s["puts_acked"] == 50, "load before the fault: %s" % s)
+            a.ctl("x-disk-fault", "eio-flush", "1")
+            r = client.run("--deadline-ms", "10000", "put", "after-flush-eio", "1")
+            print("repl flush PUT after the fault: rc %d %s" % (r.returncode, r.stdout.strip()))
+            with open(acks, "a") as f:
+                if r.returncode == 0:
+                    f.write("PUT after-flush-eio 1\n")
+            sb = b.wait_state(("failed-over",), 20)
+            deadline = time.monotonic() + 10
+            while a.alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            err = a.errors()
+            print("repl flush primary: %s" % [l for l in err.splitlines() if "handing" in l or "handed" in l])
+            check(not a.alive(), "the primary still runs after its flush failed")
+            check("handed over" in err, "the primary did not hand over: %s" % err[-800:])
+            check(r.returncode == 0, "the PUT was not acknowledged: %s" % r.stderr)
+            client.acks = acks
+            v = client.verify()
+            print("repl flush on the secondary: %s" % v)
+            check(v["lost"] == 0 and v["wrong"] == 0, "lost on the secondary: %s" % v)
+        finally:
+            close_all(client, nodes)
+        # The secondary's image alone has every acknowledged write.
+        verify_alone(topo, work, simg, client, acks, "repl flush")
+
+
 def replicated_secondary_full(work):
     with Topology() as topo, SmallFs(os.path.join(work, "rfull"), "2m") as fs:
         pimg = sparse(os.path.join(work, "rprimary.img"), 16)
@@ -220,6 +271,7 @@ def test(work):
         skip("mounting a tmpfs needs root")
     disk_full(work)
     eio_at_release(work)
+    replicated_flush_fails(work)
     replicated_secondary_full(work)
     replicated_secondary_eio(work)
 

@@ -245,6 +245,51 @@ int main(void)
 	CHECK(st.held_items == 2 && st.held_frames == 1, "flush and frame held again (%llu)",
 	      (unsigned long long)st.held_items);
 	CHECK(wire_recv(&w, rx, sizeof(rx)) < 0, "nothing on the wire");
+	eventtap__destroy(et);
+
+	/* Replicated storage (release_flush_last): the frames leave once the
+	 * writes are issued, before this disk's flush; a write that fails
+	 * still stops them, a flush that fails keeps the flush (and the
+	 * writes) held, and the event tap fails. */
+	CHECK(eventtap__create(&disk, &net, &et) == 0, "a third event tap");
+	d = eventtap__disk(et);
+	n = eventtap__net(et);
+	eventtap__set_holding(et, true, 40);
+	memset(a, 'R', 512);
+	CHECK(disk_rw(d, true, 12288, a, 512) == 0 && d->ops->flush(d->be) == 0, "held write and flush");
+	frame(f, "repl40");
+	CHECK(n->ops->tx(n->be, &fv, 1) == 0, "held frame");
+	eventtap__seal(et);
+	CHECK(eventtap__release_flush_last(et, 40) == 0, "release 40");
+	CHECK(wire_recv(&w, rx, sizeof(rx)) == 64 && !strcmp(rx + 14, "repl40"), "the frame of 40 went out");
+	image_read(path, 12288, got, 512);
+	CHECK(got[0] == 'R' && got[511] == 'R', "the write of 40 is in the image");
+	CHECK(disk_rw(d, true, 12800, a, 512) == 0, "held write 41");
+	frame(f, "repl41");
+	CHECK(n->ops->tx(n->be, &fv, 1) == 0, "held frame 41");
+	eventtap__seal(et);
+	sent0 = w.sent;
+	disk_raw__inject_error(&disk, EIO, 1);
+	CHECK(eventtap__release_flush_last(et, 41) == -EIO && w.sent == sent0,
+	      "a failed write sends no frame, flush last or not");
+	eventtap__destroy(et);
+	CHECK(eventtap__create(&disk, &net, &et) == 0, "a fourth event tap");
+	d = eventtap__disk(et);
+	n = eventtap__net(et);
+	eventtap__set_holding(et, true, 50);
+	CHECK(d->ops->flush(d->be) == 0, "held flush 50");
+	frame(f, "repl50");
+	CHECK(n->ops->tx(n->be, &fv, 1) == 0, "held frame 50");
+	eventtap__seal(et);
+	disk_raw__inject_error(&disk, EIO, 1);
+	CHECK(eventtap__release_flush_last(et, 50) == -EIO, "release 50 with a failing flush");
+	CHECK(wire_recv(&w, rx, sizeof(rx)) == 64 && !strcmp(rx + 14, "repl50"),
+	      "the frame went out before the flush");
+	eventtap__stats(et, &st);
+	CHECK(st.held_items == 1 && st.held_frames == 0 && eventtap__failed(et) == -EIO,
+	      "the flush is held again, the frame is not (%llu items)", (unsigned long long)st.held_items);
+	sbuf__reset(&list);
+	CHECK(eventtap__serialize(et, &list, &count) == 0 && count == 1, "a handover carries the flush");
 
 	/* Policies. */
 	struct et_policy_cfg p;

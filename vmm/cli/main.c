@@ -90,13 +90,17 @@ static void cmd_disk_fault(struct mon_reply *r, int argc, char **argv, void *opa
 	struct disk *d = opaque;
 	char *end;
 	unsigned long n = argc == 2 ? strtoul(argv[1], &end, 10) : 0;
-	int err = argc == 2 && !strcmp(argv[0], "eio") ? EIO
+	bool flush_only = argc == 2 && !strcmp(argv[0], "eio-flush");
+	int err = argc == 2 && (!strcmp(argv[0], "eio") || flush_only) ? EIO
 		  : argc == 2 && !strcmp(argv[0], "enxio") ? ENXIO : 0;
 	if (!err || !*argv[1] || *end || n > 1000000) {
-		mon_reply__error(r, MON_ERR_INVALID_PARAMETER, "usage: x-disk-fault eio|enxio COUNT");
+		mon_reply__error(r, MON_ERR_INVALID_PARAMETER, "usage: x-disk-fault eio|eio-flush|enxio COUNT");
 		return;
 	}
-	disk_raw__inject_error(d, err, (unsigned)n);
+	if (flush_only)
+		disk_raw__inject_flush_error(d, err, (unsigned)n);
+	else
+		disk_raw__inject_error(d, err, (unsigned)n);
 	mon_reply__str(r, "disk_fault", argv[0]);
 }
 
@@ -255,7 +259,7 @@ int main(int argc, char **argv)
 		if (o.test_mode)
 			monitor__add_test_commands(mon);
 		if (disk.be && o.test_mode)
-			monitor__add_command(mon, "x-disk-fault", "eio|enxio COUNT",
+			monitor__add_command(mon, "x-disk-fault", "eio|eio-flush|enxio COUNT",
 					     "test only: the next COUNT disk writes/flushes fail",
 					     cmd_disk_fault, &disk);
 	}
