@@ -109,92 +109,54 @@ def disk_full(work):
         check(st["state"] == "protected", "protection ended on a full disk: %s" % st)
 
 
-def eio_at_release(work):
+def fault_at_release(work, tag, mode, fault):
+    """The primary's disk fails at release (fault: x-disk-fault's kind).
+    Shared, EIO on the write: the frame reporting it is never sent by the
+    primary. Replicated, EIO on the flush: the reply may be out already
+    (the frames go before the primary's own flush; the secondary's image
+    had the write, flushed, before its ACK). Either way the primary hands
+    the guest over, the secondary runs on, and every acknowledged write is
+    on the image the secondary keeps."""
     with Topology() as topo:
-        img = sparse(os.path.join(work, "eio.img"), 64)
+        img = sparse(os.path.join(work, tag + "-a.img"), 64)
+        simg = img if mode == "shared" else sparse(os.path.join(work, tag + "-b.img"), 64)
         client = Client(topo, work)
-        acks = os.path.join(work, "eio.acks")
+        acks = os.path.join(work, tag + ".acks")
         nodes = []
         try:
-            a = Node(topo, "A", work, "eio", img, "shared", False)
+            a = Node(topo, "A", work, tag, img, mode, False)
             nodes.append(a)
             wait_ready(a)
-            b = Node(topo, "B", work, "eio", img, "shared", True)
+            b = Node(topo, "B", work, tag, simg, mode, True)
             nodes.append(b)
             a.protect_to("B")
             client.acks = acks
-            s = load_new_keys(client, 50, acks, "e")
+            s = load_new_keys(client, 50, acks, tag[0])
             check(s["puts_acked"] == 50, "load before the fault: %s" % s)
-            a.ctl("x-disk-fault", "eio", "1")
-            r = client.run("--deadline-ms", "10000", "put", "after-eio", "1")
-            print("eio        PUT after the fault: rc %d %s" % (r.returncode, r.stdout.strip()))
+            a.ctl("x-disk-fault", fault, "1")
+            r = client.run("--deadline-ms", "10000", "put", "after-" + tag, "1")
+            print("%-10s PUT after the fault: rc %d %s" % (tag, r.returncode, r.stdout.strip()))
             with open(acks, "a") as f:
                 if r.returncode == 0:
-                    f.write("PUT after-eio 1\n")
+                    f.write("PUT after-%s 1\n" % tag)
             sb = b.wait_state(("failed-over",), 20)
             deadline = time.monotonic() + 10
             while a.alive() and time.monotonic() < deadline:
                 time.sleep(0.05)
             err = a.errors()
-            print("eio        primary: %s" % [l for l in err.splitlines() if "handing" in l or "handed" in l])
-            print("eio        secondary: %s from checkpoint %d, re-issued %d frames %d writes"
-                  % (sb["state"], sb["committed_epoch"], sb["reissued_frames"], sb["reissued_writes"]))
+            print("%-10s primary: %s" % (tag, [l for l in err.splitlines() if "handing" in l or "handed" in l]))
+            print("%-10s secondary: %s from checkpoint %d, re-issued %d frames %d writes"
+                  % (tag, sb["state"], sb["committed_epoch"], sb["reissued_frames"], sb["reissued_writes"]))
             check(not a.alive(), "the primary still runs after handing the guest over")
-            check("handed over" in err, "the primary did not hand over: %s" % err[-800:])
-            check(r.returncode == 0, "the PUT was not acknowledged (by the secondary): %s" % r.stderr)
-            client.acks = acks
-            v = client.verify()
-            print("eio        on the secondary: %s" % v)
-            check(v["lost"] == 0 and v["wrong"] == 0, "lost on the secondary: %s" % v)
-        finally:
-            close_all(client, nodes)
-        verify_alone(topo, work, img, client, acks, "eio")
-
-
-def replicated_flush_fails(work):
-    """Replicated storage: the primary sends a reply once the writes are
-    issued and flushes its own image after (the secondary's image has them,
-    flushed, before its ACK). Its flush fails: the reply may be out, so the
-    primary must hand over, and the write must be on the secondary's image."""
-    with Topology() as topo:
-        pimg = sparse(os.path.join(work, "rflush-a.img"), 64)
-        simg = sparse(os.path.join(work, "rflush-b.img"), 64)
-        client = Client(topo, work)
-        acks = os.path.join(work, "rflush.acks")
-        nodes = []
-        try:
-            a = Node(topo, "A", work, "rflush", pimg, "replicated", False)
-            nodes.append(a)
-            wait_ready(a)
-            b = Node(topo, "B", work, "rflush", simg, "replicated", True)
-            nodes.append(b)
-            a.protect_to("B")
-            client.acks = acks
-            s = load_new_keys(client, 50, acks, "f")
-            check(s["puts_acked"] == 50, "load before the fault: %s" % s)
-            a.ctl("x-disk-fault", "eio-flush", "1")
-            r = client.run("--deadline-ms", "10000", "put", "after-flush-eio", "1")
-            print("repl flush PUT after the fault: rc %d %s" % (r.returncode, r.stdout.strip()))
-            with open(acks, "a") as f:
-                if r.returncode == 0:
-                    f.write("PUT after-flush-eio 1\n")
-            sb = b.wait_state(("failed-over",), 20)
-            deadline = time.monotonic() + 10
-            while a.alive() and time.monotonic() < deadline:
-                time.sleep(0.05)
-            err = a.errors()
-            print("repl flush primary: %s" % [l for l in err.splitlines() if "handing" in l or "handed" in l])
-            check(not a.alive(), "the primary still runs after its flush failed")
             check("handed over" in err, "the primary did not hand over: %s" % err[-800:])
             check(r.returncode == 0, "the PUT was not acknowledged: %s" % r.stderr)
             client.acks = acks
             v = client.verify()
-            print("repl flush on the secondary: %s" % v)
+            print("%-10s on the secondary: %s" % (tag, v))
             check(v["lost"] == 0 and v["wrong"] == 0, "lost on the secondary: %s" % v)
         finally:
             close_all(client, nodes)
-        # The secondary's image alone has every acknowledged write.
-        verify_alone(topo, work, simg, client, acks, "repl flush")
+        verify_alone(topo, work, simg, client, acks, tag)
 
 
 def replicated_secondary_full(work):
@@ -270,8 +232,8 @@ def test(work):
         from ftvmtest import skip
         skip("mounting a tmpfs needs root")
     disk_full(work)
-    eio_at_release(work)
-    replicated_flush_fails(work)
+    fault_at_release(work, "eio", "shared", "eio")
+    fault_at_release(work, "rflush", "replicated", "eio-flush")
     replicated_secondary_full(work)
     replicated_secondary_eio(work)
 
