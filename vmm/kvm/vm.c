@@ -72,7 +72,14 @@ static int vm__create_machine(const struct vm_config *cfg, struct vm **out, char
 	pthread_mutex_init(&vm->dev_lock, NULL);
 	pthread_mutex_init(&vm->run_lock, NULL);
 	pthread_mutex_init(&vm->throttle_lock, NULL);
-	pthread_cond_init(&vm->run_cond, NULL);
+	/* vm__idle's deadlines are CLOCK_MONOTONIC: so must the condvar's
+	 * clock be (with the default, CLOCK_REALTIME, every idle deadline lay
+	 * decades in the past and an idle guest spun a host CPU). */
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&vm->run_cond, &ca);
+	pthread_condattr_destroy(&ca);
 	*out = vm;
 
 	vm->check_sync_regs = getenv("FTVM_CHECK_SYNC_REGS") != NULL;
