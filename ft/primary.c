@@ -36,7 +36,114 @@ struct capture {
 	struct sbuf deltas;		/* a PAGES message's CRCs and deltas */
 	struct iovec *iov;		/* a PAGES message: head, deltas, whole pages */
 	size_t iov_cap;
+	struct copier *copier;		/* a second thread for big captures (NULL: not yet) */
 };
+
+/*
+ * A large capture's copy, in two threads: the 2nd part of the pages goes
+ * to this thread while the role thread copies the first and saves the
+ * vCPU and device state (ioctls that mostly wait), so the pause of a
+ * checkpoint of ~1,000 pages is about half its copy. All fields under
+ * lock; the job's memory is the capture's, which the role thread does not
+ * touch until the job is done.
+ */
+struct copier {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct vm *vm;
+	const uint64_t *pages;
+	uint8_t *dst;
+	size_t n;
+	bool busy;	/* a job is set (W: role thread) or running; cleared when done (W: copier) */
+	bool stop;	/* W: role thread */
+};
+
+/* Below this many pages one thread copies: waking a second costs more. */
+#define FT_COPY_SPLIT_PAGES 128
+
+static void copy_pages(struct vm *vm, const uint64_t *pages, uint8_t *dst, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		memcpy(dst + i * FT_PAGE, vm__guest_ptr(vm, vm__page_gpa(vm, pages[i]), FT_PAGE), FT_PAGE);
+}
+
+static void *copier__main(void *arg)
+{
+	struct copier *cp = arg;
+	pthread_setname_np(pthread_self(), "ft-copy");
+	pthread_mutex_lock(&cp->lock);
+	for (;;) {
+		while (!cp->busy && !cp->stop)
+			pthread_cond_wait(&cp->cond, &cp->lock);
+		if (cp->stop)
+			break;
+		struct vm *vm = cp->vm;
+		const uint64_t *pages = cp->pages;
+		uint8_t *dst = cp->dst;
+		size_t n = cp->n;
+		pthread_mutex_unlock(&cp->lock);
+		copy_pages(vm, pages, dst, n);
+		pthread_mutex_lock(&cp->lock);
+		cp->busy = false;
+		pthread_cond_broadcast(&cp->cond);
+	}
+	pthread_mutex_unlock(&cp->lock);
+	return NULL;
+}
+
+/* The copier, started on first use; NULL if it cannot be (one thread copies). */
+static struct copier *copier__get(struct capture *c)
+{
+	if (c->copier)
+		return c->copier;
+	struct copier *cp = calloc(1, sizeof(*cp));
+	if (!cp)
+		return NULL;
+	pthread_mutex_init(&cp->lock, NULL);
+	pthread_cond_init(&cp->cond, NULL);
+	if (pthread_create(&cp->thread, NULL, copier__main, cp)) {
+		pthread_mutex_destroy(&cp->lock);
+		pthread_cond_destroy(&cp->cond);
+		free(cp);
+		return NULL;
+	}
+	return c->copier = cp;
+}
+
+static void copier__start(struct copier *cp, struct vm *vm, const uint64_t *pages, uint8_t *dst, size_t n)
+{
+	pthread_mutex_lock(&cp->lock);
+	cp->vm = vm;
+	cp->pages = pages;
+	cp->dst = dst;
+	cp->n = n;
+	cp->busy = true;
+	pthread_cond_broadcast(&cp->cond);
+	pthread_mutex_unlock(&cp->lock);
+}
+
+static void copier__wait(struct copier *cp)
+{
+	pthread_mutex_lock(&cp->lock);
+	while (cp->busy)
+		pthread_cond_wait(&cp->cond, &cp->lock);
+	pthread_mutex_unlock(&cp->lock);
+}
+
+static void copier__free(struct copier *cp)
+{
+	if (!cp)
+		return;
+	pthread_mutex_lock(&cp->lock);
+	cp->stop = true;
+	pthread_cond_broadcast(&cp->cond);
+	pthread_mutex_unlock(&cp->lock);
+	pthread_join(cp->thread, NULL);
+	pthread_mutex_destroy(&cp->lock);
+	pthread_cond_destroy(&cp->cond);
+	free(cp);
+}
 
 static void capture__free(struct capture *c)
 {
@@ -50,6 +157,8 @@ static void capture__free(struct capture *c)
 	ft_page_cache__free(&c->cache);
 	sbuf__free(&c->deltas);
 	free(c->iov);
+	copier__free(c->copier);
+	c->copier = NULL;
 }
 
 static int capture__reserve(struct capture *c, size_t n)
@@ -474,10 +583,14 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 	c->nr = c->list.nr;
 	if (!ret)
 		ret = capture__reserve(c, c->nr ? c->nr : 1);
-	for (size_t i = 0; !ret && i < c->nr; i++) {
-		uint64_t p = c->list.pages[i];
-		memcpy(c->data + i * FT_PAGE, vm__guest_ptr(vm, vm__page_gpa(vm, p), FT_PAGE), FT_PAGE);
-	}
+	/* A big capture: the second half of the pages in the copier, while
+	 * this thread copies the first and saves the state. */
+	struct copier *cp = !ret && c->nr >= FT_COPY_SPLIT_PAGES ? copier__get(c) : NULL;
+	size_t here = cp ? c->nr / 2 : c->nr;
+	if (cp)
+		copier__start(cp, vm, c->list.pages + here, c->data + here * FT_PAGE, c->nr - here);
+	if (!ret)
+		copy_pages(vm, c->list.pages, c->data, here);
 	/* Back to an empty set, page by page. */
 	for (size_t i = 0; i < c->list.nr; i++)
 		c->bitmap[c->list.pages[i] / 64] = 0;
@@ -486,6 +599,8 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 	uint64_t tc = ft__now_ns();
 	if (!ret)
 		ret = vm__save_state_locked(vm, &c->state, err);
+	if (cp)
+		copier__wait(cp);
 	vm__devices_unlock(vm);
 	uint64_t ts = ft__now_ns();
 	if (!ret && first && c->disk_bitmap) {
@@ -534,7 +649,8 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 		vm__resume_internal(vm);
 	vm__resume_internal(vm);
 	uint64_t t1 = ft__now_ns();
-	if (getenv("FTVM_DEBUG_PAUSE") && epoch % 50 == 0)
+	const char *dbg = getenv("FTVM_DEBUG_PAUSE");	/* every Nth checkpoint's pause, in steps */
+	if (dbg && epoch % (uint64_t)(atoi(dbg) > 0 ? atoi(dbg) : 50) == 0)
 		fprintf(stderr, "pause %llu: stop %llu collect+copy %llu state %llu tail %llu resume %llu us\n",
 			(unsigned long long)c->nr, (unsigned long long)(tp - t0) / 1000,
 			(unsigned long long)(tc - tp) / 1000, (unsigned long long)(ts - tc) / 1000,
