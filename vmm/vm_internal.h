@@ -174,10 +174,15 @@ struct vcpu {
 	 * while the vCPU is parked. sync_regs is set at creation.
 	 */
 	bool sync_regs, parked_regs;
+	/* The vCPU thread's own: the last KVM_RUN returned an exit that the
+	 * next KVM_RUN must complete (exit_pending), or returned -EINTR with
+	 * run->s.regs filled (run_synced): then a park needs no KVM_RUN. */
+	bool exit_pending, run_synced;
 };
 
 int vcpu__create(struct vm *vm, unsigned idx, char *err);
 void vcpu__check_sync_regs(struct vcpu *c);	/* aborts on a difference (tests) */
+void vcpu__ask_sync_regs(struct vcpu *c);	/* the next KVM_RUN leaves regs, sregs, events in kvm_run */
 void vcpu__destroy(struct vcpu *c);
 int vcpu__setup_cpuid(struct vcpu *c, char *err);
 
@@ -237,6 +242,10 @@ struct vm {
 	atomic_bool pause_req;
 	atomic_bool quit_req;
 	bool check_sync_regs;	/* FTVM_CHECK_SYNC_REGS (tests): vcpu__check_sync_regs at each park; set at creation */
+	/* Dirty logging is on (protection): every KVM_RUN asks for the sync
+	 * regs, so a vCPU stopped by a kick parks with no further KVM_RUN.
+	 * W: vm__dirty_log_enable; R: vCPU threads. */
+	atomic_bool sync_every_run;
 	unsigned pause_depth;		/* pause levels held (see vm__pause_internal) */
 	bool user_stopped;		/* the monitor's `stop` holds one level */
 	unsigned parked;		/* vCPUs parked for a pause */

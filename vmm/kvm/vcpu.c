@@ -49,6 +49,16 @@ void vcpu__check_sync_regs(struct vcpu *c)
 	}
 }
 
+void vcpu__ask_sync_regs(struct vcpu *c)
+{
+	if (!c->sync_regs)
+		return;
+	/* KVM fills these without clearing them first (the interrupt
+	 * bitmap, padding): start from zeros, as the GET ioctls do. */
+	c->run->kvm_valid_regs = KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS;
+	memset(&c->run->s.regs.sregs, 0, sizeof(c->run->s.regs.sregs));
+}
+
 int vcpu__create(struct vm *vm, unsigned idx, char *err)
 {
 	struct vcpu *c = &vm->vcpus[idx];
@@ -311,8 +321,13 @@ void *vcpu__thread(void *arg)
 		vm__park_if_requested(vm, c);
 		if (atomic_load(&vm->quit_req))
 			break;
+		bool sync = atomic_load(&vm->sync_every_run);
+		if (sync)
+			vcpu__ask_sync_regs(c);
 		if (ioctl(c->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
+				c->exit_pending = false;
+				c->run_synced = sync && c->sync_regs;
 				vcpu__eat_kicks();
 				continue;
 			}
@@ -320,6 +335,9 @@ void *vcpu__thread(void *arg)
 			vm__request_quit(vm, 1);
 			break;
 		}
+		c->exit_pending = true;
+		c->run_synced = false;
+		c->run->kvm_valid_regs = 0;
 		vcpu__handle_exit(c);
 	}
 	pthread_mutex_lock(&vm->run_lock);

@@ -433,17 +433,14 @@ void vm__park_if_requested(struct vm *vm, struct vcpu *c)
 	 * capture only from a completed exit).
 	 */
 	c->run->immediate_exit = 1;
-	bool synced = false;
-	for (;;) {
-		if (c->sync_regs) {
-			/* KVM fills these without clearing them first (the
-			 * interrupt bitmap, padding): start from zeros, as the
-			 * GET ioctls do. */
-			c->run->kvm_valid_regs = KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS;
-			memset(&c->run->s.regs.sregs, 0, sizeof(c->run->s.regs.sregs));
-		}
+	/* A vCPU the kick took out of KVM_RUN (-EINTR) has no exit to
+	 * complete: it parks as it stands. */
+	bool synced = !c->exit_pending && c->run_synced;
+	for (; c->exit_pending;) {
+		vcpu__ask_sync_regs(c);
 		int r = ioctl(c->fd, KVM_RUN, 0);
 		if (r < 0 && (errno == EINTR || errno == EAGAIN)) {
+			c->exit_pending = false;
 			synced = c->sync_regs;
 			break;
 		}
@@ -552,7 +549,10 @@ uint64_t vm__page_gpa(struct vm *vm, uint64_t page)
 
 int vm__dirty_log_enable(struct vm *vm, bool on)
 {
-	return mem__set_dirty_log(&vm->mem, vm->vm_fd, on);
+	int ret = mem__set_dirty_log(&vm->mem, vm->vm_fd, on);
+	if (!ret)
+		atomic_store(&vm->sync_every_run, on);
+	return ret;
 }
 
 int vm__dirty_log_collect(struct vm *vm, uint64_t *bitmap)
