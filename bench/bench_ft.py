@@ -24,6 +24,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "lib"))
 from ftvmtest import GUEST_IP, KV_PORT, require_kvm  # noqa: E402
 from drill import Client, Node, Topology, make_image, make_psk, pct, wait_ready  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from plot import cdf_of, cdf_png  # noqa: E402
 
 POLICIES = ["unprotected", "event", "epoch:10", "epoch:20", "epoch:50", "hybrid:200:20"]
 
@@ -143,6 +145,8 @@ def main():
     ap.add_argument("--kills", type=int, default=5)
     ap.add_argument("--json")
     ap.add_argument("--only", choices=["tls"], help="only this table")
+    ap.add_argument("--plot", default="ftvm-bench-latency.png",
+                    help="PNG of the 1-client latency CDFs per policy (default ./ftvm-bench-latency.png)")
     a = ap.parse_args()
     require_kvm()
     work = tempfile.mkdtemp(prefix="ftvm-bench-ft-")
@@ -154,6 +158,7 @@ def main():
             tls_table(topo, work, client, a.seconds, kv_append, out)
             return 0
         tls_table(topo, work, client, a.seconds, kv_append, out)
+        cdfs = {}
         for nclients in (1, a.clients):
             print("kv workload, %d closed-loop client(s), 50%% PUT (write + flush before OK), %.0f s each"
                   % (nclients, a.seconds))
@@ -174,6 +179,8 @@ def main():
                 if base is None:
                     base = s
                 out["kv"]["%d:%s" % (nclients, pol)] = {"load": s, "ckpt": f}
+                if nclients == 1:
+                    cdfs[pol] = cdf_of(s)
                 print("%-14s %9.0f %6.2fx %6d/%6d us %6d/%6d us %22s %9s %10s %10s" % (
                     pol, s["throughput_ops_s"], s["throughput_ops_s"] / base["throughput_ops_s"],
                     s["latency_p50_us"], s["latency_p99_us"],
@@ -182,6 +189,10 @@ def main():
                     "%.0f" % f["raw_kib_per_ckpt"] if f else "-", "%.0f" % f["lz4_kib_per_ckpt"] if f else "-"),
                     flush=True)
             print()
+            if nclients == 1:
+                print(cdf_png(os.path.abspath(a.plot), "kv, 1 closed-loop client, 50% PUT: request latency by policy",
+                              cdfs))
+                print()
 
         dirty_append = "workload=dirty pages=16384 rate=%d ip=%s/24 port=%d" % (a.dirty_rate, GUEST_IP, KV_PORT)
         print("\ndirty workload: 16384-page working set written at %d pages/s (guest's own pace)" % a.dirty_rate)

@@ -261,6 +261,14 @@ static bool load__summary(const struct load *l, uint64_t elapsed_us,
 	report__u64(&r, "latency_p99_us", kvhist__quantile(&l->lat, 0.99));
 	report__u64(&r, "latency_p999_us", kvhist__quantile(&l->lat, 0.999));
 	report__u64(&r, "latency_max_us", l->lat.count ? l->lat.max : 0);
+	/* The latency distribution, for CDF plots: the value at each
+	 * percentile 1..100 (bench/ draws them). */
+	char cdf[100 * 21 + 1];
+	size_t at = 0;
+	for (int pc = 1; pc <= 100; pc++)
+		at += (size_t)snprintf(cdf + at, sizeof(cdf) - at, "%s%llu", pc > 1 ? " " : "",
+				       (unsigned long long)kvhist__quantile(&l->lat, pc / 100.0));
+	report__str(&r, "latency_cdf_us", cdf);
 	report__u64(&r, "seed", l->a->seed);
 	report__str(&r, "value_prefix", l->prefix);
 	report__str(&r, "ack_log", l->a->ack_log);
