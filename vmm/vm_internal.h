@@ -169,11 +169,15 @@ struct vcpu {
 	 * regs, sregs and events in run->s.regs, so a capture needs three
 	 * vCPU ioctls fewer (each costs ~3 us on a nested host). parked_regs:
 	 * run->s.regs is this vCPU's state now. W: the vCPU thread (set before
-	 * parked++, cleared before it leaves the park, both under run_lock),
+	 * parked++, cleared as it leaves the park, both under run_lock),
 	 * cpu_state__load (clears it; the vCPU is parked); R: cpu_state__save,
-	 * while the vCPU is parked. sync_regs is set at creation.
+	 * while the vCPU is parked (the park's run_lock orders run->s.regs).
+	 * Atomic: a vCPU that leaves its park for good (quit) clears it with
+	 * no later run_lock handoff to whoever read it last. sync_regs is set
+	 * at creation.
 	 */
-	bool sync_regs, parked_regs;
+	bool sync_regs;
+	atomic_bool parked_regs;
 	/* The vCPU thread's own: the last KVM_RUN returned an exit that the
 	 * next KVM_RUN must complete (exit_pending), or returned -EINTR with
 	 * run->s.regs filled (run_synced): then a park needs no KVM_RUN. */

@@ -22,7 +22,7 @@ struct disk_raw {
 	void *on_fatal_opaque;
 	atomic_uint inject_count;
 	int inject_err;
-	bool inject_flush_only;	/* the fault skips writes */
+	atomic_bool inject_flush_only;	/* the fault skips writes; set before inject_count */
 };
 
 /* EIO and friends: the medium or the path to it failed; the guest's
@@ -35,7 +35,7 @@ static bool fatal(int err)
 /* Applies an injected fault, and reports a fatal error. */
 static int raw__result(struct disk_raw *r, const char *op, uint64_t off, int ret)
 {
-	unsigned n = r->inject_flush_only && strcmp(op, "flush") ? 0 : atomic_load(&r->inject_count);
+	unsigned n = atomic_load(&r->inject_flush_only) && strcmp(op, "flush") ? 0 : atomic_load(&r->inject_count);
 	while (n && !atomic_compare_exchange_weak(&r->inject_count, &n, n - 1))
 		;
 	if (n)
@@ -208,25 +208,26 @@ void disk_raw__on_fatal_error(struct disk *d, disk_fatal_fn fn, void *opaque)
 	r->on_fatal_opaque = opaque;
 }
 
-int disk_raw__inject_error(struct disk *d, int err, unsigned count)
+static int disk_raw__inject(struct disk *d, int err, unsigned count, bool flush_only)
 {
 	struct disk_raw *r = d->be;
 	if (!r || err <= 0)
 		return -EINVAL;
+	atomic_store(&r->inject_count, 0);
 	r->inject_err = err;
-	r->inject_flush_only = false;
+	atomic_store(&r->inject_flush_only, flush_only);
 	atomic_store(&r->inject_count, count);
 	return 0;
 }
 
+int disk_raw__inject_error(struct disk *d, int err, unsigned count)
+{
+	return disk_raw__inject(d, err, count, false);
+}
+
 int disk_raw__inject_flush_error(struct disk *d, int err, unsigned count)
 {
-	int ret = disk_raw__inject_error(d, err, 0);
-	if (ret)
-		return ret;
-	((struct disk_raw *)d->be)->inject_flush_only = true;
-	atomic_store(&((struct disk_raw *)d->be)->inject_count, count);
-	return 0;
+	return disk_raw__inject(d, err, count, true);
 }
 
 void disk_raw__close(struct disk *d)

@@ -121,7 +121,7 @@ int cpu_state__save(struct vcpu *c, struct sbuf *out, uint64_t *tsc, char *err)
 
 	if (!s)
 		return -ENOMEM;
-	if (c->parked_regs) {
+	if (atomic_load(&c->parked_regs)) {
 		/* Parked: its last exit left them in kvm_run (vm.c). */
 		s->regs = c->run->s.regs.regs;
 		s->sregs = c->run->s.regs.sregs;
@@ -193,7 +193,7 @@ int cpu_state__load(struct vcpu *c, const void *data, size_t len, bool check_onl
 	}
 	if (check_only)
 		goto out;
-	c->parked_regs = false;	/* kvm_run's copy is the old state now */
+	atomic_store(&c->parked_regs, false);	/* kvm_run's copy is the old state now */
 	/* Order as KVM wants it: sregs (mode) before regs, XSAVE after XCRs
 	 * are known, MSRs before the APIC, events and MP state last. */
 	if (ioctl(c->fd, KVM_SET_SREGS, &s->sregs) < 0) what = "KVM_SET_SREGS";

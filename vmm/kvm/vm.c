@@ -461,12 +461,12 @@ void vm__park_if_requested(struct vm *vm, struct vcpu *c)
 		vcpu__check_sync_regs(c);
 
 	pthread_mutex_lock(&vm->run_lock);
-	c->parked_regs = synced;
+	atomic_store(&c->parked_regs, synced);
 	vm->parked++;
 	pthread_cond_broadcast(&vm->run_cond);
 	while (atomic_load(&vm->pause_req) && !atomic_load(&vm->quit_req))
 		pthread_cond_wait(&vm->run_cond, &vm->run_lock);
-	c->parked_regs = false;
+	atomic_store(&c->parked_regs, false);
 	vm->parked--;
 	pthread_cond_broadcast(&vm->run_cond);
 	pthread_mutex_unlock(&vm->run_lock);
