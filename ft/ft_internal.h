@@ -203,7 +203,9 @@ struct ft_primary {
 	 * the trigger itself pauses the guest (vm__pause_request): the vCPU
 	 * that sent the frame parks as its exit completes, without running on
 	 * to idle and being signalled out again. The checkpoint takes over
-	 * that pause. prepause_ok: protected, the role thread is in its loop.
+	 * that pause. prepause_ok: the role thread waits for a trigger (not
+	 * while a checkpoint is sent, acknowledged, released: the guest runs on
+	 * then, and its output goes with the next checkpoint).
 	 * W: the trigger (prepaused), ft-primary (both, and it drops a pause it
 	 * did not take over); all under lock. */
 	bool prepause_ok, prepaused;

@@ -1182,13 +1182,23 @@ static void on_output_held(void *opaque, uint64_t held_bytes, bool observable)
 	}
 }
 
-/* Allows or ends the trigger's pause (prepaused); ending it releases a
- * pause no checkpoint took over. */
+/* The trigger may pause the guest itself only while the role thread waits
+ * for it: during a checkpoint's send, ACK and release the guest runs on,
+ * and what it outputs meanwhile goes with the next checkpoint. */
 static void prepause_allow(struct ft *ft, bool ok)
 {
 	pthread_mutex_lock(&ft->lock);
-	bool drop = !ok && ft->pri.prepaused;
 	ft->pri.prepause_ok = ok;
+	pthread_mutex_unlock(&ft->lock);
+}
+
+/* Leaving the loop: releases a pause the trigger took that no checkpoint
+ * took over. */
+static void prepause_drop(struct ft *ft)
+{
+	pthread_mutex_lock(&ft->lock);
+	bool drop = ft->pri.prepaused;
+	ft->pri.prepause_ok = false;
 	ft->pri.prepaused = false;
 	pthread_mutex_unlock(&ft->lock);
 	if (drop)
@@ -1329,7 +1339,9 @@ int ft_primary__run(struct ft *ft)
 	ft->x = x;
 	pthread_mutex_unlock(&ft->lock);
 	xport__set_type_names(ft->x, ft_msg_names, FT_MSG_MAX);
+	pthread_mutex_lock(&ft->lock);	/* `info migrate` reads it */
 	snprintf(ft->peer, sizeof(ft->peer), "%s", xport__peer(ft->x));
+	pthread_mutex_unlock(&ft->lock);
 	if (ft->cfg.tls) {
 		/* Nothing of the guest's leaves before the secondary proved it
 		 * holds the same credentials. */
@@ -1355,11 +1367,12 @@ int ft_primary__run(struct ft *ft)
 	ft->pri.sync_percent = 100;
 	pthread_mutex_unlock(&ft->lock);
 	ft__set_state(ft, FT_PROTECTED);
-	prepause_allow(ft, true);
 
 	uint64_t last = ft__now_ns();
 	for (;;) {
+		prepause_allow(ft, true);
 		ret = wait_for_trigger(ft, ft->wake_fd, last);
+		prepause_allow(ft, false);
 		if (ret)
 			break;
 		bool disk_failed = false;
@@ -1377,7 +1390,7 @@ int ft_primary__run(struct ft *ft)
 			if (disk_failed)
 				fprintf(stderr, "ftvm: ft: %s; handing the guest over to %s\n",
 					ft->last_error, ft->peer);
-			prepause_allow(ft, false);
+			prepause_drop(ft);
 			ret = handover(ft, &c, disk_failed);
 			if (!ret) {
 				capture__free(&c);
@@ -1390,7 +1403,7 @@ int ft_primary__run(struct ft *ft)
 		}
 	}
 out:
-	prepause_allow(ft, false);
+	prepause_drop(ft);
 	/* A send that failed because the secondary refused us: its ERROR
 	 * message may be waiting; it says more than "broken pipe". */
 	if (ret && ret != -ECANCELED && ft->x) {
