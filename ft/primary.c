@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ft/ft_internal.h"
@@ -808,8 +809,10 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 	return ret;
 }
 
-/* How long to wait before the next checkpoint is due (ms), by policy. */
-static int64_t next_due_ms(struct ft *ft, uint64_t last_ckpt_ns)
+/* How long to wait before the next checkpoint is due (ns; INT64_MAX: not
+ * before a trigger), by policy. hybrid's window is microseconds: it must
+ * not be rounded up to a poll's millisecond. */
+static int64_t next_due_ns(struct ft *ft, uint64_t last_ckpt_ns)
 {
 	const struct et_policy_cfg *p = &ft->cfg.policy;
 	uint64_t now = ft__now_ns();
@@ -838,7 +841,7 @@ static int64_t next_due_ms(struct ft *ft, uint64_t last_ckpt_ns)
 		due = (int64_t)at - (int64_t)now;
 	}
 	}
-	return due <= 0 ? 0 : (due + 999999) / 1000000;
+	return due <= 0 ? 0 : due;
 }
 
 /* Waits for a checkpoint to be due, answering the link meanwhile. */
@@ -853,17 +856,19 @@ static int wait_for_trigger(struct ft *ft, int wake_fd, uint64_t last_ckpt_ns)
 			xport_msg__free(&m);
 			return -ECANCELED;
 		}
-		int64_t due = next_due_ms(ft, last_ckpt_ns);
+		int64_t due = next_due_ns(ft, last_ckpt_ns);
 		if (due == 0) {
 			xport_msg__free(&m);
 			return 0;
 		}
-		int timeout = due < (int64_t)ft__hb_ms(ft) ? (int)due : (int)ft__hb_ms(ft);
+		int64_t hb = (int64_t)ft__hb_ms(ft) * 1000000;
+		int64_t wait = due < hb ? due : hb;
+		struct timespec ts = { (time_t)(wait / 1000000000), (long)(wait % 1000000000) };
 		struct pollfd pfd[2] = {
 			{ .fd = wake_fd, .events = POLLIN },
 			{ .fd = xport__poll_fd(ft->x), .events = POLLIN },
 		};
-		if (poll(pfd, 2, timeout) < 0 && errno != EINTR)
+		if (ppoll(pfd, 2, &ts, NULL) < 0 && errno != EINTR)
 			return -errno;
 		if (pfd[0].revents & POLLIN) {
 			uint64_t v;
