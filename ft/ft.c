@@ -196,6 +196,7 @@ int ft__protect(struct ft *ft, const char *uri, char *err)
 	memset(&ft->pri.ckpt_ship_us, 0, sizeof(ft->pri.ckpt_ship_us));
 	ft->pri.bytes_raw = ft->pri.bytes_wire = 0;
 	memset(&ft->pri.pages_sent, 0, sizeof(ft->pri.pages_sent));
+	ft->pri.pipelined = 0;
 	ft->pri.sync_ram_pages = ft->pri.sync_disk_blocks = ft->pri.sync_rounds = 0;
 	ft->pri.sync_throttle = 0;
 	ft->session = new_session();

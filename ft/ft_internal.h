@@ -198,6 +198,7 @@ struct ft_primary {
 	uint64_t held_bound;		/* FT_HELD_BOUND; W: monitor (held-output-limit) */
 	uint32_t outputs_chunk;		/* FT_OUTPUTS_CHUNK; W: monitor (x-outputs-chunk, tests) */
 	uint64_t forced_checkpoints;	/* checkpoints the held-output bound forced */
+	uint64_t pipelined;		/* checkpoints sent while the one before was still in flight */
 	uint64_t first_trigger_ns;	/* hybrid: first held output since last checkpoint. W: as trigger */
 	/* Event policy: a held frame makes the next checkpoint due at once, so
 	 * the trigger itself pauses the guest (vm__pause_request): the vCPU

@@ -303,6 +303,7 @@ static void cmd_info_migrate(struct mon_reply *r, int argc, char **argv, void *o
 		}
 		mon_reply__bool(r, "compress", ft->cfg.compress);
 		mon_reply__u64(r, "delta_cache_mib", ft->pri.delta_cache_mib);
+		mon_reply__u64(r, "pipelined_checkpoints", ft->pri.pipelined);
 		mon_reply__u64(r, "pages_delta", ft->pri.pages_sent.delta);
 		mon_reply__u64(r, "pages_whole", ft->pri.pages_sent.whole);
 		mon_reply__u64(r, "pages_zero", ft->pri.pages_sent.zero);

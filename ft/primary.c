@@ -180,6 +180,10 @@ static void maybe_die(struct ft *ft, enum ft_inject at)
 	if (ft->inject == at) {
 		fprintf(stderr, "ftvm: ft: injected death (%d) at epoch %llu\n", (int)at,
 			(unsigned long long)ft->pri.epoch);
+		/* What was sent is on its way, as a killed process's socket
+		 * data is: a batch the fault came in the middle of leaves
+		 * first (else "after BEGIN" would be "before BEGIN"). */
+		xport__batch_end(ft->x);
 		raise(SIGKILL);
 	}
 }
@@ -549,7 +553,16 @@ static int list_bitmap(const uint64_t *bitmap, uint64_t nr, struct vm_page_list 
  * One checkpoint. The pause covers only the capture: dirty bitmap, page
  * copies, state, sealing the event tap's epoch.
  */
-static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release)
+/* A checkpoint captured and sent, its ACK to come: what finishing it needs
+ * (the capture's buffers may hold the next one by then). */
+struct ckpt_sent {
+	uint64_t epoch, t0, t1, t_sent, trig_ns;
+	size_t pages, bytes;
+	bool first;
+};
+
+/* Captures checkpoint pri.epoch + 1 and sends it, up to its COMMIT. */
+static int checkpoint_send(struct ft *ft, struct capture *c, bool first, struct ckpt_sent *sent)
 {
 	struct vm *vm = ft->cfg.vm;
 	struct eventtap *et = ft->cfg.et;
@@ -753,10 +766,29 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 	}
 	if (ret)
 		return ret;
+	*sent = (struct ckpt_sent){
+		.epoch = epoch, .t0 = t0, .t1 = t1, .t_sent = t_sent, .trig_ns = trig_ns, .pages = c->nr,
+		.bytes = c->nr * FT_PAGE + c->state.len + c->outputs.len, .first = first,
+	};
+	return 0;
+}
 
-	struct xport_msg m;
-	xport_msg__init(&m);
-	ret = recv_msg(ft, &m, -1);
+/*
+ * Takes checkpoint s's ACK (ack: already read, or NULL to wait for it),
+ * releases its output if release, and keeps its figures.
+ */
+static int checkpoint_finish(struct ft *ft, const struct ckpt_sent *s, struct xport_msg *ack, bool release)
+{
+	struct eventtap *et = ft->cfg.et;
+	uint64_t epoch = s->epoch, t0 = s->t0, t1 = s->t1, t_sent = s->t_sent, trig_ns = s->trig_ns;
+	struct xport_msg own, *mp = ack ? ack : &own;
+	int ret = 0;
+
+	if (!ack) {
+		xport_msg__init(&own);
+		ret = recv_msg(ft, &own, -1);
+	}
+	struct xport_msg m = *mp;
 	if (!ret && (m.type != FT_MSG_ACK || m.epoch != epoch)) {
 		ft__error(ft, "expected ACK of checkpoint %llu, got %s %llu", (unsigned long long)epoch,
 			  m.type < FT_MSG_MAX && ft_msg_names[m.type] ? ft_msg_names[m.type] : "?",
@@ -767,7 +799,8 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 	bool have_peer = !ret && m.payload.len == sizeof(peer);
 	if (have_peer)
 		memcpy(&peer, m.payload.data, sizeof(peer));
-	xport_msg__free(&m);
+	if (!ack)
+		xport_msg__free(&own);
 	if (ret)
 		return ret;
 	uint64_t t2 = ft__now_ns();
@@ -790,7 +823,7 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 	ft->pri.acked_epoch = epoch;
 	ft->acked_capture_ns = t0;
 	ft->epochs++;
-	if (!first) {
+	if (!s->first) {
 		if (trig_ns && trig_ns <= t0)
 			ft_samples__add(&ft->pri.wake_us, (t0 - trig_ns) / 1000);
 		ft_samples__add(&ft->pri.send_us, (t_sent - t1) / 1000);
@@ -802,11 +835,19 @@ static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release
 		ft_samples__add(&ft->pri.release_us, (t3 - t2) / 1000);
 	}
 	ft_samples__add(&ft->pri.pause_us, (t1 - t0) / 1000);
-	ft_samples__add(&ft->ckpt_pages, c->nr);
-	ft_samples__add(&ft->pri.ckpt_bytes, c->nr * FT_PAGE + c->state.len + c->outputs.len);
+	ft_samples__add(&ft->ckpt_pages, s->pages);
+	ft_samples__add(&ft->pri.ckpt_bytes, s->bytes);
 	ft_samples__add(&ft->pri.ckpt_ship_us, (t2 - t1) / 1000);
 	pthread_mutex_unlock(&ft->lock);
 	return ret;
+}
+
+/* One checkpoint, start to end. */
+static int checkpoint(struct ft *ft, struct capture *c, bool first, bool release)
+{
+	struct ckpt_sent s;
+	int ret = checkpoint_send(ft, c, first, &s);
+	return ret ? ret : checkpoint_finish(ft, &s, NULL, release);
 }
 
 /* How long to wait before the next checkpoint is due (ns; INT64_MAX: not
@@ -844,6 +885,26 @@ static int64_t next_due_ns(struct ft *ft, uint64_t last_ckpt_ns)
 	return due <= 0 ? 0 : due;
 }
 
+/* Sleeps until a trigger (wake_fd), the link has bytes, or due_ns (at
+ * most a heartbeat). 1: the link is readable, 0: not, -errno. */
+static int poll_wake_or_link(struct ft *ft, int wake_fd, int64_t due_ns)
+{
+	int64_t hb = (int64_t)ft__hb_ms(ft) * 1000000;
+	int64_t wait = due_ns < hb ? due_ns : hb;
+	struct timespec ts = { (time_t)(wait / 1000000000), (long)(wait % 1000000000) };
+	struct pollfd pfd[2] = {
+		{ .fd = wake_fd, .events = POLLIN },
+		{ .fd = xport__poll_fd(ft->x), .events = POLLIN },
+	};
+	if (ppoll(pfd, 2, &ts, NULL) < 0 && errno != EINTR)
+		return -errno;
+	if (pfd[0].revents & POLLIN) {
+		uint64_t v;
+		(void)!read(wake_fd, &v, sizeof(v));
+	}
+	return pfd[1].revents != 0;
+}
+
 /* Waits for a checkpoint to be due, answering the link meanwhile. */
 static int wait_for_trigger(struct ft *ft, int wake_fd, uint64_t last_ckpt_ns)
 {
@@ -861,20 +922,12 @@ static int wait_for_trigger(struct ft *ft, int wake_fd, uint64_t last_ckpt_ns)
 			xport_msg__free(&m);
 			return 0;
 		}
-		int64_t hb = (int64_t)ft__hb_ms(ft) * 1000000;
-		int64_t wait = due < hb ? due : hb;
-		struct timespec ts = { (time_t)(wait / 1000000000), (long)(wait % 1000000000) };
-		struct pollfd pfd[2] = {
-			{ .fd = wake_fd, .events = POLLIN },
-			{ .fd = xport__poll_fd(ft->x), .events = POLLIN },
-		};
-		if (ppoll(pfd, 2, &ts, NULL) < 0 && errno != EINTR)
-			return -errno;
-		if (pfd[0].revents & POLLIN) {
-			uint64_t v;
-			(void)!read(wake_fd, &v, sizeof(v));
+		int link = poll_wake_or_link(ft, wake_fd, due);
+		if (link < 0) {
+			xport_msg__free(&m);
+			return link;
 		}
-		if (pfd[1].revents) {
+		if (link) {
 			int ret;
 			while ((ret = xport__recv(ft->x, &m, 0, err, sizeof(err))) == 0) {
 				if (m.type == FT_MSG_HEARTBEAT)
@@ -901,6 +954,41 @@ static int wait_for_trigger(struct ft *ft, int wake_fd, uint64_t last_ckpt_ns)
 			xport_msg__free(&m);
 			return -ETIMEDOUT;
 		}
+	}
+}
+
+/*
+ * Pipelining: with a checkpoint in flight, waits for its ACK or for the
+ * next checkpoint to come due, whichever is first. 1: the ACK (in ack, to
+ * free), 0: the next is due (capture it while s travels), -errno.
+ */
+static int wait_ack_or_due(struct ft *ft, int wake_fd, uint64_t last_ckpt_ns, struct xport_msg *ack)
+{
+	char err[256];
+
+	for (;;) {
+		if (stopping(ft))
+			return -ECANCELED;
+		int ret;
+		while ((ret = xport__recv(ft->x, ack, 0, err, sizeof(err))) == 0) {
+			if (ack->type == FT_MSG_HEARTBEAT)
+				continue;
+			return 1;	/* checkpoint_finish checks it is s's ACK */
+		}
+		if (ret != -ETIMEDOUT) {
+			ft__error(ft, "link to secondary %s: %s", ft->peer, ret == -EPIPE ? "closed by the peer" : err);
+			return ret;
+		}
+		int64_t due = next_due_ns(ft, last_ckpt_ns);
+		if (due == 0)
+			return 0;
+		if (ft_link__peer_silent(ft, err, sizeof(err))) {
+			ft__error(ft, "%s", err);
+			return -ETIMEDOUT;
+		}
+		ret = poll_wake_or_link(ft, wake_fd, due);
+		if (ret < 0)
+			return ret;
 	}
 }
 
@@ -1374,20 +1462,82 @@ int ft_primary__run(struct ft *ft)
 	ft__set_state(ft, FT_PROTECTED);
 
 	uint64_t last = ft__now_ns();
+	/*
+	 * Pipelined: a checkpoint in flight (sent, its ACK to come) does not
+	 * hold the next one back. The guest runs while it travels; if its
+	 * output makes the next checkpoint due before the ACK, that one is
+	 * captured and sent at once, then the first is finished (ACK, release
+	 * of its output only), then the second waits in turn. At most two are
+	 * in flight; the secondary commits them in order, and a checkpoint's
+	 * output list holds everything not yet released, the first's too.
+	 */
+	struct ckpt_sent inflight;
+	bool pending = false;
 	for (;;) {
-		prepause_allow(ft, true);
-		ret = wait_for_trigger(ft, ft->wake_fd, last);
-		prepause_allow(ft, false);
-		if (ret)
-			break;
+		struct xport_msg ack;
 		bool disk_failed = false;
-		if (!atomic_load(&ft->pri.handover_req)) {
-			last = ft__now_ns();
-			ret = checkpoint(ft, &c, false, true);
+		xport_msg__init(&ack);
+		if (pending) {
+			ret = wait_ack_or_due(ft, ft->wake_fd, last, &ack);
+			if (ret == 1) {
+				pending = false;
+				ret = checkpoint_finish(ft, &inflight, &ack, true);
+				xport_msg__free(&ack);
+				if (ret && eventtap__failed(ft->cfg.et))
+					goto disk;
+				if (ret)
+					break;
+				continue;
+			}
+			xport_msg__free(&ack);
+			if (ret)
+				break;
+		} else {
+			prepause_allow(ft, true);
+			ret = wait_for_trigger(ft, ft->wake_fd, last);
+			prepause_allow(ft, false);
+			if (ret)
+				break;
+		}
+		if (atomic_load(&ft->pri.handover_req) && pending) {
+			/* The one in flight first: a handover's checkpoint is the next. */
+			pending = false;
+			ret = checkpoint_finish(ft, &inflight, NULL, true);
 			disk_failed = ret && eventtap__failed(ft->cfg.et);
 			if (ret && !disk_failed)
 				break;
 		}
+		if (!disk_failed && !atomic_load(&ft->pri.handover_req)) {
+			last = ft__now_ns();
+			struct ckpt_sent s;
+			ret = checkpoint_send(ft, &c, false, &s);
+			if (ret)
+				break;
+			if (pending) {
+				pending = false;
+				pthread_mutex_lock(&ft->lock);
+				ft->pri.pipelined++;
+				pthread_mutex_unlock(&ft->lock);
+				ret = checkpoint_finish(ft, &inflight, NULL, true);
+			}
+			inflight = s;
+			pending = true;
+			if (!ret)
+				continue;
+			disk_failed = eventtap__failed(ft->cfg.et);
+			if (!disk_failed)
+				break;
+		}
+disk:
+		if (pending) {
+			/* Its ACK stands between us and the handover's own:
+			 * take it (the failed release stays failed). */
+			pending = false;
+			int r2 = checkpoint_finish(ft, &inflight, NULL, false);
+			if (r2 && !ret)
+				ret = r2;
+		}
+		disk_failed = disk_failed || eventtap__failed(ft->cfg.et);
 		if (disk_failed || atomic_load(&ft->pri.handover_req)) {
 			/* A disk that failed under held output: the guest was told its
 			 * write was done, this host cannot do it, the secondary holds
