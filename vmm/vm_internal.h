@@ -178,6 +178,16 @@ struct vcpu {
 	 */
 	bool sync_regs;
 	atomic_bool parked_regs;
+	/* Under dirty logging (protection) a parking vCPU saves its own state
+	 * (cpu_state__save, on its own CPU: no vCPU migration for the
+	 * capture's ioctls, and with the trigger's own pause while the ft
+	 * thread is still waking); the capture takes it from here.
+	 * parked_state_valid as parked_regs (W: the vCPU thread before
+	 * parked++ and as it leaves; cpu_state__load clears it); the blob and
+	 * TSC are written before it is set. */
+	struct sbuf parked_state;
+	uint64_t parked_tsc;
+	atomic_bool parked_state_valid;
 	/* The vCPU thread's own: the last KVM_RUN returned an exit that the
 	 * next KVM_RUN must complete (exit_pending), or returned -EINTR with
 	 * run->s.regs filled (run_synced): then a park needs no KVM_RUN. */

@@ -115,6 +115,11 @@ static int cpu__xsave_get(struct vcpu *c, void *buf)
 
 int cpu_state__save(struct vcpu *c, struct sbuf *out, uint64_t *tsc, char *err)
 {
+	if (atomic_load(&c->parked_state_valid)) {
+		/* Saved by the vCPU itself as it parked (vm.c). */
+		*tsc = c->parked_tsc;
+		return sbuf__append(out, c->parked_state.data, c->parked_state.len);
+	}
 	struct cpu_state *s = calloc(1, sizeof(*s));
 	const char *what = NULL;
 	int ret = 0;
@@ -194,6 +199,7 @@ int cpu_state__load(struct vcpu *c, const void *data, size_t len, bool check_onl
 	if (check_only)
 		goto out;
 	atomic_store(&c->parked_regs, false);	/* kvm_run's copy is the old state now */
+	atomic_store(&c->parked_state_valid, false);
 	/* Order as KVM wants it: sregs (mode) before regs, XSAVE after XCRs
 	 * are known, MSRs before the APIC, events and MP state last. */
 	if (ioctl(c->fd, KVM_SET_SREGS, &s->sregs) < 0) what = "KVM_SET_SREGS";

@@ -98,6 +98,7 @@ void vcpu__destroy(struct vcpu *c)
 		close(c->fd);
 	c->run = NULL;
 	c->fd = -1;
+	sbuf__free(&c->parked_state);
 }
 
 static void seg_flat(struct kvm_segment *s, uint16_t sel, uint8_t type, bool code)

@@ -459,13 +459,20 @@ void vm__park_if_requested(struct vm *vm, struct vcpu *c)
 	vcpu__eat_kicks();
 	if (synced && vm->check_sync_regs)
 		vcpu__check_sync_regs(c);
+	atomic_store(&c->parked_regs, synced);
+	if (atomic_load(&vm->sync_every_run) && !atomic_load(&vm->quit_req)) {
+		char err[VMM_ERR_LEN];
+		sbuf__reset(&c->parked_state);
+		if (cpu_state__save(c, &c->parked_state, &c->parked_tsc, err) == 0)
+			atomic_store(&c->parked_state_valid, true);
+	}
 
 	pthread_mutex_lock(&vm->run_lock);
-	atomic_store(&c->parked_regs, synced);
 	vm->parked++;
 	pthread_cond_broadcast(&vm->run_cond);
 	while (atomic_load(&vm->pause_req) && !atomic_load(&vm->quit_req))
 		pthread_cond_wait(&vm->run_cond, &vm->run_lock);
+	atomic_store(&c->parked_state_valid, false);
 	atomic_store(&c->parked_regs, false);
 	vm->parked--;
 	pthread_cond_broadcast(&vm->run_cond);
