@@ -74,7 +74,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests", "lib"))
 sys.path.insert(0, HERE)
 from ftvmtest import GUEST, GUEST_IP, KV_PORT, Failure, require_kvm, sh  # noqa: E402
 from drill import REP_IP, GUEST_MAC, Client, Node, Topology, make_image, pct, wait_ready  # noqa: E402
-from bench_ft import ckpt_figures, kv_run, start_pair  # noqa: E402
+from bench_ft import ckpt_figures, kv_run, one_failover, start_pair  # noqa: E402
 from plot import cdf_of, cdf_png  # noqa: E402
 
 QEMU = "qemu-system-x86_64"
@@ -314,6 +314,11 @@ def start_qemu_plain(topo, work, tag, cpu, procs):
     q = Qemu(topo, "A", work, tag, tap("A") + NIC + [
         "-drive", "id=d0,file=%s,format=raw,if=none" % blank(os.path.join(work, tag + ".img")),
         "-device", "virtio-blk-device,drive=d0"], cpu)
+    return started(q, procs)
+
+
+def started(q, procs):
+    """q, kept in procs for the cleanup, once its guest is ready."""
     procs.append(q)
     try:
         q.wait_ready()
@@ -327,13 +332,7 @@ def start_spinner(topo, work, tag, cpu, procs):
     """A second guest beside the measured one, with no NIC and no disk,
     writing one page in a loop: a vCPU as busy as COLO's secondary's."""
     q = Qemu(topo, "B", work, tag, [], cpu, append="workload=dirty pages=1 rate=0")
-    procs.append(q)
-    try:
-        q.wait_ready()
-    except BaseException:
-        q.close()
-        raise
-    return q
+    return started(q, procs)
 
 
 def set_quickack(topo, on):
@@ -633,20 +632,9 @@ def stop_client(client):
 def failover_ftvm(topo, work, client, kills, log):
     times, lost = [], []
     for i in range(kills):
-        a, b = start_pair(topo, work, "ftvm-fo%d" % i, "event", None)
-        try:
-            client.acks = os.path.join(work, "ftvm-fo%d.acks" % i)
-            client.start_load(seconds=3600, keys=100)
-            time.sleep(0.7)
-            t = time.monotonic()
-            a.kill()
-            times.append(client.probe_until_answer(t))
-            client.stop_load()
-            lost.append(client.verify()["lost"])
-        finally:
-            stop_client(client)
-            for n in (a, b):
-                n.close()
+        took, gone = one_failover(topo, work, client, "ftvm-fo%d" % i, None)
+        times.append(took)
+        lost.append(gone)
         log("  ftvm kill %d: first answer after %.0f ms, %d acknowledged writes lost"
             % (i + 1, times[-1] * 1000, lost[-1]))
     return {"failover_ms": [t * 1000 for t in times], "lost": lost}

@@ -91,6 +91,28 @@ def tls_table(topo, work, client, seconds, kv_append, out):
     print()
 
 
+def one_failover(topo, work, client, tag, workload):
+    """A fresh event-policy pair under kv load, its primary SIGKILLed:
+    (seconds to the first answer from the secondary, acknowledged writes
+    lost)."""
+    n1, n2 = start_pair(topo, work, tag, "event", workload)
+    try:
+        client.acks = os.path.join(work, tag + ".acks")
+        client.start_load(seconds=3600, keys=100)
+        time.sleep(0.7)
+        t = time.monotonic()
+        n1.kill()
+        took = client.probe_until_answer(t)
+        client.stop_load()
+        return took, client.verify()["lost"]
+    finally:
+        if client.load and client.load.poll() is None:
+            client.load.kill()
+            client.load.wait(10)
+        for n in (n1, n2):
+            n.close()
+
+
 def kv_run(client, seconds, clients=1):
     """`clients` concurrent closed-loop clients for `seconds`; throughput
     is their sum, latency percentiles are the worst client's."""
@@ -219,20 +241,7 @@ def main():
 
         print("\nfailover: SIGKILL of the primary -> first answer from the secondary (--failover-on-peer-loss), "
               "event policy, kv load running")
-        times = []
-        for i in range(a.kills):
-            n1, n2 = start_pair(topo, work, "fo%d" % i, "event", kv_append)
-            try:
-                client.acks = os.path.join(work, "fo%d.acks" % i)
-                client.start_load(seconds=3600, keys=100)
-                time.sleep(0.7)
-                t = time.monotonic()
-                n1.kill()
-                times.append(client.probe_until_answer(t))
-                client.stop_load()
-            finally:
-                for n in (n1, n2):
-                    n.close()
+        times = [one_failover(topo, work, client, "fo%d" % i, kv_append)[0] for i in range(a.kills)]
         out["failover_ms"] = [t * 1000 for t in times]
         print("failover over %d kills: p50 %.0f ms, max %.0f ms" % (len(times), pct(times, 50) * 1000,
                                                                   max(times) * 1000))
