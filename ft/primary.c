@@ -38,6 +38,7 @@ struct capture {
 	struct iovec *iov;		/* a PAGES message: head, deltas, whole pages */
 	size_t iov_cap;
 	struct copier *copier;		/* a second thread for big captures (NULL: not yet) */
+	unsigned debug_every;		/* FTVM_DEBUG_PAUSE=N: every Nth pause, in steps (0: off) */
 };
 
 /*
@@ -663,8 +664,7 @@ static int checkpoint_send(struct ft *ft, struct capture *c, bool first, struct 
 		vm__resume_internal(vm);
 	vm__resume_internal(vm);
 	uint64_t t1 = ft__now_ns();
-	const char *dbg = getenv("FTVM_DEBUG_PAUSE");	/* every Nth checkpoint's pause, in steps */
-	if (dbg && epoch % (uint64_t)(atoi(dbg) > 0 ? atoi(dbg) : 50) == 0)
+	if (c->debug_every && epoch % c->debug_every == 0)
 		fprintf(stderr, "pause %llu: stop %llu collect+copy %llu state %llu tail %llu resume %llu us\n",
 			(unsigned long long)c->nr, (unsigned long long)(tp - t0) / 1000,
 			(unsigned long long)(tc - tp) / 1000, (unsigned long long)(ts - tc) / 1000,
@@ -1414,6 +1414,8 @@ int ft_primary__run(struct ft *ft)
 	c.bitmap = calloc((vm__nr_pages(vm) + 63) / 64, 8);
 	if (!c.bitmap)
 		return -ENOMEM;
+	const char *dbg = getenv("FTVM_DEBUG_PAUSE");
+	c.debug_every = dbg ? (atoi(dbg) > 0 ? (unsigned)atoi(dbg) : 50) : 0;
 	pthread_mutex_lock(&ft->lock);
 	size_t cache_bytes = (size_t)ft->pri.delta_cache_mib << 20;
 	pthread_mutex_unlock(&ft->lock);
