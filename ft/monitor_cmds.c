@@ -117,7 +117,7 @@ static void cmd_set_parameter(struct mon_reply *r, int argc, char **argv, void *
 
 	if (argc != 2) {
 		mon_reply__error(r, MON_ERR_INVALID_PARAMETER,
-				 "usage: migrate_set_parameter compress on|off | delta-cache-mib N | heartbeat-ms N | "
+				 "usage: migrate_set_parameter compress on|off | delta-cache-mib N | hot-pages N | heartbeat-ms N | "
 				 "heartbeat-timeout-ms N | event-hook-timeout-ms N | "
 				 "held-output-limit BYTES | x-inject KIND | x-outputs-chunk BYTES");
 		return;
@@ -137,6 +137,9 @@ static void cmd_set_parameter(struct mon_reply *r, int argc, char **argv, void *
 		__atomic_store_n(&ft->cfg.heartbeat_timeout_ms, v, __ATOMIC_RELAXED);
 	} else if (!strcmp(argv[0], "delta-cache-mib") && parse_ms(argv[1], 0, 65536, &v)) {
 		ft->pri.delta_cache_mib = v;
+	} else if (!strcmp(argv[0], "hot-pages") && parse_ms(argv[1], 0, 1u << 20, &v)) {
+		ft->pri.hot_pages = v;
+		vm__dirty_log_set_hot(ft->cfg.vm, v);
 	} else if (!strcmp(argv[0], "held-output-limit") && parse_ms(argv[1], 4096, 1u << 30, &v)) {
 		ft->pri.held_bound = v;
 	} else if (!strcmp(argv[0], "x-outputs-chunk") && parse_ms(argv[1], 64, FT_OUTPUTS_CHUNK, &v)) {
@@ -280,6 +283,8 @@ static void cmd_info_migrate(struct mon_reply *r, int argc, char **argv, void *o
 		sync_figures(r, ft);
 		mon_reply__str(r, "dirty_log", vm__dirty_mode(ft->cfg.vm));
 		mon_reply__u64(r, "dirty_ring_full_exits", vm__dirty_ring_full_exits(ft->cfg.vm));
+		mon_reply__u64(r, "hot_pages", vm__dirty_hot_pages(ft->cfg.vm));
+		mon_reply__u64(r, "hot_pages_max", ft->pri.hot_pages);
 		mon_reply__u64(r, "epoch", ft->pri.epoch);
 		mon_reply__u64(r, "acked_epoch", ft->pri.acked_epoch);
 		mon_reply__u64(r, "epochs", ft->epochs);
@@ -419,7 +424,7 @@ int ft__register_monitor(struct ft *ft, struct monitor *m)
 	monitor__add_command(m, "migrate_set_policy", "event|epoch[:MS]|hybrid[:US[:MS]]",
 			     "when to checkpoint", cmd_set_policy, ft);
 	monitor__add_command(m, "migrate_set_parameter", "NAME VALUE",
-			     "compress on|off, delta-cache-mib, heartbeat-ms, heartbeat-timeout-ms, event-hook, "
+			     "compress on|off, delta-cache-mib, hot-pages, heartbeat-ms, heartbeat-timeout-ms, event-hook, "
 			     "event-hook-timeout-ms, held-output-limit, x-inject and x-outputs-chunk (tests)",
 			     cmd_set_parameter, ft);
 	monitor__add_command(m, "migrate_handover", NULL,

@@ -1418,6 +1418,7 @@ int ft_primary__run(struct ft *ft)
 	c.debug_every = dbg ? (atoi(dbg) > 0 ? (unsigned)atoi(dbg) : 50) : 0;
 	pthread_mutex_lock(&ft->lock);
 	size_t cache_bytes = (size_t)ft->pri.delta_cache_mib << 20;
+	vm__dirty_log_set_hot(vm, ft->pri.hot_pages);
 	pthread_mutex_unlock(&ft->lock);
 	if ((ret = ft_page_cache__init(&c.cache, cache_bytes))) {
 		capture__free(&c);

@@ -78,6 +78,18 @@ struct guest_mem {
 	 * only the collecting thread uses them (under the devices lock or
 	 * with the VM's sync serialised by ft). */
 	uint64_t *slot_log[KVM_MAX_SLOTS];
+	/*
+	 * clear mode's hot pages (dirty_log.c, clear_runs_but_hot): per slot,
+	 * the pages left writable (hot), those dirty in the last round (prev),
+	 * and the scratch mask handed to KVM_CLEAR_DIRTY_LOG. Same rule as
+	 * slot_log: the collecting thread only. hot_max is written by the ft
+	 * thread (vm__dirty_log_set_hot) and read by the collector, both
+	 * atomically; hot_now is the collector's, read by the monitor.
+	 */
+	uint64_t *slot_hot[KVM_MAX_SLOTS], *slot_prev[KVM_MAX_SLOTS], *slot_clear[KVM_MAX_SLOTS];
+	_Atomic uint32_t hot_max;
+	_Atomic uint32_t hot_now;
+	uint32_t hot_rounds;
 	/* Ring entries moved out by a vCPU thread whose ring filled. */
 	struct page_set spill;
 	/* Counts KVM_EXIT_DIRTY_RING_FULL; written by vCPU threads
@@ -103,6 +115,7 @@ int dirty_log__setup(struct guest_mem *m, int vm_fd, enum vm_dirty_mode want, ui
 		     char *err);
 int dirty_log__map_ring(struct guest_mem *m, unsigned idx, int vcpu_fd, char *err);
 void dirty_log__free(struct guest_mem *m);
+void dirty_log__reset_hot(struct guest_mem *m);
 int dirty_log__collect(struct guest_mem *m, int vm_fd, struct vm_dirty_pages *d);
 int dirty_log__ring_full(struct guest_mem *m, int vm_fd, unsigned idx);
 int64_t mem__populated(struct guest_mem *m, uint64_t *bitmap);

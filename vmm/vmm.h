@@ -328,6 +328,15 @@ int vm__dirty_log_collect_list(struct vm *vm, uint64_t *seen, struct vm_page_lis
  * exits so far. */
 const char *vm__dirty_mode(struct vm *vm);
 uint64_t vm__dirty_ring_full_exits(struct vm *vm);
+/*
+ * clear mode only (a no-op otherwise): up to max pages that the guest
+ * writes round after round stay writable and are reported dirty every
+ * round, so its writes to them take no write-protect fault; 0 turns it
+ * off. Any thread. vm__dirty_hot_pages: how many were hot in the last
+ * round.
+ */
+void vm__dirty_log_set_hot(struct vm *vm, uint32_t max);
+uint32_t vm__dirty_hot_pages(struct vm *vm);
 
 /* All guest RAM reads as zero again (a secondary before its first sync). */
 int vm__zero_ram(struct vm *vm);

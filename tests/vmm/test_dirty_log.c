@@ -7,6 +7,12 @@
  * and checks, page by page of the region, that the set is exactly the pages
  * the guest wrote this round, and that guest memory holds the values.
  * (The pattern of Linux's KVM selftest dirty_log_test.)
+ *
+ * hot=N (clear mode's hot pages, vm__dirty_log_set_hot): pages written in
+ * two rounds running stay writable and are reported every round, so the
+ * set may hold more than the round's pages, but only hot ones (at most
+ * vm__dirty_hot_pages, at most N), and never fewer; the run is long enough
+ * to cross the rounds where every hot page is re-protected.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -27,6 +33,10 @@
 struct dirty_test {
 	bool late;		/* the guest ran unlogged first (a primary before migrate) */
 	unsigned pages;		/* written a round (pseudo-random, so some twice) */
+	unsigned rounds;
+	uint32_t hot;		/* hot=N: up to N hot pages */
+	unsigned hot_seen;	/* the most hot pages in a round */
+	uint32_t hot_last;	/* hot after the last round's collection */
 	struct vm_page_list list;
 	uint64_t *bitmap;
 	size_t words;
@@ -100,6 +110,20 @@ static int on_sync(struct vm *vm, unsigned vcpu, uint32_t round, void *opaque)
 				wrong_value++;
 		}
 	}
+	if (t->hot) {
+		/* The last round's hot pages were left writable, so KVM
+		 * reports them in this one though the guest did not write them. */
+		uint32_t hot = vm__dirty_hot_pages(vm), extra_max = t->hot_last;
+		t->hot_last = hot;
+		if (hot > t->hot_seen)
+			t->hot_seen = hot;
+		if (hot > t->hot) {
+			fprintf(stderr, "FAIL: round %u: %u hot pages, more than the %u allowed\n",
+				round, hot, t->hot);
+			t->failures++;
+		}
+		extra = extra <= extra_max ? 0 : extra;
+	}
 	if (extra || missing || wrong_value) {
 		fprintf(stderr,
 			"FAIL: round %u: %u pages dirty that the guest did not write, %u written "
@@ -132,19 +156,23 @@ int main(int argc, char **argv)
 			ring_bytes = (uint32_t)n;
 		else if (sscanf(argv[i], "pages=%lu", &n) == 1 && n > 0)
 			t.pages = (unsigned)n;
+		else if (sscanf(argv[i], "hot=%lu", &n) == 1 && n > 0)
+			t.hot = (uint32_t)n;
 		else {
 			fprintf(stderr, "usage: %s GUEST_ELF [late] [auto|ring|clear|bitmap] "
-				"[ring-bytes=N] [pages=N]\n", argv[0]);
+				"[ring-bytes=N] [pages=N] [hot=N]\n", argv[0]);
 			return 2;
 		}
 	}
+	/* Past two of the rounds that re-protect every hot page (HOT_COOL_ROUNDS). */
+	t.rounds = t.hot ? 140 : ROUNDS;
 	if (access("/dev/kvm", R_OK | W_OK) != 0) {
 		printf("SKIP: /dev/kvm is not available: %s\n", strerror(errno));
 		return 77;
 	}
 	snprintf(cmdline, sizeof(cmdline),
 		 "workload=dirtytest seed=%llu pages=%u region=%u rounds=%u",
-		 (unsigned long long)SEED, t.pages, REGION_PAGES, ROUNDS);
+		 (unsigned long long)SEED, t.pages, REGION_PAGES, t.rounds);
 	struct vm_config cfg = {
 		.name = "dirtytest",
 		.mem_size = 256ull << 20,
@@ -169,6 +197,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "FAIL: vm__create: %s\n", err);
 		return 1;
 	}
+	if (t.hot && strcmp(vm__dirty_mode(vm), "clear") != 0) {
+		printf("SKIP: hot pages need the clear mode; this KVM gave %s\n", vm__dirty_mode(vm));
+		vm__destroy(vm);
+		return 77;
+	}
+	vm__dirty_log_set_hot(vm, t.hot);
 	t.words = (vm__nr_pages(vm) + 63) / 64;
 	t.bitmap = calloc(t.words, 8);
 	/* Loading the kernel is not a guest write: start from a clean log. */
@@ -187,7 +221,12 @@ int main(int argc, char **argv)
 
 	if (code != 0)
 		fprintf(stderr, "FAIL: guest exited with %d\n", code);
-	unsigned want_rounds = t.late ? ROUNDS - LATE_ROUND + 1 : ROUNDS;	/* rounds count from 1 */
+	unsigned want_rounds = t.late ? t.rounds - LATE_ROUND + 1 : t.rounds;	/* rounds count from 1 */
+	/* Pages written in two rounds running exist each round: some must have been hot. */
+	if (t.hot && !t.hot_seen) {
+		fprintf(stderr, "FAIL: no page was ever hot\n");
+		t.failures++;
+	}
 	if (t.rounds_checked != want_rounds)
 		fprintf(stderr, "FAIL: %u of %u rounds reported\n", t.rounds_checked, want_rounds);
 	/* A ring smaller than a round's pages must have filled: the spill
@@ -199,8 +238,8 @@ int main(int argc, char **argv)
 	bool ok = code == 0 && t.rounds_checked == want_rounds && t.failures == 0 &&
 		  (!want_full || full);
 	printf("%s: dirty log %s, %u rounds, %llu written pages checked, %u rounds failed, "
-	       "%llu ring-full exits\n",
+	       "%llu ring-full exits, at most %u hot pages\n",
 	       ok ? "PASS" : "FAIL", used, t.rounds_checked, (unsigned long long)t.total_expected,
-	       t.failures, (unsigned long long)full);
+	       t.failures, (unsigned long long)full, t.hot_seen);
 	return ok ? 0 : 1;
 }

@@ -11,7 +11,13 @@
  *           thread moves the entries to `spill` (dirty_log__ring_full).
  *   clear   KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2: KVM_GET_DIRTY_LOG copies the
  *           slot's bitmap without touching the pages; KVM_CLEAR_DIRTY_LOG
- *           re-protects only the runs of words that had bits.
+ *           re-protects only the runs of words that had bits. Hot pages
+ *           (written in two rounds running, up to hot_max of them) are not
+ *           re-protected: the guest's next writes to them take no fault
+ *           (on shadow paging ~12 us each), and since KVM then never clears
+ *           their bit, every round reports them dirty and copies them.
+ *           Every HOT_COOL_ROUNDS rounds they are all re-protected and must
+ *           be written twice running again to stay hot.
  *   bitmap  KVM_GET_DIRTY_LOG alone: the kernel walks and re-protects the
  *           whole slot on every call.
  *
@@ -33,6 +39,8 @@
 #include "vmm/vm_internal.h"
 
 #define RING_MAX_BYTES (1u << 20)	/* 65,536 entries per vCPU */
+#define HOT_COOL_ROUNDS 64
+#define AUTO_CLEAR_MAX_BYTES (4ull << 30)
 
 /* ---- the two-level page set ------------------------------------------- */
 
@@ -155,7 +163,16 @@ int dirty_log__setup(struct guest_mem *m, int vm_fd, enum vm_dirty_mode want, ui
 {
 	int ret = -ENOTSUP;
 
-	if (want == VM_DIRTY_AUTO || want == VM_DIRTY_RING) {
+	/* auto: up to AUTO_CLEAR_MAX_BYTES of RAM, clear first (its hot pages
+	 * spare the guest a fault per page it writes every round, and copying
+	 * the bitmap stays cheap); above, the ring (its cost follows the dirty
+	 * pages, not the RAM: docs/scaling.md). */
+	if (want == VM_DIRTY_AUTO && m->nr_pages * VMM_PAGE_SIZE <= AUTO_CLEAR_MAX_BYTES) {
+		ret = enable_clear(vm_fd);
+		if (!ret)
+			m->dirty_mode = VM_DIRTY_CLEAR;
+	}
+	if (ret && (want == VM_DIRTY_AUTO || want == VM_DIRTY_RING)) {
 		ret = enable_ring(m, vm_fd, ring_bytes);
 		if (!ret)
 			m->dirty_mode = VM_DIRTY_RING;
@@ -176,8 +193,16 @@ int dirty_log__setup(struct guest_mem *m, int vm_fd, enum vm_dirty_mode want, ui
 	}
 	if (m->dirty_mode != VM_DIRTY_RING) {
 		for (unsigned i = 0; i < m->nr_slots; i++) {
-			m->slot_log[i] = calloc((m->slots[i].size / VMM_PAGE_SIZE + 63) / 64, 8);
-			if (!m->slot_log[i]) {
+			size_t words = (m->slots[i].size / VMM_PAGE_SIZE + 63) / 64;
+			m->slot_log[i] = calloc(words, 8);
+			bool hot = m->dirty_mode == VM_DIRTY_CLEAR;
+			if (hot) {
+				m->slot_hot[i] = calloc(words, 8);
+				m->slot_prev[i] = calloc(words, 8);
+				m->slot_clear[i] = calloc(words, 8);
+			}
+			if (!m->slot_log[i] ||
+			    (hot && (!m->slot_hot[i] || !m->slot_prev[i] || !m->slot_clear[i]))) {
 				snprintf(err, VMM_ERR_LEN, "out of memory for the dirty bitmap");
 				return -ENOMEM;
 			}
@@ -217,8 +242,12 @@ void dirty_log__free(struct guest_mem *m)
 	for (unsigned i = 0; i < m->nr_rings; i++)
 		if (m->rings[i].gfns)
 			munmap(m->rings[i].gfns, m->ring_bytes);
-	for (unsigned i = 0; i < KVM_MAX_SLOTS; i++)
+	for (unsigned i = 0; i < KVM_MAX_SLOTS; i++) {
 		free(m->slot_log[i]);
+		free(m->slot_hot[i]);
+		free(m->slot_prev[i]);
+		free(m->slot_clear[i]);
+	}
 	page_set__free(&m->spill);
 }
 
@@ -311,9 +340,59 @@ static int clear_runs(int vm_fd, unsigned slot, uint64_t *log, uint64_t words, u
 	return 0;
 }
 
+/*
+ * clear mode: re-protects slot i's dirty pages but the hot ones (see the
+ * top of the file); a page dirty in this round and the last becomes hot
+ * while there is room. cool: this round re-protects every page.
+ */
+static int clear_runs_but_hot(struct guest_mem *m, int vm_fd, unsigned i, uint64_t words,
+			      uint64_t pages, bool cool, uint32_t *hot_now)
+{
+	uint64_t *log = m->slot_log[i], *hot = m->slot_hot[i], *prev = m->slot_prev[i];
+	uint64_t *clr = m->slot_clear[i];
+	uint32_t max = atomic_load(&m->hot_max);
+
+	/* The hot pages stay (KVM keeps their bits) while they fit... */
+	for (uint64_t w = 0; w < words; w++) {
+		uint64_t keep = cool ? 0 : log[w] & hot[w];
+		while (keep && *hot_now + (uint32_t)__builtin_popcountll(keep) > max)
+			keep &= keep - 1;	/* max was lowered: the excess cools */
+		*hot_now += (uint32_t)__builtin_popcountll(keep);
+		hot[w] = keep;
+	}
+	/* ...then pages dirty this round and the last join them, while room lasts. */
+	for (uint64_t w = 0; w < words; w++) {
+		uint64_t heat = cool ? 0 : log[w] & prev[w] & ~hot[w];
+		while (heat && *hot_now < max) {
+			hot[w] |= heat & -heat;
+			heat &= heat - 1;
+			(*hot_now)++;
+		}
+		prev[w] = log[w];
+		clr[w] = log[w] & ~hot[w];
+	}
+	return clear_runs(vm_fd, i, clr, words, pages);
+}
+
+/* Dirty logging was switched on or off: KVM starts a clean log, so no page is hot. */
+void dirty_log__reset_hot(struct guest_mem *m)
+{
+	for (unsigned i = 0; i < m->nr_slots; i++) {
+		if (!m->slot_hot[i])
+			continue;
+		size_t words = (m->slots[i].size / VMM_PAGE_SIZE + 63) / 64;
+		memset(m->slot_hot[i], 0, words * 8);
+		memset(m->slot_prev[i], 0, words * 8);
+	}
+	m->hot_rounds = 0;
+	atomic_store(&m->hot_now, 0);
+}
+
 static int collect_bitmap(struct guest_mem *m, int vm_fd, struct vm_dirty_pages *d)
 {
 	int ret = 0;
+	bool cool = ++m->hot_rounds % HOT_COOL_ROUNDS == 0 || !atomic_load(&m->hot_max);
+	uint32_t hot_now = 0;
 
 	for (unsigned i = 0; i < m->nr_slots; i++) {
 		struct mem_slot *s = &m->slots[i];
@@ -323,7 +402,7 @@ static int collect_bitmap(struct guest_mem *m, int vm_fd, struct vm_dirty_pages 
 		if (ioctl(vm_fd, KVM_GET_DIRTY_LOG, &gl) < 0)
 			return -errno;
 		if (m->dirty_mode == VM_DIRTY_CLEAR) {
-			ret = clear_runs(vm_fd, i, log, words, pages);
+			ret = clear_runs_but_hot(m, vm_fd, i, words, pages, cool, &hot_now);
 			if (ret)
 				return ret;
 		}
@@ -336,6 +415,7 @@ static int collect_bitmap(struct guest_mem *m, int vm_fd, struct vm_dirty_pages 
 			}
 		}
 	}
+	atomic_store(&m->hot_now, hot_now);
 	return ret;
 }
 

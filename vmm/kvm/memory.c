@@ -124,6 +124,7 @@ int mem__set_dirty_log(struct guest_mem *m, int vm_fd, bool on)
 	if (m->dirty_log == on)
 		return 0;
 	m->dirty_log = on;
+	dirty_log__reset_hot(m);
 	for (unsigned i = 0; i < m->nr_slots; i++) {
 		int ret = mem__set_slot(m, vm_fd, i);
 		if (ret)

@@ -584,6 +584,16 @@ uint64_t vm__dirty_ring_full_exits(struct vm *vm)
 	return atomic_load(&vm->mem.ring_full_exits);
 }
 
+void vm__dirty_log_set_hot(struct vm *vm, uint32_t max)
+{
+	atomic_store(&vm->mem.hot_max, max);
+}
+
+uint32_t vm__dirty_hot_pages(struct vm *vm)
+{
+	return atomic_load(&vm->mem.hot_now);
+}
+
 
 int vm__vcpu_regs(struct vm *vm, unsigned idx, struct vm_vcpu_regs *out)
 {
