@@ -56,6 +56,7 @@ enum ft_msg {
 				 * that many bytes against the secondary's copy */
 #define FT_DELTA_CACHE_MIB 16	/* default delta-cache-mib */
 #define FT_HOT_PAGES 256	/* default hot-pages (vm__dirty_log_set_hot) */
+#define FT_HOT_PAGES_MAX 4096	/* 16 MiB copied at every pause at most */
 
 /*
  * The primary's copies of pages as the secondary holds them, to send a
@@ -232,8 +233,8 @@ struct ft_primary {
 	uint64_t bytes_raw, bytes_wire;	/* pages before/after compression */
 	uint32_t delta_cache_mib;	/* FT_DELTA_CACHE_MIB; W: monitor (delta-cache-mib); R: ft-primary
 					 * under lock, at the start of a protection run */
-	uint32_t hot_pages;	/* FT_HOT_PAGES; W: monitor (hot-pages) under lock, which also hands
-				 * it to the VM; R: ft-primary under lock at the start of a run */
+	uint32_t hot_pages;	/* FT_HOT_PAGES; W: monitor (hot-pages) under lock; R: ft-primary
+				 * under lock at each checkpoint, which hands it to the VM */
 	struct ft_page_counts pages_sent;	/* checkpoint pages by how they were sent */
 	uint64_t sync_ms;
 	atomic_bool handover_req;	/* proactive failover requested. W: monitor; R: ft-primary */

@@ -137,9 +137,8 @@ static void cmd_set_parameter(struct mon_reply *r, int argc, char **argv, void *
 		__atomic_store_n(&ft->cfg.heartbeat_timeout_ms, v, __ATOMIC_RELAXED);
 	} else if (!strcmp(argv[0], "delta-cache-mib") && parse_ms(argv[1], 0, 65536, &v)) {
 		ft->pri.delta_cache_mib = v;
-	} else if (!strcmp(argv[0], "hot-pages") && parse_ms(argv[1], 0, 1u << 20, &v)) {
-		ft->pri.hot_pages = v;
-		vm__dirty_log_set_hot(ft->cfg.vm, v);
+	} else if (!strcmp(argv[0], "hot-pages") && parse_ms(argv[1], 0, FT_HOT_PAGES_MAX, &v)) {
+		ft->pri.hot_pages = v;	/* the primary thread hands it to the VM at its next checkpoint */
 	} else if (!strcmp(argv[0], "held-output-limit") && parse_ms(argv[1], 4096, 1u << 30, &v)) {
 		ft->pri.held_bound = v;
 	} else if (!strcmp(argv[0], "x-outputs-chunk") && parse_ms(argv[1], 64, FT_OUTPUTS_CHUNK, &v)) {

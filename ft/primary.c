@@ -643,6 +643,7 @@ static int checkpoint_send(struct ft *ft, struct capture *c, bool first, struct 
 	if (ft->pri.held_full)
 		ft->pri.forced_checkpoints++;
 	ft->pri.held_full = false;
+	vm__dirty_log_set_hot(vm, ft->pri.hot_pages);	/* from the next collection */
 	pthread_mutex_unlock(&ft->lock);
 	/* Replicated sync: the blocks written since the last round, read
 	 * while the guest cannot write, so they match this checkpoint. */
@@ -1418,8 +1419,10 @@ int ft_primary__run(struct ft *ft)
 	c.debug_every = dbg ? (atoi(dbg) > 0 ? (unsigned)atoi(dbg) : 50) : 0;
 	pthread_mutex_lock(&ft->lock);
 	size_t cache_bytes = (size_t)ft->pri.delta_cache_mib << 20;
-	vm__dirty_log_set_hot(vm, ft->pri.hot_pages);
 	pthread_mutex_unlock(&ft->lock);
+	/* No hot pages in the sync: they would count as dirty in every round
+	 * (checkpoint_send turns them on). */
+	vm__dirty_log_set_hot(vm, 0);
 	if ((ret = ft_page_cache__init(&c.cache, cache_bytes))) {
 		capture__free(&c);
 		return ret;

@@ -79,12 +79,13 @@ struct guest_mem {
 	 * with the VM's sync serialised by ft). */
 	uint64_t *slot_log[KVM_MAX_SLOTS];
 	/*
-	 * clear mode's hot pages (dirty_log.c, clear_runs_but_hot): per slot,
+	 * clear mode's hot pages (dirty_log.c, clear_all_but_hot): per slot,
 	 * the pages left writable (hot), those dirty in the last round (prev),
 	 * and the scratch mask handed to KVM_CLEAR_DIRTY_LOG. Same rule as
-	 * slot_log: the collecting thread only. hot_max is written by the ft
-	 * thread (vm__dirty_log_set_hot) and read by the collector, both
-	 * atomically; hot_now is the collector's, read by the monitor.
+	 * slot_log: the collecting thread only. hot_max is written by
+	 * vm__dirty_log_set_hot (the ft primary thread) and read once per
+	 * collection by the collector, both atomically; hot_now is written by
+	 * the collector and read by the monitor, atomically.
 	 */
 	uint64_t *slot_hot[KVM_MAX_SLOTS], *slot_prev[KVM_MAX_SLOTS], *slot_clear[KVM_MAX_SLOTS];
 	_Atomic uint32_t hot_max;

@@ -341,37 +341,46 @@ static int clear_runs(int vm_fd, unsigned slot, uint64_t *log, uint64_t words, u
 }
 
 /*
- * clear mode: re-protects slot i's dirty pages but the hot ones (see the
- * top of the file); a page dirty in this round and the last becomes hot
- * while there is room. cool: this round re-protects every page.
+ * clear mode's hot pages (see the top of the file), over every slot's log:
+ * first the hot pages that stay (KVM kept their bits), while they fit in
+ * max; then pages dirty this round and the last join them while room
+ * lasts; then each slot's other dirty pages are re-protected. cool: this
+ * round re-protects every page. The two passes span all slots so that one
+ * slot's new candidates never push out another's hot pages.
  */
-static int clear_runs_but_hot(struct guest_mem *m, int vm_fd, unsigned i, uint64_t words,
-			      uint64_t pages, bool cool, uint32_t *hot_now)
+static int clear_all_but_hot(struct guest_mem *m, int vm_fd, bool cool, uint32_t max,
+			     uint32_t *hot_now)
 {
-	uint64_t *log = m->slot_log[i], *hot = m->slot_hot[i], *prev = m->slot_prev[i];
-	uint64_t *clr = m->slot_clear[i];
-	uint32_t max = atomic_load(&m->hot_max);
-
-	/* The hot pages stay (KVM keeps their bits) while they fit... */
-	for (uint64_t w = 0; w < words; w++) {
-		uint64_t keep = cool ? 0 : log[w] & hot[w];
-		while (keep && *hot_now + (uint32_t)__builtin_popcountll(keep) > max)
-			keep &= keep - 1;	/* max was lowered: the excess cools */
-		*hot_now += (uint32_t)__builtin_popcountll(keep);
-		hot[w] = keep;
-	}
-	/* ...then pages dirty this round and the last join them, while room lasts. */
-	for (uint64_t w = 0; w < words; w++) {
-		uint64_t heat = cool ? 0 : log[w] & prev[w] & ~hot[w];
-		while (heat && *hot_now < max) {
-			hot[w] |= heat & -heat;
-			heat &= heat - 1;
-			(*hot_now)++;
+	for (unsigned i = 0; i < m->nr_slots; i++) {
+		uint64_t *log = m->slot_log[i], *hot = m->slot_hot[i];
+		uint64_t words = (m->slots[i].size / VMM_PAGE_SIZE + 63) / 64;
+		for (uint64_t w = 0; w < words; w++) {
+			uint64_t keep = cool ? 0 : log[w] & hot[w];
+			while (keep && *hot_now + (uint32_t)__builtin_popcountll(keep) > max)
+				keep &= keep - 1;	/* max was lowered: the excess cools */
+			*hot_now += (uint32_t)__builtin_popcountll(keep);
+			hot[w] = keep;
 		}
-		prev[w] = log[w];
-		clr[w] = log[w] & ~hot[w];
 	}
-	return clear_runs(vm_fd, i, clr, words, pages);
+	for (unsigned i = 0; i < m->nr_slots; i++) {
+		uint64_t *log = m->slot_log[i], *hot = m->slot_hot[i], *prev = m->slot_prev[i];
+		uint64_t *clr = m->slot_clear[i];
+		uint64_t pages = m->slots[i].size / VMM_PAGE_SIZE, words = (pages + 63) / 64;
+		for (uint64_t w = 0; w < words; w++) {
+			uint64_t heat = cool ? 0 : log[w] & prev[w] & ~hot[w];
+			while (heat && *hot_now < max) {
+				hot[w] |= heat & -heat;
+				heat &= heat - 1;
+				(*hot_now)++;
+			}
+			prev[w] = log[w];
+			clr[w] = log[w] & ~hot[w];
+		}
+		int ret = clear_runs(vm_fd, i, clr, words, pages);
+		if (ret)
+			return ret;
+	}
+	return 0;
 }
 
 /* Dirty logging was switched on or off: KVM starts a clean log, so no page is hot. */
@@ -391,31 +400,34 @@ void dirty_log__reset_hot(struct guest_mem *m)
 static int collect_bitmap(struct guest_mem *m, int vm_fd, struct vm_dirty_pages *d)
 {
 	int ret = 0;
-	bool cool = ++m->hot_rounds % HOT_COOL_ROUNDS == 0 || !atomic_load(&m->hot_max);
-	uint32_t hot_now = 0;
 
 	for (unsigned i = 0; i < m->nr_slots; i++) {
-		struct mem_slot *s = &m->slots[i];
-		uint64_t pages = s->size / VMM_PAGE_SIZE, words = (pages + 63) / 64;
-		uint64_t *log = m->slot_log[i];
-		struct kvm_dirty_log gl = { .slot = i, .dirty_bitmap = log };
+		struct kvm_dirty_log gl = { .slot = i, .dirty_bitmap = m->slot_log[i] };
 		if (ioctl(vm_fd, KVM_GET_DIRTY_LOG, &gl) < 0)
 			return -errno;
-		if (m->dirty_mode == VM_DIRTY_CLEAR) {
-			ret = clear_runs_but_hot(m, vm_fd, i, words, pages, cool, &hot_now);
-			if (ret)
-				return ret;
-		}
+	}
+	if (m->dirty_mode == VM_DIRTY_CLEAR) {
+		uint32_t max = atomic_load(&m->hot_max), hot_now = 0;
+		bool cool = ++m->hot_rounds % HOT_COOL_ROUNDS == 0 || !max;
+		ret = clear_all_but_hot(m, vm_fd, cool, max, &hot_now);
+		atomic_store(&m->hot_now, ret ? 0 : hot_now);
+		if (ret)
+			return ret;
+	}
+	for (unsigned i = 0; i < m->nr_slots; i++) {
+		const struct mem_slot *s = &m->slots[i];
+		const uint64_t *log = m->slot_log[i];
+		uint64_t words = (s->size / VMM_PAGE_SIZE + 63) / 64;
 		for (uint64_t w = 0; w < words; w++) {
 			uint64_t bits = log[w];
 			while (bits) {
+				/* Keep taking: every page must reach seen, whatever the list. */
 				if (take(d, s->first_page + w * 64 + (uint64_t)__builtin_ctzll(bits)))
 					ret = -ENOMEM;
 				bits &= bits - 1;
 			}
 		}
 	}
-	atomic_store(&m->hot_now, hot_now);
 	return ret;
 }
 
