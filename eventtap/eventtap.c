@@ -16,6 +16,7 @@
 struct et_item {
 	struct et_item *next;
 	uint8_t kind;
+	uint64_t seq;		/* issue order, from 1 */
 	uint64_t epoch;
 	uint64_t offset;
 	uint32_t len;
@@ -39,6 +40,20 @@ struct eventtap {
 	int failed;		/* a release failed (-errno): nothing is ever released again */
 	uint64_t epoch;		/* tag of new output */
 	struct et_item *head, *tail;
+	uint64_t seq;		/* of the last item held */
+	/*
+	 * eventtap__release_async: the items from head up to seq queued_seq
+	 * are issued (writes written) and wait for the flusher, which flushes,
+	 * then takes them off and sends their frames. Until then they are
+	 * still held: in every serialized list, in the stats, in the read
+	 * overlay. The flusher thread is started by the first async release;
+	 * fl_cond wakes it (fl_stop: exit), fl_done wakes whoever waits for
+	 * the queue to drain.
+	 */
+	uint64_t queued_seq;
+	pthread_t flusher;
+	bool flusher_started, fl_stop;
+	pthread_cond_t fl_cond, fl_done;
 	uint64_t held_items, held_bytes, held_frames, held_writes;
 	uint64_t released_items, released_bytes;
 	uint64_t lat[ET_LAT_RING];
@@ -106,6 +121,7 @@ static int et__hold(struct eventtap *et, uint8_t kind, uint64_t offset, const st
 	if (len)
 		iov_gather(iov, iovcnt, it->data);
 	it->epoch = et->epoch;
+	it->seq = ++et->seq;
 	if (et->tail)
 		et->tail->next = it;
 	else
@@ -268,6 +284,8 @@ int eventtap__create(struct disk *disk, struct net *net, struct eventtap **out)
 	if (!et)
 		return -ENOMEM;
 	pthread_mutex_init(&et->lock, NULL);
+	pthread_cond_init(&et->fl_cond, NULL);
+	pthread_cond_init(&et->fl_done, NULL);
 	et->inner_disk = disk;
 	et->inner_net = net;
 	et->epoch = 1;
@@ -297,6 +315,15 @@ void eventtap__destroy(struct eventtap *et)
 {
 	if (!et)
 		return;
+	if (et->flusher_started) {
+		pthread_mutex_lock(&et->lock);
+		et->fl_stop = true;
+		pthread_cond_broadcast(&et->fl_cond);
+		pthread_mutex_unlock(&et->lock);
+		pthread_join(et->flusher, NULL);
+	}
+	pthread_cond_destroy(&et->fl_cond);
+	pthread_cond_destroy(&et->fl_done);
 	et__free_list(et->head);
 	free(et->dirty_blocks);
 	pthread_mutex_destroy(&et->lock);
@@ -468,14 +495,23 @@ static struct et_item *et__send_frames(struct eventtap *et, struct et_item *item
 	return keep;
 }
 
+/* Waits (lock held) until the flusher has nothing queued, or failed. */
+static void et__drain_locked(struct eventtap *et)
+{
+	while (!et->failed && et->head && et->head->seq <= et->queued_seq)
+		pthread_cond_wait(&et->fl_done, &et->lock);
+}
+
 static int et__release_upto(struct eventtap *et, uint64_t epoch, bool all, bool frames_first)
 {
 	struct et_item *taken = NULL, **ttail = &taken;	/* in issue order */
 	bool need_flush = false;
 	int ret = 0;
-	uint64_t t = now_ns();
 
 	pthread_mutex_lock(&et->lock);
+	/* What an async release queued goes first, in order. */
+	et__drain_locked(et);
+	uint64_t t = now_ns();
 	if (et->failed) {
 		ret = et->failed;
 		pthread_mutex_unlock(&et->lock);
@@ -533,6 +569,126 @@ static int et__release_upto(struct eventtap *et, uint64_t epoch, bool all, bool 
 	if (all)
 		pthread_mutex_unlock(&et->lock);
 	return 0;
+}
+
+/*
+ * The flusher: takes what is queued, flushes the disk outside the lock,
+ * then takes those items off and sends their frames, in order. A failed
+ * flush fails the event tap as a synchronous release does: the items stay
+ * held, nothing more leaves, and the trigger is called so that the
+ * primary's thread finds out at once (its next release returns the error).
+ */
+static void *et__flusher(void *arg)
+{
+	struct eventtap *et = arg;
+
+	pthread_mutex_lock(&et->lock);
+	for (;;) {
+		while (!et->fl_stop && (et->failed || !et->head || et->head->seq > et->queued_seq))
+			pthread_cond_wait(&et->fl_cond, &et->lock);
+		if (et->fl_stop)
+			break;
+		uint64_t upto = et->queued_seq;
+		bool need_flush = false;
+		for (struct et_item *it = et->head; it && it->seq <= upto; it = it->next)
+			need_flush |= it->kind != ET_NET_FRAME;
+		pthread_mutex_unlock(&et->lock);
+		int ret = need_flush ? et->inner_disk->ops->flush(et->inner_disk->be) : 0;
+		pthread_mutex_lock(&et->lock);
+		if (ret) {
+			et->failed = ret;
+			et->holding = true;
+			pthread_cond_broadcast(&et->fl_done);
+			struct et_fire f = et__fire_locked(et, true);
+			pthread_mutex_unlock(&et->lock);
+			et__fire(f);
+			pthread_mutex_lock(&et->lock);
+			continue;
+		}
+		struct et_item *taken = NULL, **ttail = &taken;
+		uint64_t t = now_ns();
+		while (et->head && et->head->seq <= upto) {
+			struct et_item *it = et__pop(et, t);
+			*ttail = it;
+			ttail = &it->next;
+		}
+		/* Frames out under the lock: a later synchronous release (it
+		 * waits for fl_done) must not overtake them. */
+		et__free_list(et__send_frames(et, taken));
+		pthread_cond_broadcast(&et->fl_done);
+	}
+	pthread_mutex_unlock(&et->lock);
+	return NULL;
+}
+
+int eventtap__release_async(struct eventtap *et, uint64_t epoch)
+{
+	int ret = 0;
+	uint64_t t = now_ns();
+
+	pthread_mutex_lock(&et->lock);
+	if (et->failed) {
+		ret = et->failed;
+		pthread_mutex_unlock(&et->lock);
+		return ret;
+	}
+	/* Frames at the front with nothing queued before them need no
+	 * flush: out at once, from this thread. */
+	struct et_item *now = NULL, **ntail = &now;
+	while (et->head && et->head->seq > et->queued_seq && et->head->epoch <= epoch &&
+	       et->head->kind == ET_NET_FRAME) {
+		struct et_item *it = et__pop(et, t);
+		*ntail = it;
+		ntail = &it->next;
+	}
+	et__free_list(et__send_frames(et, now));
+	/* The rest: writes issued here, in order; the flush and what follows
+	 * it go to the flusher. */
+	struct et_item *it = et->head;
+	while (it && it->seq <= et->queued_seq)
+		it = it->next;
+	uint64_t queued = et->queued_seq;
+	for (; it && it->epoch <= epoch; it = it->next) {
+		if (it->kind == ET_DISK_WRITE) {
+			struct iovec v = { it->data, it->len };
+			ret = et->inner_disk->ops->write(et->inner_disk->be, it->offset, &v, 1);
+			if (ret)
+				break;
+		}
+		queued = it->seq;
+	}
+	if (ret) {
+		/* Nothing more leaves; what was queued stays held too. */
+		et->failed = ret;
+		et->holding = true;
+		pthread_cond_broadcast(&et->fl_done);
+		pthread_mutex_unlock(&et->lock);
+		return ret;
+	}
+	if (queued != et->queued_seq && !et->flusher_started) {
+		int e = pthread_create(&et->flusher, NULL, et__flusher, et);
+		if (e) {
+			/* No thread: release synchronously instead. */
+			pthread_mutex_unlock(&et->lock);
+			return et__release_upto(et, epoch, false, false);
+		}
+		et->flusher_started = true;
+	}
+	if (queued != et->queued_seq) {
+		et->queued_seq = queued;
+		pthread_cond_signal(&et->fl_cond);
+	}
+	pthread_mutex_unlock(&et->lock);
+	return 0;
+}
+
+int eventtap__drain(struct eventtap *et)
+{
+	pthread_mutex_lock(&et->lock);
+	et__drain_locked(et);
+	int f = et->failed;
+	pthread_mutex_unlock(&et->lock);
+	return f;
 }
 
 int eventtap__failed(struct eventtap *et)

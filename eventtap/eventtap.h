@@ -17,7 +17,8 @@
  *
  * Thread safety: all calls may come from any thread; an internal mutex
  * protects the held list. The trigger callback is called without that
- * mutex, from the vCPU thread that issued the output.
+ * mutex, from the vCPU thread that issued the output (or from the
+ * flusher thread, when an asynchronous release's flush failed).
  */
 #ifndef FTVM_EVENTTAP_H
 #define FTVM_EVENTTAP_H
@@ -103,6 +104,22 @@ int eventtap__release(struct eventtap *et, uint64_t epoch);
  * out): the caller hands the guest to the secondary, whose disk has them.
  */
 int eventtap__release_flush_last(struct eventtap *et, uint64_t epoch);
+/*
+ * The same as eventtap__release, but the flush and what follows it are
+ * left to the event tap's flusher thread: this call issues the writes
+ * (and sends at once the frames that have no write or flush before them),
+ * and returns; the flusher flushes, then sends the frames, in order.
+ * Until then those items are still held: every eventtap__serialize
+ * carries them, so a checkpoint captured meanwhile still holds writes
+ * this disk may not have made durable. A failed flush fails the event tap
+ * as above (the items stay held) and calls the trigger, observable, so
+ * the caller's next release returns the error. The synchronous releases
+ * first wait for what was queued.
+ */
+int eventtap__release_async(struct eventtap *et, uint64_t epoch);
+/* Waits until nothing queued by eventtap__release_async is left; returns
+ * eventtap__failed. */
+int eventtap__drain(struct eventtap *et);
 /* Stops holding and performs every held output, atomically with respect
  * to new output (protection ended: secondary lost or cancelled). Fails
  * as eventtap__release does (holding again). */

@@ -30,6 +30,7 @@ int ft__create(const struct ft_config *cfg, struct ft **out, char *err)
 	ft->pri.held_bound = FT_HELD_BOUND;
 	ft->pri.delta_cache_mib = FT_DELTA_CACHE_MIB;
 	ft->pri.hot_pages = FT_HOT_PAGES;
+	atomic_store(&ft->pri.async_release, FT_ASYNC_OFF);
 	ft->audit_fd = -1;
 	ft->pri.outputs_chunk = FT_OUTPUTS_CHUNK;
 	pthread_mutex_init(&ft->lock, NULL);

@@ -56,7 +56,8 @@ enum ft_msg {
 				 * that many bytes against the secondary's copy */
 #define FT_DELTA_CACHE_MIB 16	/* default delta-cache-mib */
 #define FT_HOT_PAGES 256	/* default hot-pages (vm__dirty_log_set_hot) */
-#define FT_HOT_PAGES_MAX 4096	/* 16 MiB copied at every pause at most */
+#define FT_HOT_PAGES_MAX 4096
+enum { FT_ASYNC_OFF, FT_ASYNC_DUE, FT_ASYNC_ALWAYS };	/* 16 MiB copied at every pause at most */
 
 /*
  * The primary's copies of pages as the secondary holds them, to send a
@@ -233,6 +234,12 @@ struct ft_primary {
 	uint64_t bytes_raw, bytes_wire;	/* pages before/after compression */
 	uint32_t delta_cache_mib;	/* FT_DELTA_CACHE_MIB; W: monitor (delta-cache-mib); R: ft-primary
 					 * under lock, at the start of a protection run */
+	uint64_t async_releases;	/* releases left to the flusher. W: ft-primary; R: monitor; under lock */
+	/* shared storage: when the release's flush goes to the event tap's
+	 * flusher (async-release): FT_ASYNC_OFF (default), FT_ASYNC_DUE (when
+	 * the next checkpoint is already due), FT_ASYNC_ALWAYS. W: monitor;
+	 * R: ft-primary at each release; atomic. */
+	_Atomic int async_release;
 	uint32_t hot_pages;	/* FT_HOT_PAGES; W: monitor (hot-pages) under lock; R: ft-primary
 				 * under lock at each checkpoint, which hands it to the VM */
 	struct ft_page_counts pages_sent;	/* checkpoint pages by how they were sent */

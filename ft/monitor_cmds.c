@@ -117,7 +117,7 @@ static void cmd_set_parameter(struct mon_reply *r, int argc, char **argv, void *
 
 	if (argc != 2) {
 		mon_reply__error(r, MON_ERR_INVALID_PARAMETER,
-				 "usage: migrate_set_parameter compress on|off | delta-cache-mib N | hot-pages N | heartbeat-ms N | "
+				 "usage: migrate_set_parameter compress on|off | async-release off|due|always | delta-cache-mib N | hot-pages N | heartbeat-ms N | "
 				 "heartbeat-timeout-ms N | event-hook-timeout-ms N | "
 				 "held-output-limit BYTES | x-inject KIND | x-outputs-chunk BYTES");
 		return;
@@ -131,6 +131,10 @@ static void cmd_set_parameter(struct mon_reply *r, int argc, char **argv, void *
 	pthread_mutex_lock(&ft->lock);
 	if (!strcmp(argv[0], "compress") && (!strcmp(argv[1], "on") || !strcmp(argv[1], "off"))) {
 		ft->cfg.compress = !strcmp(argv[1], "on");
+	} else if (!strcmp(argv[0], "async-release") &&
+		   (!strcmp(argv[1], "off") || !strcmp(argv[1], "due") || !strcmp(argv[1], "always"))) {
+		atomic_store(&ft->pri.async_release, !strcmp(argv[1], "off") ? FT_ASYNC_OFF
+						     : !strcmp(argv[1], "due") ? FT_ASYNC_DUE : FT_ASYNC_ALWAYS);
 	} else if (!strcmp(argv[0], "heartbeat-ms") && parse_ms(argv[1], 10, 10000, &v)) {
 		__atomic_store_n(&ft->cfg.heartbeat_ms, v, __ATOMIC_RELAXED);
 	} else if (!strcmp(argv[0], "heartbeat-timeout-ms") && parse_ms(argv[1], 50, 600000, &v)) {
@@ -306,6 +310,9 @@ static void cmd_info_migrate(struct mon_reply *r, int argc, char **argv, void *o
 			samples(r, "output_latency_us", ls);
 		}
 		mon_reply__bool(r, "compress", ft->cfg.compress);
+		static const char *const async_names[] = { "off", "due", "always" };
+		mon_reply__str(r, "async_release", async_names[atomic_load(&ft->pri.async_release)]);
+		mon_reply__u64(r, "async_releases", ft->pri.async_releases);
 		mon_reply__u64(r, "delta_cache_mib", ft->pri.delta_cache_mib);
 		mon_reply__u64(r, "pipelined_checkpoints", ft->pri.pipelined);
 		mon_reply__u64(r, "pages_delta", ft->pri.pages_sent.delta);
@@ -423,7 +430,7 @@ int ft__register_monitor(struct ft *ft, struct monitor *m)
 	monitor__add_command(m, "migrate_set_policy", "event|epoch[:MS]|hybrid[:US[:MS]]",
 			     "when to checkpoint", cmd_set_policy, ft);
 	monitor__add_command(m, "migrate_set_parameter", "NAME VALUE",
-			     "compress on|off, delta-cache-mib, hot-pages, heartbeat-ms, heartbeat-timeout-ms, event-hook, "
+			     "compress on|off, async-release off|due|always, delta-cache-mib, hot-pages, heartbeat-ms, heartbeat-timeout-ms, event-hook, "
 			     "event-hook-timeout-ms, held-output-limit, x-inject and x-outputs-chunk (tests)",
 			     cmd_set_parameter, ft);
 	monitor__add_command(m, "migrate_handover", NULL,

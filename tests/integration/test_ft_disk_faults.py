@@ -18,6 +18,10 @@ acknowledged write.
   image after the frames, the secondary's image had the write flushed
   before its ACK), so the primary hands over; the write is on the
   secondary's image, booted alone afterwards.
+- The same flush failing in the event tap's flusher thread (shared mode,
+  `async-release always`): the write was issued, the reply waits for the
+  flush and is never sent by the primary; the primary hands over and the
+  secondary re-issues write and reply.
 - Disk full on a replicated secondary: the checkpoint is refused before
   it changes anything (its disk space is reserved first); the primary
   goes on unprotected and nothing acknowledged is lost.
@@ -109,7 +113,7 @@ def disk_full(work):
         check(st["state"] == "protected", "protection ended on a full disk: %s" % st)
 
 
-def fault_at_release(work, tag, mode, fault):
+def fault_at_release(work, tag, mode, fault, async_release=None):
     """The primary's disk fails at release (fault: x-disk-fault's kind).
     Shared, EIO on the write: the frame reporting it is never sent by the
     primary. Replicated, EIO on the flush: the reply may be out already
@@ -130,6 +134,8 @@ def fault_at_release(work, tag, mode, fault):
             b = Node(topo, "B", work, tag, simg, mode, True)
             nodes.append(b)
             a.protect_to("B")
+            if async_release:
+                a.ctl("migrate_set_parameter", "async-release", async_release)
             client.acks = acks
             s = load_new_keys(client, 50, acks, tag[0])
             check(s["puts_acked"] == 50, "load before the fault: %s" % s)
@@ -150,6 +156,8 @@ def fault_at_release(work, tag, mode, fault):
             check(not a.alive(), "the primary still runs after handing the guest over")
             check("handed over" in err, "the primary did not hand over: %s" % err[-800:])
             check(r.returncode == 0, "the PUT was not acknowledged: %s" % r.stderr)
+            if async_release:
+                check(sb["reissued_writes"] > 0, "the secondary re-issued no write: %s" % sb)
             client.acks = acks
             v = client.verify()
             print("%-10s on the secondary: %s" % (tag, v))
@@ -234,6 +242,10 @@ def test(work):
     disk_full(work)
     fault_at_release(work, "eio", "shared", "eio")
     fault_at_release(work, "rflush", "replicated", "eio-flush")
+    # Shared, the flush in the event tap's flusher thread (async-release
+    # always): it fails after the write was issued, so the reply is never
+    # sent here; the secondary's checkpoint still holds write and reply.
+    fault_at_release(work, "aflush", "shared", "eio-flush", async_release="always")
     replicated_secondary_full(work)
     replicated_secondary_eio(work)
 

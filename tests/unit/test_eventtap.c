@@ -72,6 +72,31 @@ static int disk_rw(struct disk *d, bool write, uint64_t off, void *buf, size_t l
 	return write ? d->ops->write(d->be, off, &v, 1) : d->ops->read(d->be, off, &v, 1);
 }
 
+/* ---- a gated disk: the raw image, but each flush first waits for a byte
+ * on a pipe, so the test decides when the flusher thread's flush ends. */
+static struct disk *gate_inner;
+static int gate_fds[2];
+static int gate_read(void *be, uint64_t off, const struct iovec *iov, int n)
+{
+	(void)be;
+	return gate_inner->ops->read(gate_inner->be, off, iov, n);
+}
+static int gate_write(void *be, uint64_t off, const struct iovec *iov, int n)
+{
+	(void)be;
+	return gate_inner->ops->write(gate_inner->be, off, iov, n);
+}
+static int gate_flush(void *be)
+{
+	char c;
+	(void)be;
+	if (read(gate_fds[0], &c, 1) != 1)
+		return -EIO;
+	return gate_inner->ops->flush(gate_inner->be);
+}
+static const struct disk_ops gate_ops = { .read = gate_read, .write = gate_write, .flush = gate_flush };
+static void gate_open_once(void) { CHECK(write(gate_fds[1], "x", 1) == 1, "gate"); }
+
 static void image_read(const char *path, uint64_t off, void *buf, size_t len)
 {
 	int fd = open(path, O_RDONLY);
@@ -290,6 +315,77 @@ int main(void)
 	      "the flush is held again, the frame is not (%llu items)", (unsigned long long)st.held_items);
 	sbuf__reset(&list);
 	CHECK(eventtap__serialize(et, &list, &count) == 0 && count == 1, "a handover carries the flush");
+
+	/*
+	 * eventtap__release_async: the writes are issued at once, the flush is
+	 * the flusher thread's, and until it is done the items are still held
+	 * (serialized, counted) and no frame after them leaves, not even one of
+	 * a later epoch. A frame with nothing queued before it leaves at once.
+	 */
+	{
+		struct disk gd = disk;
+		gd.ops = &gate_ops;
+		gate_inner = &disk;
+		CHECK(pipe(gate_fds) == 0, "gate pipe");
+		struct eventtap *et2;
+		CHECK(eventtap__create(&gd, &net, &et2) == 0, "create a second event tap");
+		triggers = observable_triggers = 0;
+		eventtap__set_trigger(et2, on_trigger, NULL);
+		struct disk *d2 = eventtap__disk(et2);
+		struct net *n2 = eventtap__net(et2);
+		while (wire_recv(&w, rx, sizeof(rx)) > 0)
+			;
+		eventtap__set_holding(et2, true, 1);
+		memset(b, 'W', sizeof(b));
+		CHECK(disk_rw(d2, true, 65536, b, 512) == 0 && d2->ops->flush(d2->be) == 0, "held write + flush 1");
+		frame(f, "async1");
+		CHECK(n2->ops->tx(n2->be, &fv, 1) == 0, "held frame 1");
+		CHECK(eventtap__seal(et2) == 1, "seal 1");
+		CHECK(eventtap__release_async(et2, 1) == 0, "async release 1");
+		image_read(path, 65536, got, 512);
+		CHECK(memcmp(got, b, 512) == 0, "the write is issued by the async release itself");
+		usleep(20000);	/* the flusher waits in its flush (the gate) */
+		CHECK(wire_recv(&w, rx, sizeof(rx)) < 0, "no frame before the flush is done");
+		sbuf__reset(&list);
+		CHECK(eventtap__serialize(et2, &list, &count) == 0 && count == 3,
+		      "a capture during the flush still carries write, flush and frame (%u)", count);
+		frame(f, "async2");
+		CHECK(n2->ops->tx(n2->be, &fv, 1) == 0 && eventtap__seal(et2) == 2, "held frame 2");
+		CHECK(eventtap__release_async(et2, 2) == 0, "async release 2");
+		CHECK(wire_recv(&w, rx, sizeof(rx)) < 0, "a later frame does not overtake the queued ones");
+		gate_open_once();
+		CHECK(eventtap__drain(et2) == 0, "drain");
+		CHECK(wire_recv(&w, rx, sizeof(rx)) == 64 && !strcmp(rx + 14, "async1") &&
+		      wire_recv(&w, rx, sizeof(rx)) == 64 && !strcmp(rx + 14, "async2"),
+		      "after the flush: both frames, in order");
+		eventtap__stats(et2, &st);
+		CHECK(st.held_items == 0, "nothing held after the drain (%llu)", (unsigned long long)st.held_items);
+		frame(f, "async3");
+		CHECK(n2->ops->tx(n2->be, &fv, 1) == 0 && eventtap__seal(et2) == 3, "held frame 3");
+		CHECK(eventtap__release_async(et2, 3) == 0 && wire_recv(&w, rx, sizeof(rx)) == 64 &&
+		      !strcmp(rx + 14, "async3"), "a frame with nothing before it leaves at once");
+		/* The flusher's flush fails: everything stays held, the trigger
+		 * fires, and every later release returns the error. */
+		CHECK(disk_rw(d2, true, 69632, b, 512) == 0 && d2->ops->flush(d2->be) == 0, "held write + flush 4");
+		frame(f, "async4");
+		CHECK(n2->ops->tx(n2->be, &fv, 1) == 0 && eventtap__seal(et2) == 4, "held frame 4");
+		int obs0 = observable_triggers;
+		disk_raw__inject_flush_error(&disk, EIO, 1);
+		gate_open_once();
+		CHECK(eventtap__release_async(et2, 4) == 0, "async release 4");
+		CHECK(eventtap__drain(et2) == -EIO, "the drain reports the failed flush");
+		CHECK(observable_triggers == obs0 + 1, "the failed flush fired the trigger");
+		CHECK(wire_recv(&w, rx, sizeof(rx)) < 0, "no frame after a failed flush");
+		eventtap__stats(et2, &st);
+		CHECK(st.held_items == 3, "write, flush and frame stay held (%llu)", (unsigned long long)st.held_items);
+		CHECK(eventtap__release(et2, 4) == -EIO && eventtap__release_async(et2, 4) == -EIO,
+		      "later releases return the error");
+		sbuf__reset(&list);
+		CHECK(eventtap__serialize(et2, &list, &count) == 0 && count == 3, "a handover carries them");
+		eventtap__destroy(et2);
+		close(gate_fds[0]);
+		close(gate_fds[1]);
+	}
 
 	/* Policies. */
 	struct et_policy_cfg p;
