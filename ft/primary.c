@@ -666,10 +666,11 @@ static int checkpoint_send(struct ft *ft, struct capture *c, bool first, struct 
 	vm__resume_internal(vm);
 	uint64_t t1 = ft__now_ns();
 	if (c->debug_every && epoch % c->debug_every == 0)
-		fprintf(stderr, "pause %llu: stop %llu collect+copy %llu state %llu tail %llu resume %llu us\n",
+		fprintf(stderr, "pause %llu: stop %llu collect+copy %llu state %llu tail %llu resume %llu us%s\n",
 			(unsigned long long)c->nr, (unsigned long long)(tp - t0) / 1000,
 			(unsigned long long)(tc - tp) / 1000, (unsigned long long)(ts - tc) / 1000,
-			(unsigned long long)(tr - ts) / 1000, (unsigned long long)(t1 - tr) / 1000);
+			(unsigned long long)(tr - ts) / 1000, (unsigned long long)(t1 - tr) / 1000,
+			took_prepause ? " (the trigger's own pause)" : "");
 	if (ret) {
 		if (err[0])
 			ft__error(ft, "capture of checkpoint %llu failed: %s", (unsigned long long)epoch, err);
