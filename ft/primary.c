@@ -558,6 +558,7 @@ static int list_bitmap(const uint64_t *bitmap, uint64_t nr, struct vm_page_list 
  * (the capture's buffers may hold the next one by then). */
 struct ckpt_sent {
 	uint64_t epoch, t0, t1, t_sent, trig_ns;
+	uint64_t t_stopped;	/* the guest stopped (vm__paused_since_ns), t0 if unknown */
 	size_t pages, bytes;
 	bool first;
 };
@@ -574,7 +575,9 @@ static int checkpoint_send(struct ft *ft, struct capture *c, bool first, struct 
 
 	uint64_t epoch = ft->pri.epoch + 1;
 	uint64_t t0 = ft__now_ns();
-	ret = vm__pause_internal(vm);
+	/* Guest memory holds still once the vCPUs have stopped: collecting
+	 * and copying overlap their saving their own state. */
+	ret = vm__pause_stopped(vm);
 	if (ret)
 		return ret;
 	uint64_t tp = ft__now_ns();
@@ -612,6 +615,7 @@ static int checkpoint_send(struct ft *ft, struct capture *c, bool first, struct 
 	sbuf__reset(&c->state);
 	sbuf__reset(&c->outputs);
 	uint64_t tc = ft__now_ns();
+	vm__pause_wait_parked(vm);
 	if (!ret)
 		ret = vm__save_state_locked(vm, &c->state, err);
 	if (cp)
@@ -661,16 +665,21 @@ static int checkpoint_send(struct ft *ft, struct capture *c, bool first, struct 
 		nanosleep(&slow, NULL);
 	}
 	uint64_t tr = ft__now_ns();
+	/* The guest's pause began when it stopped running, not when this
+	 * thread asked: the trigger's own pause began at the vCPU's exit. */
+	uint64_t stopped = vm__paused_since_ns(vm);
 	if (took_prepause)
 		vm__resume_internal(vm);
 	vm__resume_internal(vm);
 	uint64_t t1 = ft__now_ns();
 	if (c->debug_every && epoch % c->debug_every == 0)
-		fprintf(stderr, "pause %llu: stop %llu collect+copy %llu state %llu tail %llu resume %llu us%s\n",
+		fprintf(stderr, "pause %llu: stop %llu collect+copy %llu state %llu tail %llu resume %llu us%s; "
+			"the guest stopped %lld us after the pause began\n",
 			(unsigned long long)c->nr, (unsigned long long)(tp - t0) / 1000,
 			(unsigned long long)(tc - tp) / 1000, (unsigned long long)(ts - tc) / 1000,
 			(unsigned long long)(tr - ts) / 1000, (unsigned long long)(t1 - tr) / 1000,
-			took_prepause ? " (the trigger's own pause)" : "");
+			took_prepause ? " (the trigger's own pause)" : "",
+			stopped ? ((long long)stopped - (long long)t0) / 1000 : 0ll);
 	if (ret) {
 		if (err[0])
 			ft__error(ft, "capture of checkpoint %llu failed: %s", (unsigned long long)epoch, err);
@@ -769,7 +778,7 @@ static int checkpoint_send(struct ft *ft, struct capture *c, bool first, struct 
 	if (ret)
 		return ret;
 	*sent = (struct ckpt_sent){
-		.epoch = epoch, .t0 = t0, .t1 = t1, .t_sent = t_sent, .trig_ns = trig_ns, .pages = c->nr,
+		.epoch = epoch, .t0 = t0, .t1 = t1, .t_stopped = stopped && stopped <= t1 ? stopped : t0, .t_sent = t_sent, .trig_ns = trig_ns, .pages = c->nr,
 		.bytes = c->nr * FT_PAGE + c->state.len + c->outputs.len, .first = first,
 	};
 	return 0;
@@ -853,7 +862,7 @@ static int checkpoint_finish(struct ft *ft, const struct ckpt_sent *s, struct xp
 		}
 		ft_samples__add(&ft->pri.release_us, (t3 - t2) / 1000);
 	}
-	ft_samples__add(&ft->pri.pause_us, (t1 - t0) / 1000);
+	ft_samples__add(&ft->pri.pause_us, (t1 - s->t_stopped) / 1000);
 	ft_samples__add(&ft->ckpt_pages, s->pages);
 	ft_samples__add(&ft->pri.ckpt_bytes, s->bytes);
 	ft_samples__add(&ft->pri.ckpt_ship_us, (t2 - t1) / 1000);

@@ -206,6 +206,14 @@ struct vcpu {
 	 * next KVM_RUN must complete (exit_pending), or returned -EINTR with
 	 * run->s.regs filled (run_synced): then a park needs no KVM_RUN. */
 	bool exit_pending, run_synced;
+	/* The vCPU thread's own: when its last KVM_RUN returned (CLOCK_MONOTONIC
+	 * ns), i.e. when the guest last stopped running on it. */
+	uint64_t last_exit_ns;
+	/* When this vCPU stopped running guest code for the pause it is parked
+	 * in: the later of its last exit and the pause request (an idle vCPU
+	 * was not running anyway). W: the vCPU thread under run_lock with
+	 * stopped++; R: vm__paused_since_ns under run_lock. */
+	uint64_t stopped_ns;
 };
 
 int vcpu__create(struct vm *vm, unsigned idx, char *err);
@@ -275,8 +283,10 @@ struct vm {
 	 * W: vm__dirty_log_enable; R: vCPU threads. */
 	atomic_bool sync_every_run;
 	unsigned pause_depth;		/* pause levels held (see vm__pause_internal) */
+	uint64_t pause_req_ns;		/* when pause_depth last went 0 -> 1 (under run_lock) */
 	bool user_stopped;		/* the monitor's `stop` holds one level */
-	unsigned parked;		/* vCPUs parked for a pause */
+	unsigned parked;		/* vCPUs parked for a pause (state saved) */
+	unsigned stopped;		/* of those in a pause, vCPUs past their last exit (parked or saving) */
 	unsigned exited;		/* vCPU threads that have left their loop */
 	int exit_code;
 	bool started;

@@ -182,12 +182,30 @@ int vm__resume(struct vm *vm);
 int vm__pause_internal(struct vm *vm);
 void vm__resume_internal(struct vm *vm);
 /*
+ * The same pause, in two steps: vm__pause_stopped returns once every vCPU
+ * has stopped at a completed exit (no guest code runs, guest memory holds
+ * still: the dirty log may be collected and pages copied) while a vCPU
+ * under protection may still be saving its own state;
+ * vm__pause_wait_parked then waits for that (before the state is saved
+ * into a checkpoint). Released with vm__resume_internal.
+ */
+int vm__pause_stopped(struct vm *vm);
+void vm__pause_wait_parked(struct vm *vm);
+/*
  * An internal pause that does not wait: the vCPUs park as soon as they can
  * (a vCPU thread asking from an exit handler parks as that exit completes,
  * with no signal), and a later vm__pause_internal finds them parked. Each
  * request is released with vm__resume_internal. -ESHUTDOWN.
  */
 int vm__pause_request(struct vm *vm);
+/*
+ * While paused (after vm__pause_internal returned): when the guest stopped
+ * running (CLOCK_MONOTONIC ns), the earliest over the vCPUs of the later
+ * of its last exit and the pause request. A vCPU the kick took a while to
+ * reach ran guest code until then; one that asked for the pause itself
+ * stopped at its exit, before the pause began. 0 if not paused.
+ */
+uint64_t vm__paused_since_ns(struct vm *vm);
 enum vm_run_state vm__run_state(struct vm *vm);
 const char *vm__run_state_name(enum vm_run_state s);
 const char *vm__name(struct vm *vm);

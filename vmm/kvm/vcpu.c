@@ -282,6 +282,13 @@ void vcpu__handle_exit(struct vcpu *c)
 	}
 }
 
+static uint64_t vcpu__now_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
 void *vcpu__thread(void *arg)
 {
 	struct vcpu *c = arg;
@@ -325,7 +332,9 @@ void *vcpu__thread(void *arg)
 		bool sync = atomic_load(&vm->sync_every_run);
 		if (sync)
 			vcpu__ask_sync_regs(c);
-		if (ioctl(c->fd, KVM_RUN, 0) < 0) {
+		int r = ioctl(c->fd, KVM_RUN, 0);
+		c->last_exit_ns = vcpu__now_ns();
+		if (r < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				c->exit_pending = false;
 				c->run_synced = sync && c->sync_regs;

@@ -321,7 +321,16 @@ void vm__guest_exit(struct vm *vm, int code)
  * vCPUs run only when no level is held. All callers return once every
  * vCPU is parked at a completed exit.
  */
-int vm__pause_internal(struct vm *vm)
+static uint64_t vm__now_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* Takes a pause level; waits until every vCPU has stopped (stopped_only)
+ * or is parked with its state saved. */
+static int vm__pause_until(struct vm *vm, bool stopped_only)
 {
 	pthread_mutex_lock(&vm->run_lock);
 	if (atomic_load(&vm->quit_req)) {
@@ -329,6 +338,7 @@ int vm__pause_internal(struct vm *vm)
 		return -ESHUTDOWN;
 	}
 	if (vm->pause_depth++ == 0) {
+		vm->pause_req_ns = vm__now_ns();
 		atomic_store(&vm->pause_req, true);
 		pthread_cond_broadcast(&vm->run_cond);	/* wakes idling vCPUs */
 		pthread_mutex_unlock(&vm->run_lock);
@@ -336,10 +346,43 @@ int vm__pause_internal(struct vm *vm)
 		pthread_mutex_lock(&vm->run_lock);
 	}
 	unsigned running = vm->started ? vm->nr_vcpus : 0;
-	while (vm->parked + vm->exited < running)
+	while ((stopped_only ? vm->stopped : vm->parked) + vm->exited < running)
 		pthread_cond_wait(&vm->run_cond, &vm->run_lock);
 	pthread_mutex_unlock(&vm->run_lock);
 	return 0;
+}
+
+int vm__pause_internal(struct vm *vm)
+{
+	return vm__pause_until(vm, false);
+}
+
+int vm__pause_stopped(struct vm *vm)
+{
+	return vm__pause_until(vm, true);
+}
+
+void vm__pause_wait_parked(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->run_lock);
+	unsigned running = vm->started ? vm->nr_vcpus : 0;
+	while (vm->pause_depth && vm->parked + vm->exited < running)
+		pthread_cond_wait(&vm->run_cond, &vm->run_lock);
+	pthread_mutex_unlock(&vm->run_lock);
+}
+
+uint64_t vm__paused_since_ns(struct vm *vm)
+{
+	uint64_t since = 0;
+
+	pthread_mutex_lock(&vm->run_lock);
+	for (unsigned i = 0; vm->pause_depth && vm->stopped && i < vm->nr_vcpus; i++) {
+		uint64_t t = vm->vcpus[i].stopped_ns;
+		if (vm->vcpus[i].thread_started && t && (!since || t < since))
+			since = t;
+	}
+	pthread_mutex_unlock(&vm->run_lock);
+	return since;
 }
 
 int vm__pause_request(struct vm *vm)
@@ -351,6 +394,7 @@ int vm__pause_request(struct vm *vm)
 	}
 	bool first = vm->pause_depth++ == 0;
 	if (first) {
+		vm->pause_req_ns = vm__now_ns();
 		atomic_store(&vm->pause_req, true);
 		pthread_cond_broadcast(&vm->run_cond);	/* wakes idling vCPUs */
 	}
@@ -460,6 +504,13 @@ void vm__park_if_requested(struct vm *vm, struct vcpu *c)
 	if (synced && vm->check_sync_regs)
 		vcpu__check_sync_regs(c);
 	atomic_store(&c->parked_regs, synced);
+	/* Stopped: no more guest code, no more guest memory writes from this
+	 * vCPU; the capture may collect and copy while it saves its state. */
+	pthread_mutex_lock(&vm->run_lock);
+	c->stopped_ns = c->last_exit_ns > vm->pause_req_ns ? c->last_exit_ns : vm->pause_req_ns;
+	vm->stopped++;
+	pthread_cond_broadcast(&vm->run_cond);
+	pthread_mutex_unlock(&vm->run_lock);
 	if (atomic_load(&vm->sync_every_run) && !atomic_load(&vm->quit_req)) {
 		char err[VMM_ERR_LEN];
 		sbuf__reset(&c->parked_state);
@@ -474,7 +525,9 @@ void vm__park_if_requested(struct vm *vm, struct vcpu *c)
 		pthread_cond_wait(&vm->run_cond, &vm->run_lock);
 	atomic_store(&c->parked_state_valid, false);
 	atomic_store(&c->parked_regs, false);
+	c->stopped_ns = 0;
 	vm->parked--;
+	vm->stopped--;
 	pthread_cond_broadcast(&vm->run_cond);
 	pthread_mutex_unlock(&vm->run_lock);
 }
