@@ -12,7 +12,7 @@
  * two rounds running stay writable and are reported every round, so the
  * set may hold more than the round's pages, but only hot ones (at most
  * vm__dirty_hot_pages, at most N), and never fewer; the run is long enough
- * to cross the rounds where every hot page is re-protected.
+ * for every hot page to be re-protected (one in 64 a round) twice.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -172,7 +172,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	/* Past two of the rounds that re-protect every hot page (HOT_COOL_ROUNDS). */
+	/* Every hot page re-protected twice (one in 64 a round, HOT_COOL_ROUNDS). */
 	t.rounds = t.hot ? 140 : ROUNDS;
 	if (access("/dev/kvm", R_OK | W_OK) != 0) {
 		printf("SKIP: /dev/kvm is not available: %s\n", strerror(errno));

@@ -16,8 +16,11 @@
  *           re-protected: the guest's next writes to them take no fault
  *           (on shadow paging ~12 us each), and since KVM then never clears
  *           their bit, every round reports them dirty and copies them.
- *           Every HOT_COOL_ROUNDS rounds they are all re-protected and must
- *           be written twice running again to stay hot.
+ *           Each round re-protects one page in 64 of them (those whose
+ *           number mod 64 is the round's), so each hot page is re-protected
+ *           once every 64 rounds and must then be written twice running
+ *           again to stay hot; the faults that costs are spread over the
+ *           rounds, not all in one.
  *   bitmap  KVM_GET_DIRTY_LOG alone: the kernel walks and re-protects the
  *           whole slot on every call.
  *
@@ -39,7 +42,7 @@
 #include "vmm/vm_internal.h"
 
 #define RING_MAX_BYTES (1u << 20)	/* 65,536 entries per vCPU */
-#define HOT_COOL_ROUNDS 64
+#define HOT_COOL_ROUNDS 64	/* = the bits of a bitmap word: round r cools bit r % 64 */
 #define AUTO_CLEAR_MAX_BYTES (4ull << 30)
 
 /* ---- the two-level page set ------------------------------------------- */
@@ -344,18 +347,21 @@ static int clear_runs(int vm_fd, unsigned slot, uint64_t *log, uint64_t words, u
  * clear mode's hot pages (see the top of the file), over every slot's log:
  * first the hot pages that stay (KVM kept their bits), while they fit in
  * max; then pages dirty this round and the last join them while room
- * lasts; then each slot's other dirty pages are re-protected. cool: this
- * round re-protects every page. The two passes span all slots so that one
+ * lasts; then each slot's other dirty pages are re-protected. cool_bit:
+ * the bit of each word this round re-protects whatever it holds; cool:
+ * every page is re-protected (hot pages are off). The two passes span all slots so that one
  * slot's new candidates never push out another's hot pages.
  */
-static int clear_all_but_hot(struct guest_mem *m, int vm_fd, bool cool, uint32_t max,
-			     uint32_t *hot_now)
+static int clear_all_but_hot(struct guest_mem *m, int vm_fd, bool cool, unsigned cool_bit,
+			     uint32_t max, uint32_t *hot_now)
 {
+	uint64_t stay = ~(1ull << cool_bit);
+
 	for (unsigned i = 0; i < m->nr_slots; i++) {
 		uint64_t *log = m->slot_log[i], *hot = m->slot_hot[i];
 		uint64_t words = (m->slots[i].size / VMM_PAGE_SIZE + 63) / 64;
 		for (uint64_t w = 0; w < words; w++) {
-			uint64_t keep = cool ? 0 : log[w] & hot[w];
+			uint64_t keep = cool ? 0 : log[w] & hot[w] & stay;
 			while (keep && *hot_now + (uint32_t)__builtin_popcountll(keep) > max)
 				keep &= keep - 1;	/* max was lowered: the excess cools */
 			*hot_now += (uint32_t)__builtin_popcountll(keep);
@@ -367,7 +373,7 @@ static int clear_all_but_hot(struct guest_mem *m, int vm_fd, bool cool, uint32_t
 		uint64_t *clr = m->slot_clear[i];
 		uint64_t pages = m->slots[i].size / VMM_PAGE_SIZE, words = (pages + 63) / 64;
 		for (uint64_t w = 0; w < words; w++) {
-			uint64_t heat = cool ? 0 : log[w] & prev[w] & ~hot[w];
+			uint64_t heat = cool ? 0 : log[w] & prev[w] & ~hot[w] & stay;
 			while (heat && *hot_now < max) {
 				hot[w] |= heat & -heat;
 				heat &= heat - 1;
@@ -408,8 +414,8 @@ static int collect_bitmap(struct guest_mem *m, int vm_fd, struct vm_dirty_pages 
 	}
 	if (m->dirty_mode == VM_DIRTY_CLEAR) {
 		uint32_t max = atomic_load(&m->hot_max), hot_now = 0;
-		bool cool = ++m->hot_rounds % HOT_COOL_ROUNDS == 0 || !max;
-		ret = clear_all_but_hot(m, vm_fd, cool, max, &hot_now);
+		unsigned cool_bit = ++m->hot_rounds % HOT_COOL_ROUNDS;
+		ret = clear_all_but_hot(m, vm_fd, !max, cool_bit, max, &hot_now);
 		atomic_store(&m->hot_now, ret ? 0 : hot_now);
 		if (ret)
 			return ret;
