@@ -213,6 +213,7 @@ struct ft_primary {
 	 * W: the trigger (prepaused), ft-primary (both, and it drops a pause it
 	 * did not take over); all under lock. */
 	bool prepause_ok, prepaused;
+	bool prepause_first;	/* that pause took the VM's first level (pause_us may count from it) */
 	uint64_t epoch;			/* last checkpoint sent */
 	uint64_t acked_epoch;		/* last checkpoint the secondary committed */
 	unsigned sync_percent;

@@ -578,8 +578,10 @@ static int checkpoint_send(struct ft *ft, struct capture *c, bool first, struct 
 	/* Guest memory holds still once the vCPUs have stopped: collecting
 	 * and copying overlap their saving their own state. */
 	ret = vm__pause_stopped(vm);
-	if (ret)
+	if (ret < 0)
 		return ret;
+	bool first_level = ret == 1;	/* no `stop`, savevm... held the guest already */
+	ret = 0;
 	uint64_t tp = ft__now_ns();
 	/* The first checkpoint also takes the pages the last sync round left
 	 * in c->bitmap; later ones start from an empty one, and their cost
@@ -643,6 +645,8 @@ static int checkpoint_send(struct ft *ft, struct capture *c, bool first, struct 
 	ft->pri.trigger = false;
 	ft->pri.first_trigger_ns = 0;
 	bool took_prepause = ft->pri.prepaused;	/* this checkpoint's own pause holds the guest */
+	if (took_prepause)
+		first_level = ft->pri.prepause_first;
 	ft->pri.prepaused = false;
 	if (ft->pri.held_full)
 		ft->pri.forced_checkpoints++;
@@ -667,7 +671,7 @@ static int checkpoint_send(struct ft *ft, struct capture *c, bool first, struct 
 	uint64_t tr = ft__now_ns();
 	/* The guest's pause began when it stopped running, not when this
 	 * thread asked: the trigger's own pause began at the vCPU's exit. */
-	uint64_t stopped = vm__paused_since_ns(vm);
+	uint64_t stopped = first_level ? vm__paused_since_ns(vm) : 0;
 	if (took_prepause)
 		vm__resume_internal(vm);
 	vm__resume_internal(vm);
@@ -1294,9 +1298,12 @@ static void on_output_held(void *opaque, uint64_t held_bytes, bool observable)
 		wake = true;
 		/* Under the lock, so the role thread sees prepaused only with
 		 * the pause taken (it drops a pause it finds). */
-		if (ft->cfg.policy.policy == ET_POLICY_EVENT && ft->pri.prepause_ok && !ft->pri.prepaused &&
-		    vm__pause_request(ft->cfg.vm) == 0)
+		int pr = ft->cfg.policy.policy == ET_POLICY_EVENT && ft->pri.prepause_ok &&
+			 !ft->pri.prepaused ? vm__pause_request(ft->cfg.vm) : -1;
+		if (pr >= 0) {
 			ft->pri.prepaused = true;
+			ft->pri.prepause_first = pr == 1;
+		}
 	}
 	int fd = ft->cfg.policy.policy == ET_POLICY_EPOCH && !full ? -1 : ft->wake_fd;
 	wake |= full;

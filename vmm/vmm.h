@@ -189,7 +189,7 @@ void vm__resume_internal(struct vm *vm);
  * vm__pause_wait_parked then waits for that (before the state is saved
  * into a checkpoint). Released with vm__resume_internal.
  */
-int vm__pause_stopped(struct vm *vm);
+int vm__pause_stopped(struct vm *vm);	/* 1: it took the first level (no other pause held) */
 void vm__pause_wait_parked(struct vm *vm);
 /*
  * An internal pause that does not wait: the vCPUs park as soon as they can
@@ -197,13 +197,15 @@ void vm__pause_wait_parked(struct vm *vm);
  * with no signal), and a later vm__pause_internal finds them parked. Each
  * request is released with vm__resume_internal. -ESHUTDOWN.
  */
-int vm__pause_request(struct vm *vm);
+int vm__pause_request(struct vm *vm);	/* 1: it took the first level */
 /*
- * While paused (after vm__pause_internal returned): when the guest stopped
- * running (CLOCK_MONOTONIC ns), the earliest over the vCPUs of the later
- * of its last exit and the pause request. A vCPU the kick took a while to
- * reach ran guest code until then; one that asked for the pause itself
- * stopped at its exit, before the pause began. 0 if not paused.
+ * While paused (after vm__pause_stopped returned): when the guest began to
+ * stand still (CLOCK_MONOTONIC ns): the first vCPU's stop, each vCPU's
+ * being the later of its last exit and the request that took the first
+ * pause level. A vCPU the kick took a while to reach ran guest code until
+ * then; one that asked for the pause itself (from its exit handler)
+ * stopped at that exit. Meaningful only for a pause that took the first
+ * level (another, e.g. the user's `stop`, began earlier). 0 if not paused.
  */
 uint64_t vm__paused_since_ns(struct vm *vm);
 enum vm_run_state vm__run_state(struct vm *vm);

@@ -337,7 +337,8 @@ static int vm__pause_until(struct vm *vm, bool stopped_only)
 		pthread_mutex_unlock(&vm->run_lock);
 		return -ESHUTDOWN;
 	}
-	if (vm->pause_depth++ == 0) {
+	int first = vm->pause_depth++ == 0;
+	if (first) {
 		vm->pause_req_ns = vm__now_ns();
 		atomic_store(&vm->pause_req, true);
 		pthread_cond_broadcast(&vm->run_cond);	/* wakes idling vCPUs */
@@ -349,12 +350,13 @@ static int vm__pause_until(struct vm *vm, bool stopped_only)
 	while ((stopped_only ? vm->stopped : vm->parked) + vm->exited < running)
 		pthread_cond_wait(&vm->run_cond, &vm->run_lock);
 	pthread_mutex_unlock(&vm->run_lock);
-	return 0;
+	return first;
 }
 
 int vm__pause_internal(struct vm *vm)
 {
-	return vm__pause_until(vm, false);
+	int r = vm__pause_until(vm, false);
+	return r < 0 ? r : 0;
 }
 
 int vm__pause_stopped(struct vm *vm)
@@ -378,6 +380,10 @@ uint64_t vm__paused_since_ns(struct vm *vm)
 	pthread_mutex_lock(&vm->run_lock);
 	for (unsigned i = 0; vm->pause_depth && vm->stopped && i < vm->nr_vcpus; i++) {
 		uint64_t t = vm->vcpus[i].stopped_ns;
+		/* One that stayed parked since an earlier pause (it had not
+		 * woken when this one began) stands still since this request. */
+		if (t && t < vm->pause_req_ns)
+			t = vm->pause_req_ns;
 		if (vm->vcpus[i].thread_started && t && (!since || t < since))
 			since = t;
 	}
@@ -394,7 +400,13 @@ int vm__pause_request(struct vm *vm)
 	}
 	bool first = vm->pause_depth++ == 0;
 	if (first) {
-		vm->pause_req_ns = vm__now_ns();
+		/* Asked from a vCPU's exit handler: that vCPU stopped at the exit. */
+		uint64_t now = vm__now_ns();
+		for (unsigned i = 0; i < vm->nr_vcpus; i++)
+			if (vm->vcpus[i].thread_started && pthread_equal(vm->vcpus[i].thread, pthread_self()) &&
+			    vm->vcpus[i].last_exit_ns && vm->vcpus[i].last_exit_ns <= now)
+				now = vm->vcpus[i].last_exit_ns;
+		vm->pause_req_ns = now;
 		atomic_store(&vm->pause_req, true);
 		pthread_cond_broadcast(&vm->run_cond);	/* wakes idling vCPUs */
 	}
@@ -406,7 +418,7 @@ int vm__pause_request(struct vm *vm)
 		if (c->thread_started && !pthread_equal(c->thread, pthread_self()))
 			pthread_kill(c->thread, SIGUSR1);
 	}
-	return 0;
+	return first ? 1 : 0;
 }
 
 void vm__resume_internal(struct vm *vm)
