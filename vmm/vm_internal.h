@@ -8,8 +8,17 @@
 #include <linux/kvm.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <time.h>
 
 #include "vmm/vmm.h"
+
+/* CLOCK_MONOTONIC in ns: the clock of the pause's and the vCPUs' stop times. */
+static inline uint64_t vm__now_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
 
 #define KVM_MAX_SLOTS 2
 #define VM_LOW_MEM_END 0xC0000000ull	/* RAM below the 32-bit MMIO hole */

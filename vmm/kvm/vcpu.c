@@ -282,13 +282,6 @@ void vcpu__handle_exit(struct vcpu *c)
 	}
 }
 
-static uint64_t vcpu__now_ns(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
 void *vcpu__thread(void *arg)
 {
 	struct vcpu *c = arg;
@@ -333,7 +326,7 @@ void *vcpu__thread(void *arg)
 		if (sync)
 			vcpu__ask_sync_regs(c);
 		int r = ioctl(c->fd, KVM_RUN, 0);
-		c->last_exit_ns = vcpu__now_ns();
+		c->last_exit_ns = vm__now_ns();
 		if (r < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				c->exit_pending = false;

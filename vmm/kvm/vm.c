@@ -321,13 +321,6 @@ void vm__guest_exit(struct vm *vm, int code)
  * vCPUs run only when no level is held. All callers return once every
  * vCPU is parked at a completed exit.
  */
-static uint64_t vm__now_ns(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
 /* Takes a pause level; waits until every vCPU has stopped (stopped_only)
  * or is parked with its state saved. */
 static int vm__pause_until(struct vm *vm, bool stopped_only)
