@@ -1,6 +1,9 @@
 #!/bin/sh
 # Installs the resource agent as ocf:ftvm:ftvm, and the watcher if built:
 #   $DESTDIR$OCF_ROOT/resource.d/ftvm/ftvm   (mode 0755)
+#   $DESTDIR$OCF_ROOT/lib/ftvm/ftvm-common.sh, ftvm-cib.sh, ftvm-vmm.sh
+#   (mode 0644: the agent's library files) and ftvm-event (mode 0755: the
+#   VMM's event hook)
 #   $DESTDIR/usr/sbin/ftvmd, $DESTDIR/etc/systemd/system/ftvmd@.service
 #   (ftvmd from $BUILD_DIR, default ./build, when it is there)
 # OCF_ROOT defaults to /usr/lib/ocf. Run on every cluster node (or package
@@ -33,6 +36,15 @@ fi
 here=$(cd "$(dirname "$0")" && pwd)
 root=${OCF_ROOT:-/usr/lib/ocf}
 dest="${DESTDIR:-}$root/resource.d/ftvm"
+lib="${DESTDIR:-}$root/lib/ftvm"
+
+# The library files first: an agent that runs finds them.
+install -d -m 0755 "$lib"
+for f in ftvm-common.sh ftvm-cib.sh ftvm-vmm.sh; do
+	install -m 0644 "$here/$f" "$lib/$f"
+done
+install -m 0755 "$here/ftvm-event" "$lib/ftvm-event"
+echo "installed $lib/ (ftvm-common.sh ftvm-cib.sh ftvm-vmm.sh ftvm-event)"
 
 install -d -m 0755 "$dest"
 install -m 0755 "$here/ftvm" "$dest/ftvm"

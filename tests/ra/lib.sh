@@ -9,7 +9,10 @@
 
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${FTVM_BUILD:-$SRC/build}
-AGENT=$SRC/ra/ftvm
+RA=$SRC/ra
+AGENT=$RA/ftvm
+# the agent's library files, next to it (ra/ftvm-event too: the event hook)
+RA_LIBS="ftvm-common.sh ftvm-cib.sh ftvm-vmm.sh"
 FTVM=$BUILD/vmm/ftvm
 FTVMCTL=$BUILD/tools/ftvmctl
 GUEST=$BUILD/guest/ftvm-guest.elf

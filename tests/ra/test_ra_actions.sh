@@ -25,7 +25,11 @@
 #     secondary the in-sync score; a secondary that lost its primary keeps
 #     it; a waiting secondary then gets no boot score and may not boot the
 #     guest; once a primary runs on a third node, the one that lost its
-#     primary drops its score and is re-armed for the new primary.
+#     primary drops its score and is re-armed for the new primary;
+# 11. the event hook: every VMM runs ra/ftvm-event; on peer-lost it marks
+#     the lost secondary's session stale and removes its score, and so does
+#     the old action ftvm-event (a VMM started by an older agent runs
+#     "<agent> ftvm-event").
 #
 # Exit 0 passed, 1 failed, 77 skipped (not root, no /dev/kvm, no
 # resource-agents).
@@ -49,6 +53,15 @@ ra() {
 	_node=$1
 	_action=$2
 	shift 2
+	ra_env "$_node" "$_action" "$@" sh "$AGENT" "$_action"
+}
+
+# ra_env N ACTION [VAR=VALUE...] COMMAND...: runs COMMAND on node N with the
+# environment the agent's ACTION has there; RC and OUT are set.
+ra_env() {
+	_node=$1
+	_action=$2
+	shift 2
 	_interval=0
 	[ "$_action" = monitor ] && _interval=10000
 	OUT=$(on "$_node" env OCF_ROOT="$OCF_ROOT" OCF_RESOURCE_INSTANCE=ftvm \
@@ -59,7 +72,7 @@ ra() {
 		OCF_RESKEY_CRM_meta_on_node="node$_node" \
 		OCF_RESKEY_CRM_meta_timeout=30000 \
 		OCF_RESKEY_CRM_meta_interval=$_interval \
-		"$@" sh "$AGENT" "$_action" 2>&1)
+		"$@" 2>&1)
 	RC=$?
 	printf '%s\n' "$OUT" >>"$WORK/agent.log"
 }
@@ -139,6 +152,9 @@ expect 0 "monitor node1 (waiting secondary)"
 ra 1 monitor OCF_RESKEY_CRM_meta_interval=0
 expect 0 "probe node1 (waiting secondary)"
 [ "$(state_of 2)" = waiting ] || fail "node2 is $(state_of 2), not waiting"
+hook="'$RA/ftvm-event'"
+migrate_info 1 | grep -qF "\"event_hook\":\"$hook\"" ||
+	fail "node1's VMM does not have $hook as its event hook: $(migrate_info 1)"
 
 echo "== 2. fresh cluster: promote boots the guest"
 ra_n 1 promote "" "node1 node2" "" "" node1 ""
@@ -310,6 +326,28 @@ ra 2 stop
 expect 0 "stop node2"
 ra 1 stop
 expect 0 "stop node1"
+
+echo "== 11. the event hook revokes a lost secondary"
+STALE=ftvm-ftvm-stale
+# hook_lost SESSION COMMAND...: node1's primary lost node2 (session SESSION)
+# and runs its event hook COMMAND, as the VMM does (sh -c).
+hook_lost() {
+	mkdir -p "$PM/attr/node2"
+	echo 100 >"$PM/attr/node2/$SCORE"
+	rm -f "$WORK/run1/vm1.revoked"
+	_s=$1
+	shift
+	ra_env 1 ftvm-event "$FAKE" FTVM_EVENT=peer-lost FTVM_PEER=10.99.0.2:4444 \
+		FTVM_SESSION="$_s" FTVM_EPOCH=7 FTVM_DETAIL=test "$@"
+	expect 0 "event hook $*: peer-lost"
+	[ "$(attr_of "$PM" node2 $STALE)" = "$_s" ] ||
+		fail "$STALE of node2 is '$(attr_of "$PM" node2 $STALE)', not $_s: $OUT"
+	[ -z "$(attr_of "$PM" node2 $SCORE)" ] || fail "node2 kept score $(attr_of "$PM" node2 $SCORE)"
+	[ "$(cat "$WORK/run1/vm1.revoked" 2>/dev/null)" = node2 ] || fail "node1 did not note node2 as revoked"
+}
+hook_lost 00000000000000a1 sh -c "$hook"
+hook_lost 00000000000000a2 sh -c "'$AGENT' ftvm-event"
+echo "   both mark node2's session stale and remove its score"
 for n in 1 2; do
 	left=$(ip netns pids "$(ns_name $n)")
 	[ -z "$left" ] || fail "processes left on node$n: $left"
