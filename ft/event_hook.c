@@ -17,6 +17,11 @@
  *   FTVM_EPOCH    the last checkpoint the secondary acknowledged
  *   FTVM_VM       the VM's name
  *   FTVM_DETAIL   what happened, readable
+ *
+ * Its exit status: 0 the lost secondary can never be promoted (output is
+ * released); FT_HOOK_EXIT_SUPERSEDED (3) it already took over (the
+ * cluster says so): this guest never runs again; anything else: not yet
+ * (output stays held; the hook runs again a second later).
  */
 #include <errno.h>
 #include <signal.h>
@@ -123,6 +128,10 @@ int ft_hook__run(struct ft *ft, const char *event, const char *detail, char *why
 	}
 	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
 		return 0;
+	if (WIFEXITED(st) && WEXITSTATUS(st) == FT_HOOK_EXIT_SUPERSEDED) {
+		snprintf(why, len, "event hook: the lost secondary has taken over");
+		return -ESTALE;
+	}
 	if (WIFEXITED(st))
 		snprintf(why, len, "event hook exited %d", WEXITSTATUS(st));
 	else

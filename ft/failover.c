@@ -116,10 +116,20 @@ int ft__do_failover(struct ft *ft, const char *why, char *err)
 	ft->sec.reissued_writes = writes;
 	pthread_mutex_unlock(&ft->lock);
 	ret = vm__resume(ft->cfg.vm);
+	ft__set_state(ft, FT_FAILED_OVER);
 	pthread_mutex_lock(&ft->lock);
 	ft->sec.failover_ms = (ft__now_ns() - t0) / 1000000;
+	struct mon_reply *ev = ft__event_begin_locked(ft);
+	if (ev) {
+		mon_reply__str(ev, "why", why);
+		mon_reply__u64(ev, "checkpoint", epoch);	/* resumed from */
+		mon_reply__u64(ev, "reissued_frames", frames);
+		mon_reply__u64(ev, "reissued_writes", writes);
+		mon_reply__u64(ev, "failover_ms", ft->sec.failover_ms);
+		mon_reply__bool(ev, "running", ret == 0);
+	}
+	ft__event_end_locked(ft, "FAILOVER", ev);
 	pthread_mutex_unlock(&ft->lock);
-	ft__set_state(ft, FT_FAILED_OVER);
 	fprintf(stderr, "ftvm: ft: running as primary (unprotected) from checkpoint %llu; "
 		"re-issued %u frames, %u disk writes\n", (unsigned long long)epoch, frames, writes);
 	return ret;

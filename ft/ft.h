@@ -91,5 +91,7 @@ bool ft__is_secondary(struct ft *ft);
 /* Adds migrate, migrate_cancel, migrate_set_policy, migrate_set_parameter,
  * info migrate, and the secondary's cont to the monitor. */
 int ft__register_monitor(struct ft *ft, struct monitor *m);
+/* Before the monitor is destroyed: no more events go to it. */
+void ft__unregister_monitor(struct ft *ft);
 
 #endif

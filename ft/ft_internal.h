@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 
 #include "ft/ft.h"
+#include "ft/ft_states.h"
 #include "transport/transport.h"
 
 #define FT_PROTO_VERSION 4	/* 2: HELLO carries the protection session id; 3: the CPU model;
@@ -152,26 +153,10 @@ enum ft_inject {
 	FT_INJECT_STALL_RECEIVE,	/* secondary: stop reading the link for good; its heartbeats go on */
 };
 
-enum ft_state {
-	FT_NONE,		/* no protection configured */
-	FT_SETUP,		/* connecting, HELLO */
-	FT_SYNCING,		/* initial sync */
-	FT_PROTECTED,		/* FT mode */
-	FT_UNPROTECTED,		/* peer lost or cancelled: running alone */
-	FT_WAITING,		/* secondary: waiting for a primary */
-	FT_RECEIVING,		/* secondary: syncing or in FT mode */
-	FT_PEER_LOST,		/* secondary: primary gone, waiting for `cont` */
-	FT_REFUSED,		/* secondary: refused the primary's stream; kept its state */
-	FT_FAILED_OVER,		/* was secondary, now runs the guest */
-	FT_FAILED,		/* secondary could not fail over */
-	FT_HANDED_OVER,		/* primary: the secondary runs the guest now */
-	FT_REVOKING,		/* primary: peer lost; output held until the event hook has
-				 * made sure the lost secondary can never take over */
-	FT_STOPPED,		/* primary: the guest is stopped for good here (its disk
-				 * output failed, or a handover was sent but not
-				 * confirmed); last_error says why. Never runs again. */
-	FT_HANDING_OVER,	/* primary: HANDOVER is on its way; never runs again */
-};
+/* The states, their names and meanings: ft_states.h (one table). */
+#define FT_STATE_ENUM(e, name, role, what) e,
+enum ft_state { FT_STATES(FT_STATE_ENUM) };
+#undef FT_STATE_ENUM
 const char *ft_state__name(enum ft_state s);
 
 struct ft_samples {
@@ -318,6 +303,10 @@ struct ft {
 	int audit_fd;			/* --audit-log (audit.c), -1: off; set before any thread runs */
 	_Atomic enum ft_inject inject;	/* x-inject (tests). W: monitor; R: role threads */
 	uint64_t session;		/* this protection run (primary: drawn at migrate; secondary: from HELLO) */
+	/* Where the monitor's events go (NULL: nowhere). W: ft__register_monitor,
+	 * before any thread runs, and ft__unregister_monitor, under lock, before
+	 * the monitor goes; R: under lock (ft__event_*_locked). */
+	struct monitor *mon;
 	/* Both roles count checkpoints: the primary those the secondary
 	 * acknowledged, the secondary those it committed. */
 	uint64_t epochs;
@@ -343,6 +332,15 @@ int ft__set_state(struct ft *ft, enum ft_state s);
 int ft__move(struct ft *ft, enum ft_state from, enum ft_state to);
 bool ft_state__allowed(enum ft_state from, enum ft_state to);
 void ft__error(struct ft *ft, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/*
+ * A monitor event about this ft (docs/monitor.md, "Events"), with ft->lock
+ * held: _begin fills role, state, session, epoch and peer (NULL when out
+ * of memory or no monitor), the caller adds its members, _end sends it.
+ */
+struct mon_reply *ft__event_begin_locked(struct ft *ft);
+/* The event hook's exit status for "the lost secondary took over". */
+#define FT_HOOK_EXIT_SUPERSEDED 3
+void ft__event_end_locked(struct ft *ft, const char *name, struct mon_reply *r);
 uint64_t ft__now_ns(void);
 /* Performs the failover (secondary thread or monitor). */
 int ft__do_failover(struct ft *ft, const char *why, char *err);

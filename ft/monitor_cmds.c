@@ -420,10 +420,22 @@ static void cmd_cont(struct mon_reply *r, int argc, char **argv, void *opaque)
 	}
 	if (vm__resume(ft->cfg.vm) < 0)
 		mon_reply__error(r, MON_ERR_INVALID_STATE, "the VM is shut down");
+	else
+		monitor__event(ft->mon, "RESUME", NULL);	/* the monitor thread: ft->mon is set */
+}
+
+void ft__unregister_monitor(struct ft *ft)
+{
+	if (!ft)
+		return;
+	pthread_mutex_lock(&ft->lock);
+	ft->mon = NULL;
+	pthread_mutex_unlock(&ft->lock);
 }
 
 int ft__register_monitor(struct ft *ft, struct monitor *m)
 {
+	ft->mon = m;	/* before any thread runs */
 	monitor__add_command(m, "migrate", "-d -k tcp:HOST:PORT",
 			     "start fault-tolerant protection towards a secondary", cmd_migrate, ft);
 	monitor__add_command(m, "migrate_cancel", NULL, "stop protection", cmd_migrate_cancel, ft);

@@ -1420,9 +1420,23 @@ static void revoke_peer(struct ft *ft)
 			return;
 		}
 		int r = ft_hook__run(ft, "peer-lost", cause, why, sizeof(why));
+		if (r == -ESTALE) {
+			/* The cluster let the lost secondary take over (its node
+			 * saw this one leave): it serves the guest now. Nothing
+			 * held here may ever leave, and this guest never runs again. */
+			char msg[512];
+			snprintf(msg, sizeof(msg), "%s; the secondary %s took over (the event hook says "
+				 "so): this guest never runs again", cause, ft->peer);
+			stop_for_good(ft, msg);
+			return;
+		}
 		if (!r) {
 			pthread_mutex_lock(&ft->lock);
 			ft->pri.revoke_ms = (ft__now_ns() - t0) / 1000000;
+			struct mon_reply *ev = ft__event_begin_locked(ft);
+			if (ev)
+				mon_reply__u64(ev, "revoke_ms", ft->pri.revoke_ms);
+			ft__event_end_locked(ft, "REVOKED", ev);
 			pthread_mutex_unlock(&ft->lock);
 			ft_audit(ft, "revoked", ft->pri.epoch, "ms=%llu", (unsigned long long)ft->pri.revoke_ms);
 			fprintf(stderr, "ftvm: ft: secondary %s revoked by the event hook in %llu ms; "
@@ -1664,7 +1678,13 @@ out:
 		revoke_peer(ft);
 		pthread_mutex_lock(&ft->lock);
 		quitting = ft->pri.quitting || vm__quit_requested(vm);	/* it may have begun to end meanwhile */
+		stopped = ft->state == FT_STOPPED;	/* superseded: the secondary took over */
 		pthread_mutex_unlock(&ft->lock);
+		if (stopped) {
+			eventtap__track_disk(ft->cfg.et, false, 0);
+			capture__free(&c);
+			return ret;
+		}
 	}
 	/* Alone again: everything held goes out, new output passes through.
 	 * Not when the VMM is ending: that output belongs to state no

@@ -49,40 +49,72 @@ bool ft_state__allowed(enum ft_state from, enum ft_state to)
 	return from == to || (next_states[from] & B(to));
 }
 
+#define FT_STATE_NAME(e, name, role, what) [e] = name,
+static const char *const state_names[] = { FT_STATES(FT_STATE_NAME) };
+#undef FT_STATE_NAME
+
 const char *ft_state__name(enum ft_state s)
 {
-	switch (s) {
-	case FT_NONE: return "none";
-	case FT_SETUP: return "setup";
-	case FT_SYNCING: return "syncing";
-	case FT_PROTECTED: return "protected";
-	case FT_UNPROTECTED: return "unprotected";
-	case FT_WAITING: return "waiting";
-	case FT_RECEIVING: return "receiving";
-	case FT_PEER_LOST: return "peer-lost";
-	case FT_REFUSED: return "refused";
-	case FT_FAILED_OVER: return "failed-over";
-	case FT_FAILED: return "failed";
-	case FT_HANDED_OVER: return "handed-over";
-	case FT_REVOKING: return "revoking-peer";
-	case FT_STOPPED: return "stopped";
-	case FT_HANDING_OVER: return "handing-over";
-	}
+	if ((unsigned)s < sizeof(state_names) / sizeof(state_names[0]) && state_names[s])
+		return state_names[s];
 	return "unknown";
 }
 
-/* With ft->lock held. */
+struct mon_reply *ft__event_begin_locked(struct ft *ft)
+{
+	if (!ft->mon)
+		return NULL;
+	struct mon_reply *r = mon_reply__new();
+	if (!r)
+		return NULL;
+	char session[20] = "";
+	if (ft->session)
+		snprintf(session, sizeof(session), "%016llx", (unsigned long long)ft->session);
+	mon_reply__str(r, "role", ft->primary_role ? "primary" : "secondary");
+	mon_reply__str(r, "state", ft_state__name(ft->state));
+	mon_reply__str(r, "session", session);
+	/* the primary: the last checkpoint its secondary acknowledged; the
+	 * secondary: the one it would fail over to */
+	mon_reply__u64(r, "epoch", ft->primary_role ? ft->pri.acked_epoch : ft->sec.committed_epoch);
+	mon_reply__str(r, "peer", ft->peer);
+	return r;
+}
+
+void ft__event_end_locked(struct ft *ft, const char *name, struct mon_reply *r)
+{
+	if (!r)
+		return;
+	monitor__event(ft->mon, name, r);
+	mon_reply__delete(r);
+}
+
+/* With ft->lock held. Every change is a STATE event; losing the peer is a
+ * PEER_LOST event too (the secondary's peer-lost, the primary's revoking). */
 static int move_locked(struct ft *ft, enum ft_state to)
 {
-	if (!ft_state__allowed(ft->state, to)) {
-		fprintf(stderr, "ftvm: ft: refused transition %s -> %s\n", ft_state__name(ft->state),
+	enum ft_state from = ft->state;
+	if (!ft_state__allowed(from, to)) {
+		fprintf(stderr, "ftvm: ft: refused transition %s -> %s\n", ft_state__name(from),
 			ft_state__name(to));
 		return -EPERM;
 	}
-	if (ft->state != to)
-		fprintf(stderr, "ftvm: ft: %s -> %s\n", ft_state__name(ft->state), ft_state__name(to));
+	if (from == to)
+		return 0;
+	fprintf(stderr, "ftvm: ft: %s -> %s\n", ft_state__name(from), ft_state__name(to));
 	ft->state = to;
 	pthread_cond_broadcast(&ft->cond);
+	struct mon_reply *r = ft__event_begin_locked(ft);
+	if (r) {
+		mon_reply__str(r, "from", ft_state__name(from));
+		mon_reply__str(r, "error", ft->last_error);
+		ft__event_end_locked(ft, "STATE", r);
+	}
+	if (to == FT_PEER_LOST || to == FT_REVOKING) {
+		r = ft__event_begin_locked(ft);
+		if (r)
+			mon_reply__str(r, "error", ft->last_error);
+		ft__event_end_locked(ft, "PEER_LOST", r);
+	}
 	return 0;
 }
 

@@ -426,4 +426,19 @@ int monitor__add_command(struct monitor *m, const char *name, const char *args,
 int monitor__start(struct monitor *m);
 void monitor__destroy(struct monitor *m);
 
+/*
+ * Asynchronous events (docs/monitor.md, "Events"), in the spirit of QMP's
+ * MIGRATION/STOP/RESUME: one line
+ *   {"event":NAME,"data":{...},"timestamp":{"seconds":S,"microseconds":U}}
+ * to every JSON-mode client that sent `events`. Any thread may call it,
+ * with its own locks held (the monitor never takes another module's lock
+ * while it holds its queue's): the line is queued and the monitor thread
+ * writes it. The queue is bounded; when it is full the oldest line goes and
+ * `events` counts it as dropped. data: members set with the mon_reply__
+ * setters on a reply from mon_reply__new (NULL: none). m NULL: nothing.
+ */
+struct mon_reply *mon_reply__new(void);
+void mon_reply__delete(struct mon_reply *r);
+void monitor__event(struct monitor *m, const char *name, struct mon_reply *data);
+
 #endif

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "ft/ft_internal.h"
+#include "vmm/monitor/monitor_internal.h"
 
 #include "tests/unit/check.h"
 
@@ -90,10 +91,56 @@ static void test_moves(void)
 	free(ft);
 }
 
+/*
+ * The monitor's side of an event is its queue (tested end to end in
+ * tests/integration/test_monitor_events.py); here each line is recorded as
+ * monitor__event would render its data, to check what the state machine says.
+ */
+static char events[16][512];
+static int nr_events;
+
+void monitor__event(struct monitor *m, const char *name, struct mon_reply *data)
+{
+	struct sbuf out;
+	(void)m;
+	sbuf__init(&out);
+	mon_reply__render(data, true, &out);
+	if (nr_events < 16)
+		snprintf(events[nr_events++], sizeof(events[0]), "%s %.*s", name, (int)out.len, out.data);
+	sbuf__free(&out);
+}
+
+static void test_events(void)
+{
+	struct ft *ft = calloc(1, sizeof(*ft));
+	pthread_mutex_init(&ft->lock, NULL);
+	pthread_cond_init(&ft->cond, NULL);
+	ft->mon = (struct monitor *)ft;	/* any non-NULL: events are on */
+	ft->state = FT_RECEIVING;
+	ft->session = 0xabc;
+	ft->sec.committed_epoch = 7;
+	snprintf(ft->peer, sizeof(ft->peer), "10.0.0.1:4444");
+	CHECK(ft__set_state(ft, FT_PEER_LOST) == 0 && nr_events == 2, "peer-lost: %d events", nr_events);
+	CHECK(strstr(events[0], "STATE ") == events[0] && strstr(events[0], "\"state\":\"peer-lost\"") &&
+	      strstr(events[0], "\"from\":\"receiving\"") && strstr(events[0], "\"epoch\":7") &&
+	      strstr(events[0], "\"session\":\"0000000000000abc\"") &&
+	      strstr(events[0], "\"role\":\"secondary\""), "STATE event: %s", events[0]);
+	CHECK(strstr(events[1], "PEER_LOST ") == events[1] && strstr(events[1], "\"peer\":\"10.0.0.1:4444\""),
+	      "PEER_LOST event: %s", events[1]);
+	CHECK(ft__set_state(ft, FT_PEER_LOST) == 0 && nr_events == 2, "no event without a change");
+	CHECK(ft__set_state(ft, FT_PROTECTED) == -EPERM && nr_events == 2, "no event for a refused move");
+	ft->mon = NULL;
+	CHECK(ft__set_state(ft, FT_RECEIVING) == 0 && nr_events == 2, "no monitor, no event");
+	pthread_mutex_destroy(&ft->lock);
+	pthread_cond_destroy(&ft->cond);
+	free(ft);
+}
+
 int main(void)
 {
 	test_table();
 	test_moves();
+	test_events();
 	if (failures) {
 		printf("test_ft_state: %d checks failed\n", failures);
 		return 1;

@@ -10,6 +10,15 @@
  * for an {"error":...} object. Exit 2 for usage errors and when the monitor
  * cannot be reached, times out, or breaks the protocol. A monitor that
  * closes the connection after `quit` has done what was asked: exit 0.
+ *
+ *   ftvmctl SOCKET --shell[=PREFIX] COMMAND [ARG...]
+ *   ftvmctl SOCKET --events [--until STATE|EVENT[,...]] [--timeout SECONDS]
+ *   ftvmctl --states
+ *
+ * --shell prints the answer's top-level members as shell assignments
+ * (FTVM_STATE='peer-lost'), safe for eval. --events follows the monitor's
+ * asynchronous events (docs/monitor.md, "Events"). The state names are
+ * ft/ft_states.h's, the table the VMM itself uses.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* the root CMakeLists defines it too */
@@ -27,6 +36,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ft/ft_states.h"
+
 #define EXIT_OK 0
 #define EXIT_CMD_FAILED 1
 #define EXIT_UNREACHABLE 2
@@ -39,6 +50,9 @@
 static const char usage_text[] =
 "usage: ftvmctl SOCKET [--json] [--timeout SECONDS] COMMAND [ARG...]\n"
 "       ftvmctl SOCKET migrate -d -k URI --wait\n"
+"       ftvmctl SOCKET --shell[=PREFIX] COMMAND [ARG...]\n"
+"       ftvmctl SOCKET --events [--until STATE|EVENT[,...]] [--timeout SECONDS]\n"
+"       ftvmctl --states\n"
 "\n"
 "Runs one command on the ftvm monitor listening on the unix socket SOCKET\n"
 "(ftvm --monitor unix:SOCKET) and prints the answer: the text form, or with\n"
@@ -50,6 +64,16 @@ static const char usage_text[] =
 "  --wait             after migrate: follow the sync (a bar on a terminal,\n"
 "                     plain lines when piped) until protected (exit 0) or\n"
 "                     protection fails (exit 1, with the reason)\n"
+"  --shell[=PREFIX]   print the answer's top-level members as shell\n"
+"                     assignments, PREFIX (default FTVM_) + the key in capitals:\n"
+"                     FTVM_STATE='protected'; nested objects and arrays are left out\n"
+"  --events           follow the monitor's events: the current `info migrate` first\n"
+"                     (as a SNAPSHOT line), then one JSON line per event, until\n"
+"                     the VMM ends (exit 0), or --timeout (exit 2)\n"
+"  --until LIST       with --events: exit 0 at the first line whose state, or\n"
+"                     event name (capitals), is in LIST (comma-separated);\n"
+"                     exit 1 if the VMM ends first\n"
+"  --states           list the protection states (name, role, meaning)\n"
 "  -h, --help         this text\n"
 "\n"
 "Exit status: 0 success, 1 the command failed (error answer),\n"
@@ -492,6 +516,278 @@ static int wait_protected(struct conn *c, const char *sock, bool in_json)
 	}
 }
 
+/* ---- the state table -------------------------------------------------- */
+
+struct state_name {
+	const char *name, *role, *what;
+};
+#define FT_STATE_ROW(e, name, role, what) { name, role, what },
+static const struct state_name state_table[] = { FT_STATES(FT_STATE_ROW) };
+#undef FT_STATE_ROW
+#define NR_STATES (sizeof(state_table) / sizeof(state_table[0]))
+
+static bool state_known(const char *name, size_t len)
+{
+	for (size_t i = 0; i < NR_STATES; i++)
+		if (strlen(state_table[i].name) == len && !memcmp(state_table[i].name, name, len))
+			return true;
+	return false;
+}
+
+static int print_states(void)
+{
+	for (size_t i = 0; i < NR_STATES; i++)
+		printf("%-14s %-10s %s\n", state_table[i].name, state_table[i].role, state_table[i].what);
+	return EXIT_OK;
+}
+
+/* ---- --shell: the answer as shell assignments ---------------------------- */
+
+static void put_utf8(char **o, unsigned cp)
+{
+	char *p = *o;
+	if (cp < 0x80) {
+		*p++ = (char)cp;
+	} else if (cp < 0x800) {
+		*p++ = (char)(0xc0 | cp >> 6);
+		*p++ = (char)(0x80 | (cp & 0x3f));
+	} else {
+		*p++ = (char)(0xe0 | cp >> 12);
+		*p++ = (char)(0x80 | ((cp >> 6) & 0x3f));
+		*p++ = (char)(0x80 | (cp & 0x3f));
+	}
+	*o = p;
+}
+
+/* A JSON string at *p (after its opening quote) decoded into out (room for
+ * its length + 1: decoding never grows it); *p moves past the closing
+ * quote. -1 on a malformed string. (\u escapes of surrogates are written as
+ * U+FFFD: our monitor never writes them.) */
+static int json_string(const char **p, char *out)
+{
+	const char *s = *p;
+	while (*s && *s != '"') {
+		if (*s != '\\') {
+			*out++ = *s++;
+			continue;
+		}
+		s++;
+		switch (*s) {
+		case '"': case '\\': case '/': *out++ = *s; break;
+		case 'b': *out++ = '\b'; break;
+		case 'f': *out++ = '\f'; break;
+		case 'n': *out++ = '\n'; break;
+		case 'r': *out++ = '\r'; break;
+		case 't': *out++ = '\t'; break;
+		case 'u': {
+			unsigned cp = 0;
+			for (int i = 1; i <= 4; i++) {
+				char c = s[i];
+				int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 :
+					c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+				if (v < 0)
+					return -1;
+				cp = cp << 4 | (unsigned)v;
+			}
+			put_utf8(&out, cp >= 0xd800 && cp <= 0xdfff ? 0xfffd : cp);
+			s += 4;
+			break;
+		}
+		default: return -1;
+		}
+		s++;
+	}
+	if (*s != '"')
+		return -1;
+	*out = '\0';
+	*p = s + 1;
+	return 0;
+}
+
+/* Skips the JSON object or array at *p (strings inside may hold brackets). */
+static int json_skip(const char **p)
+{
+	const char *s = *p;
+	int depth = 0;
+	for (;;) {
+		if (!*s)
+			return -1;
+		if (*s == '"') {
+			s++;
+			while (*s && *s != '"')
+				s += *s == '\\' && s[1] ? 2 : 1;
+			if (!*s)
+				return -1;
+		} else if (*s == '{' || *s == '[') {
+			depth++;
+		} else if (*s == '}' || *s == ']') {
+			if (--depth == 0) {
+				*p = s + 1;
+				return 0;
+			}
+		}
+		s++;
+	}
+}
+
+static void shell_quote(const char *v)
+{
+	putchar('\'');
+	for (; *v; v++) {
+		if (*v == '\'')
+			fputs("'\\''", stdout);
+		else
+			putchar(*v);
+	}
+	putchar('\'');
+}
+
+/* {"return":{...}}: each member that is a string, number, true/false or
+ * null as PREFIXKEY='value' (null: empty); keys upper-cased, anything but
+ * [A-Za-z0-9_] becomes '_'. -1 if the line is not such an object. */
+static int print_shell(const char *line, const char *prefix)
+{
+	const char *p = strstr(line, "{\"return\":{");
+	size_t cap = strlen(line) + 1;
+	char *key = malloc(cap), *val = malloc(cap);
+	int ret = -1;
+
+	if (!p || !key || !val)
+		goto out;
+	p += 11;
+	while (*p == ' ')
+		p++;
+	while (*p && *p != '}') {
+		if (*p != '"')
+			goto out;
+		p++;
+		if (json_string(&p, key) < 0 || *p++ != ':')
+			goto out;
+		const char *v = p;
+		if (*v == '"') {
+			v++;
+			if (json_string(&v, val) < 0)
+				goto out;
+		} else if (*v == '{' || *v == '[') {
+			if (json_skip(&v) < 0)
+				goto out;
+			val[0] = '\0';
+			key[0] = '\0';	/* left out */
+		} else {
+			size_t n = strcspn(v, ",}");
+			memcpy(val, v, n);
+			val[n] = '\0';
+			if (!strcmp(val, "null"))
+				val[0] = '\0';
+			v += n;
+		}
+		if (key[0]) {
+			fputs(prefix, stdout);
+			for (char *k = key; *k; k++)
+				putchar(*k >= 'a' && *k <= 'z' ? *k - 'a' + 'A' :
+					(*k >= 'A' && *k <= 'Z') || (*k >= '0' && *k <= '9') ? *k : '_');
+			putchar('=');
+			shell_quote(val);
+			putchar('\n');
+			if (!strcmp(key, "state") && !state_known(val, strlen(val)))
+				fprintf(stderr, "ftvmctl: warning: state '%s' is not in this ftvmctl's "
+					"table (ftvmctl --states): is it from another version?\n", val);
+		}
+		p = v;
+		if (*p == ',')
+			p++;
+	}
+	ret = *p == '}' ? 0 : -1;
+out:
+	free(key);
+	free(val);
+	return ret;
+}
+
+/* ---- --events ------------------------------------------------------------ */
+
+/* Is the state (data.state) or the event name of this line in the list? */
+static bool until_matches(const char *line, const char *list)
+{
+	char name[64], state[64];
+	json_str(line, "event", name, sizeof(name));
+	json_str(line, "state", state, sizeof(state));
+	for (const char *w = list; *w;) {
+		size_t n = strcspn(w, ",");
+		if ((n && strlen(name) == n && !memcmp(name, w, n)) ||
+		    (n && strlen(state) == n && !memcmp(state, w, n)))
+			return true;
+		w += n + (w[n] == ',');
+	}
+	return false;
+}
+
+/* Prints a line; with an until-list, 1 when it matched (stop), else 0. */
+static int event_line(const char *line, size_t n, const char *until)
+{
+	printf("%.*s\n", (int)n, line);
+	fflush(stdout);
+	if (!until)
+		return 0;
+	char *copy = strndup(line, n);
+	int hit = copy && until_matches(copy, until);
+	free(copy);
+	return hit;
+}
+
+static int follow_events(struct conn *c, const char *sock, const char *until)
+{
+	size_t n, kl = 0;
+	const char *k;
+	int r;
+
+	if ((r = conn_send(c, "json\nevents\n", 12)) < 0)
+		return fail_io(sock, "asking for events", r);
+	for (int answers = 0; answers < 2;) {
+		if ((r = conn_read_line(c, &n)) < 0)
+			return fail_io(sock, "asking for events", r);
+		k = json_first_key(c->buf, n, &kl);
+		if (!key_is(k, kl, "return")) {
+			fprintf(stderr, "ftvmctl: %s: events refused: %.*s\n", sock, (int)n, c->buf);
+			return EXIT_CMD_FAILED;
+		}
+		answers++;
+		conn_consume(c, n + 1);
+	}
+	/* Subscribed: the state now, then every change after it. */
+	if ((r = conn_send(c, "info migrate\n", 13)) < 0)
+		return fail_io(sock, "asking info migrate", r);
+	bool snapshot = false;
+	for (;;) {
+		r = conn_read_line(c, &n);
+		if (r == -EPIPE) {
+			fprintf(stderr, "ftvmctl: %s: the VMM closed its monitor (it ended)\n", sock);
+			return until ? EXIT_CMD_FAILED : EXIT_OK;
+		}
+		if (r < 0)
+			return fail_io(sock, until ? "waiting for the state" : "following events", r);
+		k = json_first_key(c->buf, n, &kl);
+		int stop = 0;
+		if (!snapshot && key_is(k, kl, "return")) {
+			/* {"return":{...}} -> {"event":"SNAPSHOT","data":{...}} */
+			snapshot = true;
+			const char *obj = memchr(c->buf, ':', n);
+			size_t len = n - (size_t)(obj + 1 - c->buf);
+			char *line = malloc(len + 32);
+			if (!line)
+				return EXIT_UNREACHABLE;
+			int m = snprintf(line, len + 32, "{\"event\":\"SNAPSHOT\",\"data\":%.*s", (int)len, obj + 1);
+			stop = event_line(line, (size_t)m, until);
+			free(line);
+		} else if (key_is(k, kl, "event")) {
+			stop = event_line(c->buf, n, until);
+		}
+		conn_consume(c, n + 1);
+		if (stop)
+			return EXIT_OK;
+	}
+}
+
 static int parse_timeout(const char *s, struct timespec *out)
 {
 	struct timespec now;
@@ -524,7 +820,8 @@ int main(int argc, char **argv)
 {
 	const char *sock = NULL, *timeout = NULL;
 	struct conn c = { .fd = -1 };
-	bool json = false, wait = false;
+	bool json = false, wait = false, events = false;
+	const char *shell = NULL, *until = NULL;
 	char *line = NULL;
 	size_t line_len = 0, n;
 	int i, r, ret;
@@ -542,6 +839,18 @@ int main(int argc, char **argv)
 			json = true;
 		} else if (!strcmp(a, "--wait")) {
 			wait = true;
+		} else if (!strcmp(a, "--states")) {
+			return print_states();
+		} else if (!strcmp(a, "--events")) {
+			events = true;
+		} else if (!strcmp(a, "--until")) {
+			if (++i == argc)
+				return usage_error("%s", "--until needs a list of states or events");
+			until = argv[i];
+		} else if (!strcmp(a, "--shell")) {
+			shell = "FTVM_";
+		} else if (!strncmp(a, "--shell=", 8)) {
+			shell = a + 8;
 		} else if (!strcmp(a, "--timeout")) {
 			if (++i == argc)
 				return usage_error("%s", "--timeout needs SECONDS");
@@ -563,7 +872,25 @@ int main(int argc, char **argv)
 	}
 	if (!sock)
 		return usage_error("%s", "no SOCKET given");
-	if (i >= argc)
+	if (until && !events)
+		return usage_error("%s", "--until goes with --events");
+	if (until) {
+		/* a state must be one of the table's: a typo would wait forever */
+		for (const char *w = until; *w;) {
+			size_t n = strcspn(w, ",");
+			bool event = n && w[0] >= 'A' && w[0] <= 'Z';
+			if (!n || (!event && !state_known(w, n)))
+				return usage_error("--until: '%s' holds a name that is neither a state "
+						   "(ftvmctl --states) nor an EVENT", until);
+			w += n + (w[n] == ',');
+		}
+	}
+	for (const char *q = shell; q && *q; q++)
+		if (!((*q >= 'A' && *q <= 'Z') || (*q >= 'a' && *q <= 'z') || (*q >= '0' && *q <= '9') || *q == '_'))
+			return usage_error("--shell=%s: a prefix of letters, digits and '_'", shell);
+	if (events && (i < argc || shell || wait))
+		return usage_error("%s", "--events takes no COMMAND (and no --shell or --wait)");
+	if (!events && i >= argc)
 		return usage_error("%s", "no COMMAND given");
 	/* `migrate ... --wait`: the last word is ours, not the monitor's. */
 	if (!strcmp(argv[i], "migrate") && argc - i > 1 && !strcmp(argv[argc - 1], "--wait")) {
@@ -575,13 +902,15 @@ int main(int argc, char **argv)
 	/* A sync may take longer than a command: --wait has no deadline of
 	 * its own unless one is given. */
 	if (!timeout)
-		timeout = wait ? "86400" : "30";
+		timeout = wait || events ? "31536000" : "30";
 	if (parse_timeout(timeout, &c.deadline) < 0)
 		return usage_error("--timeout: '%s' is not a positive number of seconds",
 				   timeout);
 
 	/* Join the command words; a newline inside would smuggle in a second
 	 * command, so refuse it. */
+	if (events)
+		i = argc;	/* no command words */
 	for (int j = i; j < argc; j++)
 		line_len += strlen(argv[j]) + 1;
 	if (line_len > LINE_MAX_BYTES + 1)
@@ -630,9 +959,17 @@ int main(int argc, char **argv)
 	}
 	conn_consume(&c, c.len);
 
-	quiet = wait;
-	ret = json ? run_json(&c, sock, argv[i], line, strlen(line)) :
-		     run_text(&c, sock, argv[i], line, strlen(line));
+	if (events) {
+		ret = follow_events(&c, sock, until);
+		goto out;
+	}
+	quiet = wait || shell;
+	ret = json || shell ? run_json(&c, sock, argv[i], line, strlen(line)) :
+			      run_text(&c, sock, argv[i], line, strlen(line));
+	if (ret == EXIT_OK && shell && print_shell(c.buf, shell) < 0) {
+		fprintf(stderr, "ftvmctl: %s: the answer is not a JSON object with members\n", sock);
+		ret = EXIT_UNREACHABLE;
+	}
 	if (ret == EXIT_OK && wait)
 		ret = wait_protected(&c, sock, json);
 out:

@@ -288,6 +288,7 @@ out:
 		pthread_kill(sig_tid, SIGUSR2);
 		pthread_join(sig_tid, NULL);
 	}
+	ft__unregister_monitor(ft);	/* its threads still run: no events to a gone monitor */
 	monitor__destroy(mon);
 	if (disk.be)
 		disk_raw__on_fatal_error(&disk, NULL, NULL);	/* ft goes next */

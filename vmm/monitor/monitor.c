@@ -29,6 +29,9 @@
 /* A client that does not take its answer within this long is dropped: one
  * that never reads must not stall the monitor (and the cluster agent). */
 #define MON_WRITE_MS 2000
+/* Event lines waiting for the monitor thread; more than this and the
+ * oldest goes (a burst of state changes is a few lines). */
+#define MON_EV_QUEUE 256
 
 struct mon_command {
 	char name[48];
@@ -43,6 +46,7 @@ struct mon_client {
 	bool json;
 	bool discarding;	/* inside an over-long line */
 	bool dead;		/* did not take an answer in time: closed */
+	bool events;		/* sent `events`: gets the event lines */
 	char buf[MON_LINE_MAX];
 	size_t len;
 };
@@ -60,6 +64,13 @@ struct monitor {
 	struct mon_command cmds[MON_MAX_COMMANDS];
 	unsigned nr_cmds;
 	struct mon_client *clients[MON_MAX_CLIENTS + 1];
+	/* The event queue. W: any thread (monitor__event), R: the monitor
+	 * thread; all of it under ev_lock. ev_pipe wakes the monitor thread. */
+	pthread_mutex_t ev_lock;
+	int ev_pipe[2];
+	char *ev_q[MON_EV_QUEUE];
+	unsigned ev_head, ev_count;
+	uint64_t ev_dropped;
 };
 
 struct vm *monitor__vm(struct monitor *m)
@@ -100,6 +111,35 @@ static void cmd_help(struct mon_reply *r, int argc, char **argv, void *opaque)
 static void cmd_json(struct mon_reply *r, int argc, char **argv, void *opaque)
 {
 	(void)r; (void)argc; (void)argv; (void)opaque;	/* handled in execute() */
+}
+
+static void cmd_events(struct mon_reply *r, int argc, char **argv, void *opaque)
+{
+	(void)r; (void)argc; (void)argv; (void)opaque;	/* handled in execute() */
+}
+
+/* `events [on|off]` for this client (execute() knows the client). */
+static void client_events(struct monitor *m, struct mon_client *cl, struct mon_reply *r, int argc,
+			  char **argv)
+{
+	bool on = true;
+	if (argc > 1 || (argc == 1 && strcmp(argv[0], "on") && strcmp(argv[0], "off"))) {
+		mon_reply__error(r, MON_ERR_INVALID_PARAMETER, "usage: events [on|off]");
+		return;
+	}
+	if (argc == 1)
+		on = !strcmp(argv[0], "on");
+	if (on && !cl->json) {
+		mon_reply__error(r, MON_ERR_INVALID_STATE,
+				 "events are JSON lines: send 'json' first (or use ftvmctl --events)");
+		return;
+	}
+	cl->events = on;
+	pthread_mutex_lock(&m->ev_lock);
+	uint64_t dropped = m->ev_dropped;
+	pthread_mutex_unlock(&m->ev_lock);
+	mon_reply__bool(r, "events", on);
+	mon_reply__u64(r, "dropped", dropped);
 }
 
 /* Splits a line into words; returns the count, or -1 if too many. */
@@ -163,7 +203,10 @@ static void execute(struct monitor *m, struct mon_client *cl, char *line, struct
 			mon_reply__error(&r, MON_ERR_COMMAND_NOT_FOUND,
 					 "unknown command '%s' (try 'help')", argv[0]);
 		} else {
-			best->fn(&r, argc - best_len, argv + best_len, best->opaque);
+			if (best->fn == cmd_events)
+				client_events(m, cl, &r, argc - best_len, argv + best_len);
+			else
+				best->fn(&r, argc - best_len, argv + best_len, best->opaque);
 			if (best->fn == cmd_json && !r.error) {
 				if (argc - best_len)
 					mon_reply__error(&r, MON_ERR_INVALID_PARAMETER,
@@ -314,17 +357,97 @@ static bool peer_allowed(struct monitor *m, int fd)
 	return false;
 }
 
+static void drop_client(struct monitor *m, struct mon_client *cl)
+{
+	for (unsigned j = 0; j < MON_MAX_CLIENTS + 1; j++)
+		if (m->clients[j] == cl)
+			m->clients[j] = NULL;
+	client_free(m, cl);
+}
+
+void monitor__event(struct monitor *m, const char *name, struct mon_reply *data)
+{
+	struct sbuf line;
+	struct timespec ts;
+
+	if (!m)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	sbuf__init(&line);
+	sbuf__append(&line, "{\"event\":", 9);
+	json__append_string(&line, name);
+	sbuf__append(&line, ",\"data\":{", 9);
+	if (data && !data->error && data->json.len)
+		sbuf__append(&line, data->json.data, data->json.len);
+	char tail[96];
+	int tn = snprintf(tail, sizeof(tail), "},\"timestamp\":{\"seconds\":%lld,\"microseconds\":%ld}}\n",
+			  (long long)ts.tv_sec, ts.tv_nsec / 1000);
+	sbuf__append(&line, tail, (size_t)tn);
+	char *copy = malloc(line.len + 1);
+	if (copy) {
+		memcpy(copy, line.data, line.len);
+		copy[line.len] = '\0';
+	}
+	sbuf__free(&line);
+	pthread_mutex_lock(&m->ev_lock);
+	if (!copy) {
+		m->ev_dropped++;
+	} else {
+		if (m->ev_count == MON_EV_QUEUE) {
+			free(m->ev_q[m->ev_head]);
+			m->ev_head = (m->ev_head + 1) % MON_EV_QUEUE;
+			m->ev_count--;
+			m->ev_dropped++;
+		}
+		m->ev_q[(m->ev_head + m->ev_count) % MON_EV_QUEUE] = copy;
+		m->ev_count++;
+	}
+	pthread_mutex_unlock(&m->ev_lock);
+	(void)!write(m->ev_pipe[1], "e", 1);	/* non-blocking: a full pipe is awake already */
+}
+
+/* The monitor thread: every queued event line to every client that asked. */
+static void deliver_events(struct monitor *m)
+{
+	char drain[64];
+	while (read(m->ev_pipe[0], drain, sizeof(drain)) > 0)
+		;
+	for (;;) {
+		pthread_mutex_lock(&m->ev_lock);
+		char *line = NULL;
+		if (m->ev_count) {
+			line = m->ev_q[m->ev_head];
+			m->ev_q[m->ev_head] = NULL;
+			m->ev_head = (m->ev_head + 1) % MON_EV_QUEUE;
+			m->ev_count--;
+		}
+		pthread_mutex_unlock(&m->ev_lock);
+		if (!line)
+			return;
+		for (unsigned i = 0; i < MON_MAX_CLIENTS + 1; i++) {
+			struct mon_client *cl = m->clients[i];
+			if (!cl || !cl->events)
+				continue;
+			client_write(cl, line, strlen(line));
+			if (cl->dead)
+				drop_client(m, cl);
+		}
+		free(line);
+	}
+}
+
 static void *monitor__thread(void *arg)
 {
 	struct monitor *m = arg;
 
 	pthread_setname_np(pthread_self(), "ftvm-monitor");
 	for (;;) {
-		struct pollfd pfd[MON_MAX_CLIENTS + 3];
-		struct mon_client *who[MON_MAX_CLIENTS + 3] = { 0 };
+		struct pollfd pfd[MON_MAX_CLIENTS + 4];
+		struct mon_client *who[MON_MAX_CLIENTS + 4] = { 0 };
 		nfds_t n = 0;
 
 		pfd[n++] = (struct pollfd){ .fd = m->stop_pipe[0], .events = POLLIN };
+		pfd[n++] = (struct pollfd){ .fd = m->ev_pipe[0], .events = POLLIN };
 		if (m->listen_fd >= 0)
 			pfd[n++] = (struct pollfd){ .fd = m->listen_fd, .events = POLLIN };
 		for (unsigned i = 0; i < MON_MAX_CLIENTS + 1; i++) {
@@ -340,7 +463,9 @@ static void *monitor__thread(void *arg)
 		}
 		if (pfd[0].revents)
 			break;
-		for (nfds_t i = 1; i < n; i++) {
+		if (pfd[1].revents)
+			deliver_events(m);
+		for (nfds_t i = 2; i < n; i++) {
 			if (!pfd[i].revents)
 				continue;
 			if (!who[i]) {	/* the listening socket */
@@ -364,12 +489,13 @@ static void *monitor__thread(void *arg)
 				m->clients[slot] = cl;
 				continue;
 			}
-			if (!client_input(m, who[i])) {
-				for (unsigned j = 0; j < MON_MAX_CLIENTS + 1; j++)
-					if (m->clients[j] == who[i])
-						m->clients[j] = NULL;
-				client_free(m, who[i]);
-			}
+			/* (a client dropped by deliver_events above is no longer in
+			 * m->clients: skip its stale poll slot) */
+			bool live = false;
+			for (unsigned j = 0; j < MON_MAX_CLIENTS + 1; j++)
+				live |= m->clients[j] == who[i];
+			if (live && !client_input(m, who[i]))
+				drop_client(m, who[i]);
 		}
 	}
 	return NULL;
@@ -385,7 +511,9 @@ int monitor__create(struct vm *vm, const char *spec, struct monitor **out, char 
 	m->vm = vm;
 	m->listen_fd = -1;
 	m->stop_pipe[0] = m->stop_pipe[1] = -1;
-	if (pipe2(m->stop_pipe, O_CLOEXEC) < 0) {
+	m->ev_pipe[0] = m->ev_pipe[1] = -1;
+	pthread_mutex_init(&m->ev_lock, NULL);
+	if (pipe2(m->stop_pipe, O_CLOEXEC) < 0 || pipe2(m->ev_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
 		ret = -errno;
 		goto fail;
 	}
@@ -444,6 +572,9 @@ int monitor__create(struct vm *vm, const char *spec, struct monitor **out, char 
 	}
 	monitor__add_command(m, "help", NULL, "list commands", cmd_help, m);
 	monitor__add_command(m, "json", NULL, "answer in JSON from now on", cmd_json, m);
+	monitor__add_command(m, "events", "[on|off]",
+			     "JSON mode: send asynchronous event lines (STATE, PEER_LOST, FAILOVER, "
+			     "REVOKED, STOP, RESUME)", cmd_events, m);
 	vm_commands__register(m, vm);
 	*out = m;
 	return 0;
@@ -478,8 +609,14 @@ void monitor__destroy(struct monitor *m)
 		close(m->listen_fd);
 	if (m->path[0])
 		unlink(m->path);
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 2; i++) {
 		if (m->stop_pipe[i] >= 0)
 			close(m->stop_pipe[i]);
+		if (m->ev_pipe[i] >= 0)
+			close(m->ev_pipe[i]);
+	}
+	for (unsigned i = 0; i < m->ev_count; i++)
+		free(m->ev_q[(m->ev_head + i) % MON_EV_QUEUE]);
+	pthread_mutex_destroy(&m->ev_lock);
 	free(m);
 }

@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "vmm/monitor/monitor_internal.h"
@@ -19,6 +20,22 @@ void mon_reply__free(struct mon_reply *r)
 {
 	sbuf__free(&r->text);
 	sbuf__free(&r->json);
+}
+
+struct mon_reply *mon_reply__new(void)
+{
+	struct mon_reply *r = malloc(sizeof(*r));
+	if (r)
+		mon_reply__init(r);
+	return r;
+}
+
+void mon_reply__delete(struct mon_reply *r)
+{
+	if (!r)
+		return;
+	mon_reply__free(r);
+	free(r);
 }
 
 static void sb_printf(struct sbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

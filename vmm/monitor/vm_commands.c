@@ -68,18 +68,27 @@ static void cmd_info_registers(struct mon_reply *r, int argc, char **argv, void 
 	vm__resume_internal(vm);
 }
 
+/* stop and cont get the monitor (their events go to it); the VM is its. */
 static void cmd_stop(struct mon_reply *r, int argc, char **argv, void *opaque)
 {
 	(void)argv;
-	if (no_args(r, argc, "stop") && vm__pause(opaque) < 0)
+	if (!no_args(r, argc, "stop"))
+		return;
+	if (vm__pause(monitor__vm(opaque)) < 0)
 		mon_reply__error(r, MON_ERR_INVALID_STATE, "the VM is shut down");
+	else
+		monitor__event(opaque, "STOP", NULL);
 }
 
 static void cmd_cont(struct mon_reply *r, int argc, char **argv, void *opaque)
 {
 	(void)argv;
-	if (no_args(r, argc, "cont") && vm__resume(opaque) < 0)
+	if (!no_args(r, argc, "cont"))
+		return;
+	if (vm__resume(monitor__vm(opaque)) < 0)
 		mon_reply__error(r, MON_ERR_INVALID_STATE, "the VM is shut down");
+	else
+		monitor__event(opaque, "RESUME", NULL);
 }
 
 static void cmd_quit(struct mon_reply *r, int argc, char **argv, void *opaque)
@@ -157,8 +166,8 @@ int vm_commands__register(struct monitor *m, struct vm *vm)
 	monitor__add_command(m, "info registers", NULL, "registers of every vCPU",
 			     cmd_info_registers, vm);
 	monitor__add_command(m, "info migrate", NULL, "protection state", cmd_info_migrate, vm);
-	monitor__add_command(m, "stop", NULL, "pause the VM", cmd_stop, vm);
-	monitor__add_command(m, "cont", NULL, "resume the VM", cmd_cont, vm);
+	monitor__add_command(m, "stop", NULL, "pause the VM", cmd_stop, m);
+	monitor__add_command(m, "cont", NULL, "resume the VM", cmd_cont, m);
 	monitor__add_command(m, "quit", NULL, "stop the VM and exit ftvm", cmd_quit, vm);
 	monitor__add_command(m, "savevm", "[-f] FILE",
 			     "save the complete VM state to FILE (-f: replace it if it exists)",
