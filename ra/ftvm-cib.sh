@@ -275,3 +275,20 @@ revoke_peer_scores() {
 		set_score del "$_n"
 	done
 }
+
+#######################################################################
+# ftvmd: the nodes' decisions on a protection session (ftvmd/arbiter.h)
+
+# Asks the node's ftvmd to decide session $2 at checkpoint $3 for act $1:
+# "revoke" (the primary goes on without its secondary) or "claim" (the
+# secondary takes over). The first valid one wins for good, on every node.
+# Returns 0 granted, 3 the other act was decided first, 1 undecided (no
+# majority of ftvmd instances, no answer), 2 no ftvmd (ARBITER_OUT says
+# why). Without ftvmd_control: 0 (no arbitration configured).
+arbiter_request() {
+	ARBITER_OUT=""
+	[ -n "$OCF_RESKEY_ftvmd_control" ] || return 0
+	ARBITER_OUT=$("$FTVMD" --request "$1" --session "$2" --epoch "${3:-0}" \
+		--control "$OCF_RESKEY_ftvmd_control" --timeout 12 2>&1)
+}
+

@@ -18,6 +18,7 @@ OCF_RESKEY_state_dir_default=/run/ftvm
 OCF_RESKEY_sync_timeout_default=60
 OCF_RESKEY_vmm_timeout_default=5
 OCF_RESKEY_watcher_fifo_default=""
+OCF_RESKEY_ftvmd_control_default=""
 
 : "${OCF_RESKEY_config=}"
 : "${OCF_RESKEY_node_addrs=}"
@@ -26,6 +27,7 @@ OCF_RESKEY_watcher_fifo_default=""
 : "${OCF_RESKEY_sync_timeout=${OCF_RESKEY_sync_timeout_default}}"
 : "${OCF_RESKEY_vmm_timeout=${OCF_RESKEY_vmm_timeout_default}}"
 : "${OCF_RESKEY_watcher_fifo=${OCF_RESKEY_watcher_fifo_default}}"
+: "${OCF_RESKEY_ftvmd_control=${OCF_RESKEY_ftvmd_control_default}}"
 : "${OCF_RESKEY_log_dir=}"
 : "${OCF_RESKEY_CRM_meta_interval=0}"
 : "${OCF_RESKEY_CRM_meta_timeout=60000}"
@@ -47,11 +49,11 @@ ftvm_quote() {
 # the agent's own variables, and sets CONF_<key> here.
 ftvm_read_config() {
 	_dump=$(
-		unset name kernel append memory smp drive drive_mode tap mac ftvm ftvmctl \
+		unset name kernel append memory smp drive drive_mode tap mac ftvm ftvmctl ftvmd \
 			policy heartbeat_ms heartbeat_timeout_ms test_mode
 		# shellcheck disable=SC1090
 		. "$OCF_RESKEY_config" >/dev/null 2>&1 || exit 1
-		for _k in name kernel append memory smp drive drive_mode tap mac ftvm ftvmctl \
+		for _k in name kernel append memory smp drive drive_mode tap mac ftvm ftvmctl ftvmd \
 			policy heartbeat_ms heartbeat_timeout_ms test_mode; do
 			eval "_v=\${$_k-}"
 			printf 'CONF_%s=' "$_k"
@@ -64,6 +66,7 @@ ftvm_read_config() {
 	: "${CONF_drive_mode:=shared}"
 	: "${CONF_ftvm:=ftvm}"
 	: "${CONF_ftvmctl:=ftvmctl}"
+	: "${CONF_ftvmd:=ftvmd}"
 	return 0
 }
 
@@ -252,6 +255,14 @@ ftvm_validate() {
 	done
 	FTVM=$(command -v "$CONF_ftvm")
 	FTVMCTL=$(command -v "$CONF_ftvmctl")
+	FTVMD=""
+	if [ -n "$OCF_RESKEY_ftvmd_control" ]; then
+		if ! have_binary "$CONF_ftvmd"; then
+			ocf_exit_reason "ftvmd_control is set but the program '$CONF_ftvmd' is missing (set ftvmd= in $OCF_RESKEY_config or PATH)"
+			return $OCF_ERR_INSTALLED
+		fi
+		FTVMD=$(command -v "$CONF_ftvmd")
+	fi
 	if [ ! -r "$CONF_kernel" ]; then
 		ocf_exit_reason "kernel $CONF_kernel is missing on this node"
 		return $OCF_ERR_INSTALLED
@@ -283,4 +294,5 @@ ftvm_paths() {
 	STATUS_CACHE="$_base.status"
 	DATA_CACHE="$_base.data"
 	REVOKED="$_base.revoked"
+	CTL_ERR="$_base.ctl-err"
 }

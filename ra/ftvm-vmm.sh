@@ -40,6 +40,23 @@ vmm_pid() {
 	echo "$_pid"
 }
 
+# One monitor command whose answer comes as shell assignments (ftvmctl
+# --shell=P_, eval-safe whatever a value holds) and is evaluated here: P_KEY
+# for every top-level member. Returns ftvmctl's status; CTL_OUT holds its
+# message when it failed.
+ctl_shell() {
+	_p=$1
+	shift
+	_sh=$("$FTVMCTL" "$SOCK" --shell="$_p" --timeout "$OCF_RESKEY_vmm_timeout" "$@" 2>"$CTL_ERR")
+	_rc=$?
+	if [ $_rc -ne 0 ]; then
+		CTL_OUT=$(cat "$CTL_ERR" 2>/dev/null)
+		return $_rc
+	fi
+	eval "$_sh"
+	return 0
+}
+
 # Reads the VMM's state into VM_STATE, VM_ROLE, VM_COMMITTED, VM_PEER,
 # VM_ERROR, VM_STATUS, VM_LAG, VM_SESSION, VM_AGE. Returns 0 (answered), 7 (not running),
 # 1 (running but not answering: hung; VM_ERROR says why).
@@ -47,31 +64,39 @@ vmm_query() {
 	VM_STATE="" VM_ROLE="" VM_COMMITTED=0 VM_PEER="" VM_ERROR="" VM_STATUS="" VM_LAG=0
 	VM_SESSION="" VM_AGE=0
 	_pid=$(vmm_pid)
-	if ! ctl info migrate; then
+	M_STATE="" M_ROLE="" M_COMMITTED_EPOCH="" M_PEER="" M_LAST_ERROR="" M_PEER_LAG_MS=""
+	M_SESSION="" M_COMMITTED_AGE_MS="" S_STATUS=""
+	if ! ctl_shell M_ info migrate; then
 		if [ -z "$_pid" ]; then
 			return 7
 		fi
 		VM_ERROR="ftvm (pid $_pid) does not answer on $SOCK: $(ctl_error "$CTL_OUT")"
 		return 1
 	fi
-	_mig=$CTL_OUT
-	VM_STATE=$(json_str state "$_mig")
-	VM_ROLE=$(json_str role "$_mig")
-	VM_COMMITTED=$(json_num committed_epoch "$_mig")
-	: "${VM_COMMITTED:=0}"
-	VM_PEER=$(json_str peer "$_mig")
-	VM_ERROR=$(json_str last_error "$_mig")
-	VM_LAG=$(json_num peer_lag_ms "$_mig")
-	: "${VM_LAG:=0}"
-	VM_SESSION=$(json_str session "$_mig")
-	VM_AGE=$(json_num committed_age_ms "$_mig")
-	: "${VM_AGE:=0}"
-	if ! ctl info status; then
+	VM_STATE=$M_STATE
+	VM_ROLE=$M_ROLE
+	VM_COMMITTED=${M_COMMITTED_EPOCH:-0}
+	VM_PEER=$M_PEER
+	VM_ERROR=$M_LAST_ERROR
+	VM_LAG=${M_PEER_LAG_MS:-0}
+	VM_SESSION=$M_SESSION
+	VM_AGE=${M_COMMITTED_AGE_MS:-0}
+	if ! ctl_shell S_ info status; then
 		VM_ERROR="ftvm does not answer 'info status' on $SOCK: $(ctl_error "$CTL_OUT")"
 		return 1
 	fi
-	VM_STATUS=$(json_str status "$CTL_OUT")
+	VM_STATUS=$S_STATUS
 	return 0
+}
+
+# Waits, through the VMM's events (ftvmctl --events --until), until its
+# state is one of $1 (comma-separated) or $2 seconds have passed; then
+# reads it (vmm_query). Returns 0 when it got there, 1 otherwise.
+vmm_wait_state() {
+	"$FTVMCTL" "$SOCK" --events --until "$1" --timeout "$2" >/dev/null 2>"$CTL_ERR"
+	_rc=$?
+	vmm_query
+	[ $_rc -eq 0 ]
 }
 
 # Starts ftvm in the background, in its own session; $1 = "incoming" for a
@@ -248,27 +273,23 @@ protect() {
 			echo $_after $_before >"$PEERS"
 			return 0
 		fi
-		_end=$(($(now) + _wait))
-		while :; do
-			sleep 0.2
-			vmm_query
-			case "$VM_STATE" in
-			protected)
-				ocf_log info "$CONF_name: protected by $_n"
-				set_score $SCORE_IN_SYNC "$_n"
-				return 0
-				;;
-			setup | syncing) ;;
-			*)
-				ocf_log warn "$CONF_name: protection towards $_n failed ($VM_STATE: $VM_ERROR)"
-				break
-				;;
-			esac
-			if [ "$(now)" -ge "$_end" ]; then
-				ocf_log warn "$CONF_name: $_n not in sync after ${_wait}s ($VM_STATE); protection continues in the background"
-				return 1
-			fi
-		done
+		# Every state a sync can end in (ft/ft_states.h; ftvmctl refuses
+		# a name that is not one).
+		vmm_wait_state protected,unprotected,revoking-peer,stopped,handing-over,handed-over "$_wait"
+		case "$VM_STATE" in
+		protected)
+			ocf_log info "$CONF_name: protected by $_n"
+			set_score $SCORE_IN_SYNC "$_n"
+			return 0
+			;;
+		setup | syncing)
+			ocf_log warn "$CONF_name: $_n not in sync after ${_wait}s ($VM_STATE); protection continues in the background"
+			return 1
+			;;
+		*)
+			ocf_log warn "$CONF_name: protection towards $_n failed ($VM_STATE: $VM_ERROR)"
+			;;
+		esac
 	done
 	return 1
 }
