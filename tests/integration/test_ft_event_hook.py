@@ -14,14 +14,18 @@ unpromotable before anything it does not have reaches a client).
   `migrate_cancel` ends the wait (operator's decision);
 - a fatal disk error (EIO, injected with x-disk-fault) runs the hook with
   FTVM_EVENT=io-error;
+- a hook that exits 3 says the lost secondary took over (ftvmd's arbiter
+  decided so): the primary stops its guest for good (`stopped`), releases
+  nothing it held, and refuses `cont`;
 - the secondary reports committed_age_ms; --pidfile holds the pid and is
   removed at exit."""
 import os
+import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from ftvmtest import Failure, check, main, require_kvm  # noqa: E402
+from ftvmtest import FTVMCTL, Failure, check, main, require_kvm  # noqa: E402
 from drill import Client, Node, Topology, close_all, make_image, wait_ready  # noqa: E402
 
 HOOK = r"""#!/bin/sh
@@ -30,7 +34,8 @@ echo "event=$FTVM_EVENT peer=$FTVM_PEER session=$FTVM_SESSION epoch=$FTVM_EPOCH 
 printf '%s\n' "$FTVM_DETAIL" >"$d/detail.$FTVM_EVENT"
 [ -e "$d/hang" ] && exec sleep 60
 [ -e "$d/allow" ] && exit 0
-exit 3
+[ -e "$d/superseded" ] && exit 3
+exit 1
 """
 
 
@@ -153,6 +158,27 @@ def test(work):
             a.ctl("quit")
             a.proc.wait(10)
             check(not os.path.exists(pidfile), "--pidfile left behind after exit")
+
+            # 5. The hook says the lost secondary took over (exit 3).
+            os.unlink(os.path.join(work, "hang"))
+            open(os.path.join(work, "superseded"), "w").close()
+            a2 = Node(topo, "A", work, "g2", img, "shared", False, extra=("--event-hook", hook))
+            nodes.append(a2)
+            wait_ready(a2)
+            b3 = Node(topo, "B", work, "g3", img, "shared", False, extra=["--incoming", "tcp:10.99.0.2:4444"])
+            nodes.append(b3)
+            a2.protect_to("B")
+            check(answers(client), "the new primary does not answer")
+            b3.kill()
+            st = a2.wait_state(("stopped",), 10)
+            check("took over" in st["last_error"], "stopped, but why: %s" % st["last_error"])
+            time.sleep(0.3)
+            check(not answers(client), "a primary whose secondary took over answered")
+            r = subprocess.run([FTVMCTL, a2.sock, "--json", "cont"], stdout=subprocess.PIPE, text=True, timeout=20)
+            check(r.returncode == 1 and "must not run" in r.stdout, "cont after a takeover: %d %s" % (r.returncode, r.stdout))
+            check(not answers(client), "the guest answered after cont")
+            print("hook exit 3 (the secondary took over): primary stopped for good (%s); cont refused"
+                  % st["last_error"][-80:])
         finally:
             close_all(client, nodes)
 
