@@ -5,7 +5,7 @@ set -eu
 
 PKGS="build-essential cmake pkg-config iproute2 socat python3 \
       liblz4-dev libgnutls28-dev gnutls-bin librdmacm-dev libibverbs-dev libqb-dev libcpg-dev libvotequorum-dev procps qemu-system-x86 \
-      resource-agents libxml2-utils pacemaker-cli-utils corosync pacemaker pcs crmsh nftables \
+      resource-agents libxml2-utils pacemaker-cli-utils corosync pacemaker pcs crmsh nftables rasdaemon \
       clang libclang-rt-dev dpkg-dev redis-tools python3-redis gnuplot-nox"
 
 missing=""
