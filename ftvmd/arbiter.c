@@ -20,6 +20,7 @@ enum { MSG_SYNC = 1, MSG_REQUEST = 2, MSG_ANNOUNCE = 3 };
 struct vmm_entry {
 	uint32_t node;
 	struct arb_vmm v;
+	uint64_t primary_session;	/* the last session it announced the primary of */
 };
 
 struct arbiter {
@@ -275,13 +276,29 @@ static void set_vmm(struct arbiter *a, uint32_t node, const struct arb_vmm *v)
 {
 	if (node == a->me)
 		return;
+	struct vmm_entry *e = NULL;
 	for (size_t i = 0; i < a->n_vmms; i++)
-		if (a->vmms[i].node == node) {
-			a->vmms[i].v = *v;
+		if (a->vmms[i].node == node)
+			e = &a->vmms[i];
+	if (!e) {
+		if (a->n_vmms == ARB_MAX_MEMBERS)
 			return;
-		}
-	if (a->n_vmms < ARB_MAX_MEMBERS)
-		a->vmms[a->n_vmms++] = (struct vmm_entry){ .node = node, .v = *v };
+		e = &a->vmms[a->n_vmms++];
+		*e = (struct vmm_entry){ .node = node };
+	}
+	e->v = *v;
+	/* kept when its VMM is gone: a node whose primary VMM died just
+	 * before the node itself still ran that session's primary */
+	if (v->known && v->primary && v->session)
+		e->primary_session = v->session;
+}
+
+uint64_t arbiter__primary_session_of(const struct arbiter *a, uint32_t nodeid)
+{
+	for (size_t i = 0; i < a->n_vmms; i++)
+		if (a->vmms[i].node == nodeid)
+			return a->vmms[i].primary_session;
+	return 0;
 }
 
 const struct arb_vmm *arbiter__vmm_of(const struct arbiter *a, uint32_t nodeid)

@@ -103,6 +103,9 @@ int arbiter__deliver(struct arbiter *a, uint32_t nodeid, uint32_t pid, const voi
 enum arb_act arbiter__decided(const struct arbiter *a, uint64_t session, struct arb_decision *d);
 /* What node's VMM was last announced as. */
 const struct arb_vmm *arbiter__vmm_of(const struct arbiter *a, uint32_t nodeid);
+/* The last session node announced itself the primary of (0: none), kept
+ * after its VMM is gone (a node whose VMM died a moment before it). */
+uint64_t arbiter__primary_session_of(const struct arbiter *a, uint32_t nodeid);
 /* Drops what node announced (it left the view). */
 void arbiter__forget_node(struct arbiter *a, uint32_t nodeid);
 

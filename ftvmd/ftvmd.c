@@ -72,6 +72,13 @@ struct pending {
 	uint64_t t0_ns;
 };
 
+/* A Pacemaker command ftvmd started and does not wait for. */
+struct child {
+	pid_t pid;
+	char what[96];
+};
+#define MAX_CHILDREN 16
+
 struct ftvmd {
 	qb_loop_t *loop;
 	cpg_handle_t cpg;
@@ -94,7 +101,7 @@ struct ftvmd {
 	int control_fd;
 	struct pending pending[MAX_PENDING];
 	struct arb_vmm announced;
-	char my_name[128];	/* this node's Pacemaker name, once known */
+	struct child children[MAX_CHILDREN];	/* Pacemaker commands still running */
 };
 
 static uint64_t now_ns(void)
@@ -103,24 +110,6 @@ static uint64_t now_ns(void)
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
-
-/* Runs a command, waits for it; returns its exit status or -1. */
-static int run(char *const argv[])
-{
-	pid_t pid = fork();
-	if (pid < 0)
-		return -1;
-	if (pid == 0) {
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	int st;
-	while (waitpid(pid, &st, 0) < 0)
-		if (errno != EINTR)
-			return -1;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 
 /* Quorate now? The tracked state (notifications) and a fresh query must
  * agree: a notification still queued in corosync's socket must not let an
@@ -139,25 +128,6 @@ static bool quorate_now(struct ftvmd *d)
 		return false;
 	}
 	return (info.flags & VOTEQUORUM_INFO_QUORATE) != 0;
-}
-
-static void node_name(uint32_t nodeid, char *name, size_t len)
-{
-	/* crm_node -l prints "id name state" lines */
-	FILE *f = popen("crm_node -l 2>/dev/null", "r");
-	char line[256];
-	snprintf(name, len, "%u", nodeid);
-	if (!f)
-		return;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned id;
-		char n[128];
-		if (sscanf(line, "%u %127s", &id, n) == 2 && id == nodeid) {
-			snprintf(name, len, "%s", n);
-			break;
-		}
-	}
-	pclose(f);
 }
 
 /* ---- corosync ------------------------------------------------------------ */
@@ -191,8 +161,9 @@ static uint32_t expected_votes(struct ftvmd *d)
 
 /* ---- requests: this node's takeovers and the agent's ------------------------- */
 
-static void fail_node(struct ftvmd *d, const char *name, const char *why);
-static bool learn_my_name(struct ftvmd *d);
+static void fail_node(struct ftvmd *d, uint32_t nodeid, const char *why);
+static void spawn(struct ftvmd *d, const char *what, const char *script, const char *arg1, const char *arg2);
+static void reap(struct ftvmd *d);
 
 static struct pending *new_pending(struct ftvmd *d)
 {
@@ -271,17 +242,10 @@ static void take_over(struct ftvmd *d, struct pending *p, const char *why)
 	qb_log(LOG_NOTICE, "took over session %016" PRIx64 " from checkpoint %" PRIu64 " %.1f ms after the "
 	       "primary's node %u left (%s)", p->session, p->epoch, ms, p->lost_node, why);
 	/* Pacemaker: this instance is the primary now (its monitor says so
-	 * too); the lost node's instance failed. */
-	if (learn_my_name(d)) {
-		char rsc[160];
-		snprintf(rsc, sizeof(rsc), "--promotion=%s", d->resource);
-		char *argv[] = { "crm_attribute", rsc, "-N", d->my_name, "-v", "1000", NULL };
-		if (run(argv) != 0)
-			qb_log(LOG_WARNING, "crm_attribute %s -N %s -v 1000 failed", rsc, d->my_name);
-	}
-	char name[128];
-	node_name(p->lost_node, name, sizeof(name));
-	fail_node(d, name, "its primary was taken over here");
+	 * too); the lost node's instance failed. Neither is waited for. */
+	spawn(d, "promotion score 1000 here", "exec timeout 60 crm_attribute --promotion=\"$1\" -v 1000",
+	      d->resource, NULL);
+	fail_node(d, p->lost_node, "its primary was taken over here");
 }
 
 /* A request of this node's was delivered. */
@@ -319,6 +283,7 @@ static void expire_pending(void *data)
 	struct ftvmd *d = data;
 	qb_loop_timer_handle h;
 	uint64_t now = now_ns();
+	reap(d);
 	for (int i = 0; i < MAX_PENDING; i++) {
 		struct pending *p = &d->pending[i];
 		if (p->used && now - p->t0_ns > (uint64_t)REQUEST_TIMEOUT_MS * 1000000u) {
@@ -336,7 +301,6 @@ static void expire_pending(void *data)
 
 static void on_peer_lost(struct ftvmd *d, uint32_t nodeid)
 {
-	const struct arb_vmm *pv = arbiter__vmm_of(d->arb, nodeid);
 	vmm_watch__refresh(d->vmm);	/* its committed checkpoint now */
 	const struct vmm_status *st = vmm_watch__status(d->vmm);
 	bool in_sync = st->up && !st->primary && st->epoch > 0 &&
@@ -351,7 +315,7 @@ static void on_peer_lost(struct ftvmd *d, uint32_t nodeid)
 		qb_log(LOG_WARNING, "node %u left, but this partition has no quorum: no takeover", nodeid);
 		return;
 	}
-	if (pv && pv->primary && pv->session == st->session && !d->no_takeover) {
+	if (arbiter__primary_session_of(d->arb, nodeid) == st->session && st->session && !d->no_takeover) {
 		struct pending *p = new_pending(d);
 		if (!p) {
 			qb_log(LOG_ERR, "node %u left: too many requests in flight; no local takeover", nodeid);
@@ -368,9 +332,7 @@ static void on_peer_lost(struct ftvmd *d, uint32_t nodeid)
 	}
 	/* Not known to be this secondary's primary (its ftvmd never said),
 	 * or local takeover is off: Pacemaker promotes, sooner for this. */
-	char name[128];
-	node_name(nodeid, name, sizeof(name));
-	fail_node(d, name, "it left while this node holds the in-sync secondary");
+	fail_node(d, nodeid, "it left while this node holds the in-sync secondary");
 }
 
 static void cpg_confchg(cpg_handle_t h, const struct cpg_name *group,
@@ -592,38 +554,73 @@ static void on_mce(struct ftvmd *d, const char *what)
 
 /* ---- Pacemaker ------------------------------------------------------------------ */
 
-/* This node's Pacemaker name, looked up once (crm_node is slow on a busy
- * node, and failing the local instance is on the failover's critical
- * path). False while Pacemaker cannot tell it (node_name gives the id). */
-static bool learn_my_name(struct ftvmd *d)
+/*
+ * Pacemaker's tools can block for seconds (the DC was the node that just
+ * left, an election is on): ftvmd never waits for them. Each runs in a
+ * child of its own, bounded by timeout(1); the children are reaped by the
+ * 1 s timer, which logs how they ended. Arguments go as $1 $2, unquoted
+ * by nobody.
+ */
+static void spawn(struct ftvmd *d, const char *what, const char *script, const char *arg1, const char *arg2)
 {
-	if (!d->my_name[0]) {
-		char me[128];
-		node_name(d->my_nodeid, me, sizeof(me));
-		if (strspn(me, "0123456789") == strlen(me))
-			return false;
-		snprintf(d->my_name, sizeof(d->my_name), "%s", me);
+	int slot = -1;
+	for (int i = 0; i < MAX_CHILDREN && slot < 0; i++)
+		if (!d->children[i].pid)
+			slot = i;
+	pid_t pid = fork();
+	if (pid < 0) {
+		qb_log(LOG_ERR, "%s: fork: %s", what, strerror(errno));
+		return;
 	}
-	return true;
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+		if (null >= 0) {
+			dup2(null, 0);
+			dup2(null, 1);
+		}
+		execl("/bin/sh", "sh", "-c", script, "sh", arg1 ? arg1 : "", arg2 ? arg2 : "", (char *)NULL);
+		_exit(127);
+	}
+	if (slot >= 0) {
+		d->children[slot].pid = pid;
+		snprintf(d->children[slot].what, sizeof(d->children[slot].what), "%s", what);
+	}
 }
 
-/* Fails the resource's instance on node `name` (Pacemaker recovers it now). */
-static void fail_node(struct ftvmd *d, const char *name, const char *why)
+static void reap(struct ftvmd *d)
 {
-	qb_log(LOG_NOTICE, "failing the instance of %s on %s now: %s", d->resource, name, why);
-	char *argv[] = { "crm_resource", "--fail", "--resource", (char *)d->resource, "--node", (char *)name, NULL };
-	int rc = run(argv);
-	if (rc != 0)
-		qb_log(LOG_ERR, "crm_resource --fail for %s on %s exited %d", d->resource, name, rc);
+	int st;
+	pid_t pid;
+	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+		const char *what = "a command";
+		for (int i = 0; i < MAX_CHILDREN; i++)
+			if (d->children[i].pid == pid) {
+				what = d->children[i].what;
+				d->children[i].pid = 0;
+			}
+		int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		qb_log(rc ? LOG_WARNING : LOG_INFO, "%s: exit %d", what, rc);
+	}
+}
+
+/* Fails the resource's instance on node nodeid (Pacemaker recovers it now). */
+static void fail_node(struct ftvmd *d, uint32_t nodeid, const char *why)
+{
+	char id[16], what[96];
+	snprintf(id, sizeof(id), "%u", nodeid);
+	snprintf(what, sizeof(what), "crm_resource --fail on node %u", nodeid);
+	qb_log(LOG_NOTICE, "failing the instance of %s on node %u now: %s", d->resource, nodeid, why);
+	spawn(d, what, "n=$(timeout 30 crm_node -l 2>/dev/null | awk -v id=\"$1\" '$1 == id { print $2 }'); "
+	      "[ -n \"$n\" ] || exit 3; exec timeout 60 crm_resource --fail --resource \"$2\" --node \"$n\"",
+	      id, d->resource);
 }
 
 static void fail_local(struct ftvmd *d, const char *why)
 {
-	if (!learn_my_name(d)) {
-		qb_log(LOG_ERR, "%s, but this node's name is unknown (crm_node -l)", why);
-		return;
-	}
-	fail_node(d, d->my_name, why);
+	qb_log(LOG_NOTICE, "failing the instance of %s on this node now: %s", d->resource, why);
+	spawn(d, "crm_resource --fail on this node",
+	      "n=$(timeout 30 crm_node -n) || exit 3; exec timeout 60 crm_resource --fail --resource \"$1\" --node \"$n\"",
+	      d->resource, NULL);
 }
 
 /* ---- the local VMM ------------------------------------------------------------- */
@@ -843,7 +840,7 @@ int main(int argc, char **argv)
 		qb_log_filter_ctl(t, QB_LOG_FILTER_ADD, QB_LOG_FILTER_FILE, "*", LOG_INFO);
 		qb_log_format_set(t, "%t %N[%P] %p: %b");
 	}
-	/* the main loop waits for the commands it runs (crm_resource) */
+	/* a control client or the VMM may go away while we write to it */
 	signal(SIGPIPE, SIG_IGN);
 	d.loop = qb_loop_create();
 
@@ -902,7 +899,6 @@ int main(int argc, char **argv)
 		qb_log(LOG_ERR, "cannot watch %s", d.sock);
 		return 1;
 	}
-	learn_my_name(&d);	/* now, not in the middle of a failover (else on first use) */
 	expire_pending(&d);
 	qb_loop_signal_add(d.loop, QB_LOOP_HIGH, SIGTERM, &d, on_signal, NULL);
 	qb_loop_signal_add(d.loop, QB_LOOP_HIGH, SIGINT, &d, on_signal, NULL);

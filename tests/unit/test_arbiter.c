@@ -229,6 +229,12 @@ static void test_announce(void)
 	view(ALL);	/* it also rides on every SYNC */
 	got = arbiter__vmm_of(node[T], P);
 	CHECK(got && got->session == X, "the SYNC carries the announcement");
+	CHECK(arbiter__primary_session_of(node[S], P) == X, "the primary's session");
+	struct arb_vmm gone = { .known = false };
+	len = arbiter__announce(node[P], &gone, msg);
+	CHECK(arbiter__deliver(node[S], P, pid, msg, len, &req, &o, why, sizeof(why)) == 0, "announce gone");
+	CHECK(!arbiter__vmm_of(node[S], P)->known && arbiter__primary_session_of(node[S], P) == X,
+	      "a primary whose VMM died (then its node) is still known as that session's primary");
 	arbiter__forget_node(node[S], P);
 	CHECK(!arbiter__vmm_of(node[S], P), "forgotten");
 }
