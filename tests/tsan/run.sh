@@ -28,7 +28,7 @@ for u in tests/test_eventtap transport/test_transport; do
 	"$out/$u" >"$logs/$(basename "$u").out" 2>&1 || failed="$failed $u"
 done
 for t in ft_handover ft_kill_points ft_secondary_loss ft_cancel_and_silence ft_event_hook \
-	ft_peer_faults ft_disk_faults ft_held_output ft_slow_phases sync_converge; do
+	ft_peer_faults ft_disk_faults ft_held_output ft_slow_phases sync_converge monitor_events; do
 	echo "== $t"
 	if ! python3 "$src/tests/integration/test_$t.py" >"$logs/$t.out" 2>&1; then
 		failed="$failed $t"
