@@ -11,6 +11,10 @@ Drills (FTVM_CLUSTER_DRILLS of each, default 5), interleaved:
   partition  every link of the primary node cut (cluster LAN, VM LAN,
              replication): the same local takeover; the majority fences the
              old primary; healed and restarted
+  lan        only the primary node's cluster LAN cut: its VM LAN and its
+             replication link stay up. The same local takeover; the old
+             primary, still on the LAN and still linked to its secondary,
+             gets no more ACKs and must release nothing (checked); fenced
   isolate    every link of the *secondary's* node cut: the takeover must
              not happen (that node has no quorum); the primary revokes it
              through ftvmd and serves on; the isolated node is fenced
@@ -74,7 +78,7 @@ CONSENSUS = os.environ.get("FTVM_CLUSTER_CONSENSUS", "600")
 CONSENSUS = int(CONSENSUS) if CONSENSUS not in ("", "default") else None
 COEF = os.environ.get("FTVM_CLUSTER_TOKEN_COEFFICIENT", "0")
 COEF = int(COEF) if COEF not in ("", "default") else None
-ALL_KINDS = ("kill", "mce", "node", "partition", "link", "isolate")
+ALL_KINDS = ("kill", "mce", "node", "partition", "lan", "link", "isolate")
 KINDS = ALL_KINDS
 if os.environ.get("FTVM_CLUSTER_KINDS"):	# a subset, e.g. "node,partition" (a longer soak of a few kinds)
     KINDS = tuple(k for k in ALL_KINDS if k in os.environ["FTVM_CLUSTER_KINDS"].split(","))
@@ -682,6 +686,8 @@ class Drills:
                 t = t_vmm  # the failure began with the VMM
         elif kind == "partition":
             t = c.partition(old)
+        elif kind == "lan":
+            t = c.partition(old, links=[l for l in old.links if l.ifname == "cl0"])
         else:
             fd = os.open(old.path(FIFO), os.O_WRONLY | os.O_NONBLOCK)
             t = time.monotonic()
@@ -704,7 +710,24 @@ class Drills:
         r.update(new=new.name, failover=fo, gap=gap, new_primary_seen=t_new - t)
         log("drill %s %d: %s -> %s: first answer after the interruption %.0f ms after the injection "
             "(longest gap %.0f ms)" % (kind, i, old.name, new.name, fo * 1000, gap * 1000))
-        if kind in ("node", "partition"):
+        if kind == "lan":
+            # the old primary is still on the VM LAN and its guest may run:
+            # it must release nothing now that its secondary took over
+            q1 = vmm_query(old)
+            time.sleep(0.5)
+            q2 = vmm_query(old)
+            if q1 and q2:
+                check(not answering(q2, q1) or q2["migrate"].get("session") != q1["migrate"].get("session"),
+                      "the old primary %s released output after the takeover: %s -> %s"
+                      % (old.name, q1["migrate"].get("released_outputs"), q2["migrate"].get("released_outputs")))
+                r["old_state"] = q2["migrate"].get("state")
+                log("drill lan %d: the old primary %s is %s, released %s outputs in 0.5 s (none may leave)"
+                    % (i, old.name, r["old_state"], q2["migrate"].get("released_outputs", 0)
+                       - q1["migrate"].get("released_outputs", 0)))
+            else:
+                # fenced already; the sampler watched it until then
+                log("drill lan %d: the old primary %s is gone (fenced)" % (i, old.name))
+        if kind in ("node", "partition", "lan"):
             # the secondary's ftvmd took over itself (not Pacemaker's promote)
             with open(os.path.join(new.dir, "ftvmd.log")) as f:
                 f.seek(logs_at[new.name])
@@ -726,13 +749,13 @@ class Drills:
         log("drill %s %d: Pacemaker Promoted %s after %.2f s; protected (peer %s) after %.2f s"
             % (kind, i, new.name, r["pcmk_promoted"], r["peer"], r["reprotected"]))
         # ---- the lost node back
-        if kind in ("node", "partition"):
+        if kind in ("node", "partition", "lan"):
             c.wait_for(lambda: [e for e in c.fence_log() if e.get("target") == old.name and e.get("event") == "done"
                                 and e.get("monotonic", 0) > t], 60, 0.1, what="fencing of %s" % old.name)
             fl = [e for e in c.fence_log() if e.get("target") == old.name and e.get("event") == "done"
                   and e.get("monotonic", 0) > t]
             r["fenced"] = fl[0]["monotonic"] - t
-            if kind == "partition":
+            if kind in ("partition", "lan"):
                 c.heal(old)
             c.restart_node(old, timeout=90)
         # ---- the client lost nothing
@@ -791,7 +814,7 @@ def report(c, drills, totem, t_test):
                      % (m * 1000, "MET" if m <= 0.1 else "NOT MET"))
     cons = totem.get("consensus") or 0
     lim = (tok + cons) / 1000.0 + 0.3
-    for k, what in (("node", "node loss"), ("partition", "partition")):
+    for k, what in (("node", "node loss"), ("partition", "partition"), ("lan", "cluster LAN cut")):
         if res[k]:
             fo = [r["failover"] for r in res[k]]
             p50 = pct(fo, 50)
