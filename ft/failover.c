@@ -116,6 +116,7 @@ int ft__do_failover(struct ft *ft, const char *why, char *err)
 	ft->sec.reissued_writes = writes;
 	pthread_mutex_unlock(&ft->lock);
 	ret = vm__resume(ft->cfg.vm);
+	ft_announce__start(ft);	/* and again, for a bridge the old primary's last frames taught */
 	ft__set_state(ft, FT_FAILED_OVER);
 	pthread_mutex_lock(&ft->lock);
 	ft->sec.failover_ms = (ft__now_ns() - t0) / 1000000;

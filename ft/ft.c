@@ -94,6 +94,7 @@ void ft__destroy(struct ft *ft)
 	ft->pri.quitting = true;
 	pthread_mutex_unlock(&ft->lock);
 	ft__stop_thread(ft);
+	ft_announce__stop(ft);
 	/* A background event report uses ft: let it end (its hook is bounded). */
 	while (atomic_load(&ft->pri.event_busy)) {
 		struct timespec ts = { 0, 10 * 1000000 };

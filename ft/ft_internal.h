@@ -307,6 +307,13 @@ struct ft {
 	 * before any thread runs, and ft__unregister_monitor, under lock, before
 	 * the monitor goes; R: under lock (ft__event_*_locked). */
 	struct monitor *mon;
+	/* After a failover, the MAC is announced again at growing intervals
+	 * (ft_announce__start): the old primary's last released frames may
+	 * reach a bridge after the first RARPs and teach it the old port.
+	 * W: the failover's caller (start), ft__destroy (stop, join). */
+	pthread_t announce_thread;
+	bool announce_running;
+	atomic_bool announce_stop;
 	/* Both roles count checkpoints: the primary those the secondary
 	 * acknowledged, the secondary those it committed. */
 	uint64_t epochs;
@@ -351,6 +358,10 @@ int ft__incoming_reset(struct ft *ft, char *err);
 unsigned ft__drain_rx(struct ft *ft);
 /* Sends a RARP for mac from the guest's NIC (gratuitous announcement). */
 int ft_announce__rarp(struct eventtap *et, const uint8_t mac[6]);
+/* More RARPs after a failover, at +50, +150, +350, +750, +1550 ms (as
+ * QEMU's announce rounds); ft_announce__stop ends and joins them. */
+void ft_announce__start(struct ft *ft);
+void ft_announce__stop(struct ft *ft);
 /*
  * Runs the event hook (`sh -c HOOK`) with FTVM_EVENT=event and the ft's
  * identity in the environment, waits for it (timeout ft->hook_timeout_ms;

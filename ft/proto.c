@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <pthread.h>
 
 #include "clock/clock.h"
 #include "ft/ft_internal.h"
@@ -179,3 +180,35 @@ int ft_announce__rarp(struct eventtap *et, const uint8_t mac[6])
 	memcpy(f + 32, mac, 6);
 	return eventtap__send_frame(et, f, sizeof(f));
 }
+
+static void *announce_thread(void *arg)
+{
+	struct ft *ft = arg;
+	pthread_setname_np(pthread_self(), "ft-announce");
+	for (unsigned gap = 50; gap <= 800 && !atomic_load(&ft->announce_stop); gap *= 2) {
+		for (unsigned t = 0; t < gap && !atomic_load(&ft->announce_stop); t += 10) {
+			struct timespec ts = { 0, 10 * 1000000 };
+			nanosleep(&ts, NULL);
+		}
+		if (!atomic_load(&ft->announce_stop))
+			ft_announce__rarp(ft->cfg.et, ft->cfg.mac);
+	}
+	return NULL;
+}
+
+void ft_announce__start(struct ft *ft)
+{
+	ft_announce__stop(ft);
+	atomic_store(&ft->announce_stop, false);
+	ft->announce_running = pthread_create(&ft->announce_thread, NULL, announce_thread, ft) == 0;
+}
+
+void ft_announce__stop(struct ft *ft)
+{
+	if (!ft->announce_running)
+		return;
+	atomic_store(&ft->announce_stop, true);
+	pthread_join(ft->announce_thread, NULL);
+	ft->announce_running = false;
+}
+
