@@ -92,6 +92,9 @@ def test(work):
             # (B's bridge learnt from the RARP of the last failover that the
             # MAC is behind its LAN port; a switch with a stale entry, or one
             # that floods, delivers anyway: say so to B's bridge.)
+            # (after the new primary's announce rounds, which last 1.55 s
+            # from its failover: a later RARP would move the entry back)
+            time.sleep(1.6)
             sh("bridge", "-n", topo.ns["B"], "fdb", "replace", GUEST_MAC, "dev", "tapB", "master", "static")
             payloads = ["PUT flood%d f%d flooded-%d" % (i, i, i) for i in range(FRAMES)]
             sh("ip", "netns", "exec", topo.ns["lan"], "python3", "-c", SENDER, "lanB", GUEST_MAC, GUEST_IP,
